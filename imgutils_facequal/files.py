@@ -1,0 +1,124 @@
+"""Fetching a model's files from the Hugging Face hub or a local directory.
+
+Hub files go through :func:`huggingface_hub.hf_hub_download`, so its cache,
+``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_HUB_CACHE`` behave exactly as in
+every other Hugging Face tool. Failures become one :class:`ModelNotAvailableError` that
+names the model, says why, and says how to fix it.
+"""
+import json
+import os
+from typing import Any, Optional
+
+from .errors import ModelNotAvailableError
+from .models import ModelSource
+
+__all__ = ['fetch_model_file', 'read_json_file']
+
+_HOW_TO_FIX = (
+    'To fix it: run once with network access so the file lands in the Hugging Face cache '
+    '(for example `hf download {repo}`), or point model_name at a local directory '
+    'in the published layout, or check the name.'
+)
+
+
+def _is_offline() -> bool:
+    from huggingface_hub import constants
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _known_missing(source: ModelSource, filename: str) -> bool:
+    """Whether the cache recorded, on an earlier online lookup, that the repo lacks the file."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.file_download import _CACHED_NO_EXIST
+    try:
+        return try_to_load_from_cache(source.repo_id, filename, revision=source.revision) is _CACHED_NO_EXIST
+    except Exception:
+        return False
+
+
+def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
+                     missing_hint: str = '') -> Optional[str]:
+    """The local path of ``filename`` in the model's repository or directory.
+
+    :param source: Where the model lives (see :func:`imgutils_facequal.models.resolve_model`).
+    :param filename: Path of the file inside the repository.
+    :param required: When ``False``, a file that cannot be had (absent from the repository,
+        or offline and not cached) gives ``None`` instead of an error.
+    :param missing_hint: What to do when the repository or directory does not have the file,
+        appended to that error.
+    :raises ModelNotAvailableError: When the file cannot be had.
+    """
+    if source.is_local:
+        path = os.path.join(source.local_dir, filename)
+        if os.path.isfile(path):
+            return path
+        if not required:
+            return None
+        raise ModelNotAvailableError(
+            f'Model {source.model_name!r}: the local directory {source.local_dir!r} has no {filename!r}. '
+            + (missing_hint or 'A model directory needs the published layout (model.onnx, '
+               'preprocessor_config.json, config.json or meta.json).')
+        )
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    where = f'model {source.model_name!r} (hub repo {source.location!r})'
+    fix = _HOW_TO_FIX.format(repo=source.repo_id)
+    try:
+        return hf_hub_download(source.repo_id, filename, revision=source.revision)
+    except GatedRepoError as err:
+        raise ModelNotAvailableError(
+            f'Cannot get {filename!r} of {where}: the repository is gated and this account has '
+            f'no access. Accept its terms on the hub and set HF_TOKEN.'
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise ModelNotAvailableError(
+            f'Cannot get {filename!r} of {where}: the repository does not exist or is private '
+            f'(set HF_TOKEN for a private one). Check the name; known names are listed by '
+            f'list_face_quality_models().'
+        ) from err
+    except RevisionNotFoundError as err:
+        raise ModelNotAvailableError(
+            f'Cannot get {filename!r} of {where}: revision {source.revision!r} does not exist.'
+        ) from err
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+        if not required:
+            return None
+        if _known_missing(source, filename):
+            raise ModelNotAvailableError(
+                f'Cannot get {filename!r} of {where}: the repository has no such file. {missing_hint}'
+            ) from err
+        reason = ('the hub is unreachable or offline mode is on (HF_HUB_OFFLINE=1)'
+                  if _is_offline() or isinstance(err, OfflineModeIsEnabled)
+                  else 'the hub could not be reached')
+        raise ModelNotAvailableError(
+            f'Cannot get {filename!r} of {where}: it is not in the local Hugging Face cache and '
+            f'{reason}. {fix}'
+        ) from err
+    except EntryNotFoundError as err:
+        if not required:
+            return None
+        raise ModelNotAvailableError(
+            f'Cannot get {filename!r} of {where}: the repository has no such file. {missing_hint}'
+        ) from err
+    except (HfHubHTTPError, OSError) as err:
+        raise ModelNotAvailableError(f'Cannot get {filename!r} of {where}: {err}. {fix}') from err
+
+
+def read_json_file(source: ModelSource, filename: str, required: bool = True) -> Optional[Any]:
+    """Fetch a JSON file of the model and parse it; ``None`` when optional and absent."""
+    path = fetch_model_file(source, filename, required=required)
+    if path is None:
+        return None
+    try:
+        with open(path, 'r', encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ModelNotAvailableError(
+            f'Model {source.model_name!r} ({source.location}): {filename!r} is not valid JSON ({err}). '
+            f'Delete it from the cache and download it again.'
+        ) from err

@@ -1,0 +1,48 @@
+"""Test set-up: an offline Hugging Face cache holding tiny models in the published layout.
+
+The environment is set before anything imports huggingface_hub (which reads it once), so
+every test runs the real ``hf_hub_download`` against files the tests wrote themselves,
+with no network.
+"""
+import os
+import shutil
+import tempfile
+
+_HUB_ROOT = tempfile.mkdtemp(prefix='facequal-hub-')
+os.environ['HF_HOME'] = os.path.join(_HUB_ROOT, 'home')
+os.environ['HF_HUB_CACHE'] = os.path.join(_HUB_ROOT, 'hub')
+os.environ['HF_HUB_OFFLINE'] = '1'
+os.environ['HF_HUB_DISABLE_TELEMETRY'] = '1'
+os.environ.pop('HF_TOKEN', None)
+os.environ.pop('HF_ENDPOINT', None)
+os.environ['ONNX_MODE'] = 'cpu'
+
+import pytest  # noqa: E402
+
+from fake_hub import QUALITY_CLASSES, classifier_repo_files, write_repo  # noqa: E402
+
+HEAD_CROP_REPO = 'deepghs-cv/cls-bangumibase-face-quality.caformer_s36.head_crop'
+BASELINE_REPO = 'deepghs-cv/cls-bangumibase-face-quality.caformer_s36'
+
+TEST_REPOS = {
+    HEAD_CROP_REPO: classifier_repo_files(),
+    BASELINE_REPO: classifier_repo_files(),
+    'test-org/logits-config-classes': classifier_repo_files(softmax=False, metadata_classes=False),
+    'test-org/meta-classes-only': classifier_repo_files(metadata_classes=False, config_classes=False),
+    'test-org/reversed-classes': classifier_repo_files(classes=list(reversed(QUALITY_CLASSES))),
+    'test-org/no-onnx': classifier_repo_files(with_onnx=False),
+}
+
+
+def pytest_sessionstart(session):
+    for repo_id, files in TEST_REPOS.items():
+        write_repo(os.environ['HF_HUB_CACHE'], repo_id, files)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HUB_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope='session')
+def hub_cache_dir():
+    return os.environ['HF_HUB_CACHE']
