@@ -1,0 +1,45 @@
+"""Every ```python block of the docs and the README runs against the test models.
+
+Blocks of one page run in order in one namespace, in a folder holding the files the
+examples name (face.png, faces/a.png, faces/b.png, not-an-image.txt).
+"""
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from fake_hub import CLASS_COLOURS, solid_image
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = sorted((ROOT / 'docs').glob('*.md')) + [ROOT / 'README.md']
+BLOCK = re.compile(r'^```python\n(.*?)^```', re.MULTILINE | re.DOTALL)
+
+
+def python_blocks(page: Path):
+    return BLOCK.findall(page.read_text(encoding='utf-8'))
+
+
+@pytest.fixture
+def example_folder(tmp_path, monkeypatch):
+    solid_image(CLASS_COLOURS['good']).save(tmp_path / 'face.png')
+    (tmp_path / 'faces').mkdir()
+    solid_image(CLASS_COLOURS['poor']).save(tmp_path / 'faces' / 'a.png')
+    solid_image(CLASS_COLOURS['excellent']).save(tmp_path / 'faces' / 'b.png')
+    (tmp_path / 'not-an-image.txt').write_text('hello')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_there_are_examples():
+    assert python_blocks(ROOT / 'docs' / 'getting-started.md')
+
+
+@pytest.mark.parametrize('page', [p for p in PAGES if python_blocks(p)], ids=lambda p: p.name)
+def test_page_examples_run(page, example_folder, capsys):
+    namespace = {'__name__': f'docs_{page.stem}'}
+    for number, block in enumerate(python_blocks(page)):
+        code = compile(block, f'{page.name}[block {number}]', 'exec')
+        exec(code, namespace)
+    if page.name == 'getting-started.md':
+        assert capsys.readouterr().out.startswith('good ')  # face.png is blue: `good` in the test model
