@@ -15,9 +15,21 @@ from .classify import (
     classify_face_quality_batch,
     classify_face_quality_score,
     classify_face_quality_score_batch,
+    classify_face_quality_value,
     load_face_quality_model,
 )
+from .detect import (
+    CROP_MODES,
+    DEFAULT_MARGIN,
+    FaceQualityResult,
+    FaceTags,
+    NoFaceFoundError,
+    detect_face_quality,
+    tag_faces,
+    visualize_face_quality,
+)
 from .errors import FaceQualityError, ImageLoadError, ModelNotAvailableError, UnknownModelError
+from .hookspecs import hookimpl
 from .models import (
     DEFAULT_MODEL,
     FaceQualityModelInfo,
@@ -25,24 +37,42 @@ from .models import (
     list_face_quality_models,
     resolve_model,
 )
+from .plugins import PluginError, list_detectors, list_plugins, list_taggers
+from .quality import QUALITY_ORDER, face_quality_value
 
 __version__ = '0.1.0'
 
 __all__ = [
+    'CROP_MODES',
     'DEFAULT_BATCH_SIZE',
+    'DEFAULT_MARGIN',
     'DEFAULT_MODEL',
     'FaceQualityError',
     'FaceQualityModelInfo',
+    'FaceQualityResult',
+    'FaceTags',
     'ImageLoadError',
     'ModelNotAvailableError',
+    'NoFaceFoundError',
+    'PluginError',
+    'QUALITY_ORDER',
     'UnknownModelError',
     'classify_face_quality',
     'classify_face_quality_batch',
     'classify_face_quality_score',
     'classify_face_quality_score_batch',
+    'classify_face_quality_value',
+    'detect_face_quality',
+    'face_quality_value',
     'get_face_quality_model_info',
+    'hookimpl',
+    'list_detectors',
     'list_face_quality_models',
+    'list_plugins',
+    'list_taggers',
     'load_face_quality_model',
     'resolve_model',
+    'tag_faces',
+    'visualize_face_quality',
     '__version__',
 ]

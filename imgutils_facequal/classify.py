@@ -6,10 +6,11 @@ object or a PIL image) and decodes it once. ``model_name`` is a registered name
 """
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from .errors import ImageLoadError
 from .models import DEFAULT_MODEL, resolve_model
 from .onnx_backend import FaceQualityOnnxModel, get_onnx_model
-from .preprocess import load_rgb_image
-from .errors import ImageLoadError
+from .preprocess import describe_image_input, load_rgb_image
+from .quality import face_quality_value
 
 __all__ = [
     'DEFAULT_BATCH_SIZE',
@@ -17,6 +18,7 @@ __all__ = [
     'classify_face_quality',
     'classify_face_quality_score_batch',
     'classify_face_quality_batch',
+    'classify_face_quality_value',
     'load_face_quality_model',
 ]
 
@@ -41,14 +43,22 @@ def _top(scores: Dict[str, float]) -> Tuple[str, float]:
 
 
 def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL,
-                                revision: Optional[str] = None) -> Dict[str, float]:
+                                revision: Optional[str] = None, crop: str = 'full',
+                                margin: Optional[float] = None) -> Dict[str, float]:
     """The probability of every quality class for one face image.
 
     :param image: A face image: path, bytes, file object or PIL image.
     :param model_name: Registered name, hub repository id (``org/name``) or local directory.
     :param revision: Hub revision (branch, tag or commit) of the repository.
+    :param crop: ``full`` (default) scores the image as given: pass a face crop or, for the
+        baseline ``caformer_s36``, a whole frame. ``head`` or ``face`` first finds the largest
+        face with the ``face`` detector and scores the crop around it (see
+        :func:`imgutils_facequal.detect_face_quality`).
+    :param margin: Margin per side for ``head`` and ``face`` crops, as a multiple of the box
+        size (default :data:`imgutils_facequal.detect.DEFAULT_MARGIN`).
     :return: ``{class: probability}`` for every class of the model, in the model's own class
         order, summing to 1.
+    :raises NoFaceFoundError: With ``crop='head'`` or ``'face'``, when no face is found.
 
     Example::
 
@@ -56,11 +66,13 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL,
         >>> classify_face_quality_score('face.png')  # doctest: +SKIP
         {'poor': 0.0012, 'ok': 0.0331, 'good': 0.8875, 'excellent': 0.0782}
     """
-    return classify_face_quality_score_batch([image], model_name=model_name, revision=revision)[0]
+    return classify_face_quality_score_batch([image], model_name=model_name, revision=revision,
+                                             crop=crop, margin=margin)[0]
 
 
 def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL,
-                          revision: Optional[str] = None) -> Tuple[str, float]:
+                          revision: Optional[str] = None, crop: str = 'full',
+                          margin: Optional[float] = None) -> Tuple[str, float]:
     """The most likely quality class of one face image, and its probability.
 
     Same arguments as :func:`classify_face_quality_score`.
@@ -71,7 +83,45 @@ def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL,
         >>> classify_face_quality('face.png')  # doctest: +SKIP
         ('good', 0.8875)
     """
-    return _top(classify_face_quality_score(image, model_name=model_name, revision=revision))
+    return _top(classify_face_quality_score(image, model_name=model_name, revision=revision,
+                                            crop=crop, margin=margin))
+
+
+def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL,
+                                revision: Optional[str] = None, crop: str = 'full',
+                                margin: Optional[float] = None) -> float:
+    """The continuous quality value in [0, 1] of one face image, for ranking and thresholds.
+
+    The probability-weighted class rank, scaled to [0, 1] (see
+    :func:`imgutils_facequal.quality.face_quality_value`). Same arguments as
+    :func:`classify_face_quality_score`.
+
+    Example::
+
+        >>> from imgutils_facequal import classify_face_quality_value
+        >>> classify_face_quality_value('face.png')  # doctest: +SKIP
+        0.6809
+    """
+    return face_quality_value(classify_face_quality_score(image, model_name=model_name, revision=revision,
+                                                          crop=crop, margin=margin))
+
+
+def _face_region(decoded, original: Any, crop: str, margin: Optional[float]):
+    """The decoded image itself for ``crop='full'``, else the crop around its largest face."""
+    if crop == 'full':
+        return decoded
+    from .detect import DEFAULT_MARGIN, NoFaceFoundError, locate_faces
+    from .geometry import box_area
+    locations = locate_faces(decoded, detector='face', crop=crop,
+                             margin=DEFAULT_MARGIN if margin is None else margin)
+    if not locations:
+        raise NoFaceFoundError(
+            f'No face found in image {describe_image_input(original)}, so there is no {crop!r} crop to '
+            f'score. Pass the face crop itself with crop="full", or use detect_face_quality to score '
+            f'every face an image has (none here).'
+        )
+    largest = max(locations, key=lambda location: box_area(location.bbox))
+    return decoded.crop(largest.crop_bbox)
 
 
 def _chunks(items: List[Any], size: int) -> Iterable[List[Any]]:
@@ -81,11 +131,14 @@ def _chunks(items: List[Any], size: int) -> Iterable[List[Any]]:
 
 def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = DEFAULT_MODEL,
                                       revision: Optional[str] = None,
-                                      batch_size: int = DEFAULT_BATCH_SIZE) -> List[Dict[str, float]]:
+                                      batch_size: int = DEFAULT_BATCH_SIZE, crop: str = 'full',
+                                      margin: Optional[float] = None) -> List[Dict[str, float]]:
     """Class probabilities for many face images, ``batch_size`` images per forward pass.
 
     :param images: Face images, each anything :func:`classify_face_quality_score` takes.
     :param batch_size: Images per forward pass of the model.
+    :param crop: As in :func:`classify_face_quality_score`.
+    :param margin: As in :func:`classify_face_quality_score`.
     :return: One ``{class: probability}`` per input, in input order.
     :raises ImageLoadError: When an input cannot be read; the message gives its index and name.
 
@@ -98,14 +151,18 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}.')
-    model = load_face_quality_model(model_name, revision=revision)
+    source = resolve_model(model_name, revision=revision)
+    if crop != 'full':
+        from .detect import warn_if_framing_sensitive
+        warn_if_framing_sensitive(source, crop)
+    model = get_onnx_model(source)
     images = list(images)
     results: List[Dict[str, float]] = []
     for offset, chunk in zip(range(0, len(images), batch_size), _chunks(images, batch_size)):
         decoded = []
         for index, image in enumerate(chunk, start=offset):
             try:
-                decoded.append(load_rgb_image(image))
+                decoded.append(_face_region(load_rgb_image(image), image, crop, margin))
             except ImageLoadError as err:
                 if len(images) == 1:
                     raise
@@ -115,12 +172,12 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
 
 
 def classify_face_quality_batch(images: Iterable[Any], model_name: str = DEFAULT_MODEL,
-                                revision: Optional[str] = None,
-                                batch_size: int = DEFAULT_BATCH_SIZE) -> List[Tuple[str, float]]:
+                                revision: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                                crop: str = 'full', margin: Optional[float] = None) -> List[Tuple[str, float]]:
     """The top quality class and its probability for many face images, batched.
 
     Same arguments as :func:`classify_face_quality_score_batch`; one ``(class, probability)``
     per input, in input order.
     """
     return [_top(scores) for scores in classify_face_quality_score_batch(
-        images, model_name=model_name, revision=revision, batch_size=batch_size)]
+        images, model_name=model_name, revision=revision, batch_size=batch_size, crop=crop, margin=margin)]

@@ -3,14 +3,11 @@
 Preprocessing is never hard-coded: it is the ``stages`` list of the repository's
 ``preprocessor_config.json``, built with imgutils' pillow transforms (which need no torch).
 """
-import importlib
-import importlib.util
 import io
 import os
-import sys
-import threading
 from typing import Any, Callable, List, Sequence
 
+from ._imgutils import pillow_transforms
 from .errors import ImageLoadError, ModelNotAvailableError
 
 __all__ = [
@@ -19,34 +16,6 @@ __all__ = [
     'create_stage_transform',
     'images_to_batch',
 ]
-
-_PILLOW_MODULE = 'imgutils.preprocess.pillow'
-_import_lock = threading.Lock()
-
-
-def _imgutils_pillow_transforms():
-    """``imgutils.preprocess.pillow``, imported without ``imgutils.preprocess/__init__``.
-
-    That ``__init__`` also imports imgutils' torchvision and transformers helpers, which import
-    torch and transformers whenever they are installed (seconds and hundreds of MB). The
-    pillow module itself needs neither, so it is loaded under a temporary, empty parent
-    package. A later ``import imgutils.preprocess`` runs the real ``__init__`` as usual and
-    reuses the module loaded here.
-    """
-    module = sys.modules.get(_PILLOW_MODULE)
-    if module is not None:
-        return module
-    with _import_lock:
-        if _PILLOW_MODULE in sys.modules:
-            return sys.modules[_PILLOW_MODULE]
-        if 'imgutils.preprocess' in sys.modules:
-            return importlib.import_module(_PILLOW_MODULE)
-        spec = importlib.util.find_spec('imgutils.preprocess')
-        sys.modules['imgutils.preprocess'] = importlib.util.module_from_spec(spec)
-        try:
-            return importlib.import_module(_PILLOW_MODULE)
-        finally:
-            del sys.modules['imgutils.preprocess']
 
 
 def describe_image_input(image: Any) -> str:
@@ -114,7 +83,7 @@ def create_stage_transform(stages: Sequence[dict], where: str) -> Callable:
             f'the model was trained with is unknown. Use a repository in the published layout.'
         )
     try:
-        return _imgutils_pillow_transforms().create_pillow_transforms(list(stages))
+        return pillow_transforms().create_pillow_transforms(list(stages))
     except Exception as err:
         raise ModelNotAvailableError(
             f'{where}: imgutils cannot build the preprocessing stages {stages!r}: {err}. '

@@ -16,10 +16,15 @@ os.environ['HF_HUB_DISABLE_TELEMETRY'] = '1'
 os.environ.pop('HF_TOKEN', None)
 os.environ.pop('HF_ENDPOINT', None)
 os.environ['ONNX_MODE'] = 'cpu'
+# Tests load no installed plugin; the plugin test opts in for its own subprocess.
+os.environ['IMGUTILS_FACEQUAL_PLUGINS'] = ''
 
 import pytest  # noqa: E402
 
-from fake_hub import QUALITY_CLASSES, classifier_repo_files, write_repo  # noqa: E402
+from fake_hub import (  # noqa: E402
+    FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, QUALITY_CLASSES, classifier_repo_files, face_detector_files,
+    head_detector_files, write_repo,
+)
 
 HEAD_CROP_REPO = 'deepghs-cv/cls-bangumibase-face-quality.caformer_s36.head_crop'
 BASELINE_REPO = 'deepghs-cv/cls-bangumibase-face-quality.caformer_s36'
@@ -31,6 +36,8 @@ TEST_REPOS = {
     'test-org/meta-classes-only': classifier_repo_files(metadata_classes=False, config_classes=False),
     'test-org/reversed-classes': classifier_repo_files(classes=list(reversed(QUALITY_CLASSES))),
     'test-org/no-onnx': classifier_repo_files(with_onnx=False),
+    FACE_DETECTOR_REPO: face_detector_files(),
+    HEAD_DETECTOR_REPO: head_detector_files(),
 }
 
 

@@ -7,7 +7,7 @@ The files are laid out as ``HF_HUB_CACHE/models--{org}--{name}/refs/main`` plus
 import hashlib
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -146,3 +146,108 @@ def write_local_dir(directory: str, files: Dict[str, bytes]) -> str:
 def solid_image(colour, size=(48, 40), mode: Optional[str] = None):
     from PIL import Image
     return Image.new('RGB', size, colour) if mode is None else Image.new('RGB', size, colour).convert(mode)
+
+
+# --- Detectors -------------------------------------------------------------------------
+#
+# Tiny YOLOv8-style detectors for imgutils' `yolo_predict`: input `images` [1, 3, S, S] in
+# [0, 1], output `output0` [1, 4 + 1, N], one candidate box per cell of a fixed grid whose
+# score is the share of the cell covered by the object's colour:
+#   face: a bright, saturated pixel (max channel above 0.7; the class colours and white)
+#   head: any pixel brighter than black (grey head, or a face on it)
+# Test scenes are black, with grey 64 x 64 heads and 32 x 32 coloured faces on the grids.
+
+DETECTOR_INPUT_SIZE = 64
+FACE_GRID = 8
+HEAD_GRID = 4
+HEAD_GREY = (128, 128, 128)
+
+
+def grid_detector_onnx(label: str, grid: int, low: float, gain: float, size: int = DETECTOR_INPUT_SIZE) -> bytes:
+    cell = size // grid
+    centres = (np.arange(grid, dtype=np.float32) + 0.5) * cell
+    cy, cx = np.meshgrid(centres, centres, indexing='ij')
+    boxes = np.stack([cx.ravel(), cy.ravel(), np.full(grid * grid, cell, np.float32),
+                      np.full(grid * grid, cell, np.float32)])[None].astype(np.float32)
+    nodes = [
+        helper.make_node('ReduceMax', ['images'], ['brightness'], axes=[1], keepdims=1),
+        helper.make_node('Sub', ['brightness', 'low'], ['shifted']),
+        helper.make_node('Mul', ['shifted', 'gain'], ['scaled']),
+        helper.make_node('Clip', ['scaled', 'zero', 'one'], ['indicator']),
+        helper.make_node('AveragePool', ['indicator'], ['pooled'], kernel_shape=[cell, cell], strides=[cell, cell]),
+        helper.make_node('Reshape', ['pooled', 'score_shape'], ['scores']),
+        helper.make_node('Concat', ['boxes', 'scores'], ['output0'], axis=1),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array(low, np.float32), 'low'),
+        numpy_helper.from_array(np.array(gain, np.float32), 'gain'),
+        numpy_helper.from_array(np.array(0.0, np.float32), 'zero'),
+        numpy_helper.from_array(np.array(1.0, np.float32), 'one'),
+        numpy_helper.from_array(np.array([1, 1, grid * grid], np.int64), 'score_shape'),
+        numpy_helper.from_array(boxes, 'boxes'),
+    ]
+    graph = helper.make_graph(
+        nodes, f'{label}_grid_detector',
+        [helper.make_tensor_value_info('images', TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info('output0', TensorProto.FLOAT, [1, 5, grid * grid])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 14)])
+    model.ir_version = 8
+    for key, value in {'names': repr({0: label}), 'imgsz': json.dumps([size, size])}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def detector_repo_files(model_name: str, label: str, grid: int, low: float, gain: float) -> Dict[str, bytes]:
+    return {
+        f'{model_name}/model.onnx': grid_detector_onnx(label, grid, low, gain),
+        f'{model_name}/model_type.json': json.dumps({'model_type': 'yolo'}).encode(),
+    }
+
+
+FACE_DETECTOR_REPO = 'deepghs/anime_face_detection'
+HEAD_DETECTOR_REPO = 'deepghs/anime_head_detection'
+
+
+def face_detector_files() -> Dict[str, bytes]:
+    return detector_repo_files('face_detect_v1.4_s', 'face', FACE_GRID, low=0.7, gain=5.0)
+
+
+def head_detector_files() -> Dict[str, bytes]:
+    return detector_repo_files('head_detect_v2.0_s', 'head', HEAD_GRID, low=0.25, gain=4.0)
+
+
+def cell_box(column: int, row: int, grid: int, image_size) -> Tuple[int, int, int, int]:
+    width, height = image_size
+    return (column * width // grid, row * height // grid, (column + 1) * width // grid, (row + 1) * height // grid)
+
+
+def draw_scene(image_size=(256, 256), heads=(), bare_faces=()):
+    """A black frame with grey heads and coloured faces on the detector grids.
+
+    :param heads: ``(head_column, head_row, face_colour)`` on the 4 x 4 head grid; the face is
+        drawn in the lower-right quarter of its head (face-grid cell ``2c + 1, 2r + 1``).
+    :param bare_faces: ``(face_column, face_row, face_colour)`` on the 8 x 8 face grid, with
+        no head drawn around them.
+    :return: ``(image, expected)`` where ``expected`` lists ``(face_box, head_box or None,
+        colour)`` in row-major order of the faces.
+    """
+    from PIL import Image, ImageDraw
+    image = Image.new('RGB', image_size, (0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    expected = []
+    for column, row, colour in heads:
+        head = cell_box(column, row, HEAD_GRID, image_size)
+        face = cell_box(2 * column + 1, 2 * row + 1, FACE_GRID, image_size)
+        draw.rectangle((head[0], head[1], head[2] - 1, head[3] - 1), fill=HEAD_GREY)
+        draw.rectangle((face[0], face[1], face[2] - 1, face[3] - 1), fill=colour)
+        expected.append((face, head, colour))
+    for column, row, colour in bare_faces:
+        face = cell_box(column, row, FACE_GRID, image_size)
+        draw.rectangle((face[0], face[1], face[2] - 1, face[3] - 1), fill=colour)
+        expected.append((face, None, colour))
+    expected.sort(key=lambda item: (item[0][1], item[0][0]))
+    return image, expected

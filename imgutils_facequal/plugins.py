@@ -1,0 +1,185 @@
+"""The one plugin manager, and the registries of detectors and taggers it fills.
+
+Built-in plugins (``imgutils_facequal.default_plugins``) are registered exactly like
+external ones. External plugins are loaded once, lazily, from the ``imgutils_facequal``
+entry-point group. The environment variable ``IMGUTILS_FACEQUAL_PLUGINS`` restricts them:
+unset, every installed plugin loads; set, only the comma-separated distributions it names
+load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none).
+"""
+import importlib
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List
+
+import pluggy
+
+from . import hookspecs
+from .errors import FaceQualityError
+
+__all__ = [
+    'ENTRY_POINT_GROUP',
+    'PLUGINS_ENV',
+    'DEFAULT_PLUGINS',
+    'Registered',
+    'PluginError',
+    'get_plugin_manager',
+    'get_detectors',
+    'get_taggers',
+    'get_detector',
+    'get_tagger',
+    'list_detectors',
+    'list_taggers',
+    'list_plugins',
+]
+
+ENTRY_POINT_GROUP = 'imgutils_facequal'
+PLUGINS_ENV = 'IMGUTILS_FACEQUAL_PLUGINS'
+DEFAULT_PLUGINS = (
+    'imgutils_facequal.default_plugins.imgutils_detectors',
+    'imgutils_facequal.default_plugins.face_quality_tagger',
+)
+
+
+class PluginError(FaceQualityError, ValueError):
+    """A detector or tagger is unknown, or two plugins register the same name."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A detector or tagger, with the plugin that registered it."""
+    name: str
+    function: Callable[..., Any]
+    plugin: str
+    description: str = ''
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+
+_lock = threading.RLock()
+_manager = None
+_registries: Dict[str, Dict[str, Registered]] = {}
+
+
+def _load_external_plugins(manager: pluggy.PluginManager) -> None:
+    allowed = os.environ.get(PLUGINS_ENV)
+    if allowed is None:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        return
+    from importlib.metadata import distribution
+    for name in filter(None, (item.strip() for item in allowed.split(','))):
+        try:
+            entry_points = distribution(name).entry_points
+        except Exception as err:
+            raise PluginError(
+                f'{PLUGINS_ENV} names {name!r}, which is not an installed distribution ({err}). '
+                f'Install it or remove it from {PLUGINS_ENV}.'
+            ) from err
+        for entry_point in entry_points:
+            if entry_point.group == ENTRY_POINT_GROUP and manager.get_plugin(entry_point.name) is None:
+                manager.register(entry_point.load(), name=entry_point.name)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The project's plugin manager, with built-in and external plugins loaded (once)."""
+    global _manager
+    if _manager is None:
+        with _lock:
+            if _manager is None:
+                manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+                manager.add_hookspecs(hookspecs)
+                for module_name in DEFAULT_PLUGINS:
+                    manager.register(importlib.import_module(module_name), name=module_name)
+                _load_external_plugins(manager)
+                _manager = manager
+    return _manager
+
+
+def _collect(hook_name: str) -> Dict[str, Registered]:
+    manager = get_plugin_manager()
+    found: Dict[str, Registered] = {}
+    hook = getattr(manager.hook, hook_name)
+    for implementation in hook.get_hookimpls():
+        plugin_name = implementation.plugin_name
+
+        def register(name: str, function: Callable[..., Any], description: str = '',
+                     _plugin: str = plugin_name) -> None:
+            if name in found:
+                raise PluginError(
+                    f'Plugin {_plugin!r} registers {hook_name[len("register_"):-1]} {name!r}, '
+                    f'which plugin {found[name].plugin!r} already registered. Pick another name.'
+                )
+            found[name] = Registered(name, function, _plugin, description)
+
+        implementation.function(register=register)
+    return found
+
+
+def _registry(hook_name: str) -> Dict[str, Registered]:
+    registry = _registries.get(hook_name)
+    if registry is None:
+        with _lock:
+            registry = _registries.get(hook_name)
+            if registry is None:
+                registry = _registries[hook_name] = _collect(hook_name)
+    return registry
+
+
+def get_detectors() -> Dict[str, Registered]:
+    """Every registered detector, by name."""
+    return dict(_registry('register_detectors'))
+
+
+def get_taggers() -> Dict[str, Registered]:
+    """Every registered tagger, by name."""
+    return dict(_registry('register_taggers'))
+
+
+def _get(kind: str, hook_name: str, name: str) -> Registered:
+    registry = _registry(hook_name)
+    try:
+        return registry[name]
+    except KeyError:
+        raise PluginError(
+            f'Unknown {kind} {name!r}. Registered {kind}s: {", ".join(sorted(registry)) or "none"}. '
+            f'A plugin can add one (see "Writing a plugin").'
+        ) from None
+
+
+def get_detector(name: str) -> Registered:
+    """The detector registered as ``name``; the error lists the registered ones."""
+    return _get('detector', 'register_detectors', name)
+
+
+def get_tagger(name: str) -> Registered:
+    """The tagger registered as ``name``; the error lists the registered ones."""
+    return _get('tagger', 'register_taggers', name)
+
+
+def list_detectors() -> List[Dict[str, str]]:
+    """``[{'name', 'plugin', 'description'}, ...]`` for every registered detector.
+
+    >>> from imgutils_facequal import list_detectors
+    >>> [(item['name'], item['plugin']) for item in list_detectors()][:2]
+    [('face', 'imgutils_facequal.default_plugins.imgutils_detectors'), ('head', 'imgutils_facequal.default_plugins.imgutils_detectors')]
+    """
+    return [{'name': item.name, 'plugin': item.plugin, 'description': item.description}
+            for item in _registry('register_detectors').values()]
+
+
+def list_taggers() -> List[Dict[str, str]]:
+    """``[{'name', 'plugin', 'description'}, ...]`` for every registered tagger.
+
+    >>> from imgutils_facequal import list_taggers
+    >>> [(item['name'], item['plugin']) for item in list_taggers()][:1]
+    [('face_quality', 'imgutils_facequal.default_plugins.face_quality_tagger')]
+    """
+    return [{'name': item.name, 'plugin': item.plugin, 'description': item.description}
+            for item in _registry('register_taggers').values()]
+
+
+def list_plugins() -> List[str]:
+    """Names of the loaded plugins, built-in ones included."""
+    manager = get_plugin_manager()
+    return [manager.get_name(plugin) for plugin in manager.get_plugins()]
