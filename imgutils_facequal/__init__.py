@@ -37,7 +37,7 @@ from .models import (
     list_face_quality_models,
     resolve_model,
 )
-from .plugins import PluginError, list_detectors, list_plugins, list_taggers
+from .plugins import PluginError, list_detectors, list_plugins, list_taggers, register_plugin, unregister_plugin
 from .quality import QUALITY_ORDER, face_quality_value
 
 __version__ = '0.1.0'
@@ -71,8 +71,10 @@ __all__ = [
     'list_plugins',
     'list_taggers',
     'load_face_quality_model',
+    'register_plugin',
     'resolve_model',
     'tag_faces',
+    'unregister_plugin',
     'visualize_face_quality',
     '__version__',
 ]

@@ -10,7 +10,7 @@ import importlib
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import pluggy
 
@@ -31,6 +31,8 @@ __all__ = [
     'list_detectors',
     'list_taggers',
     'list_plugins',
+    'register_plugin',
+    'unregister_plugin',
 ]
 
 ENTRY_POINT_GROUP = 'imgutils_facequal'
@@ -161,8 +163,9 @@ def list_detectors() -> List[Dict[str, str]]:
     """``[{'name', 'plugin', 'description'}, ...]`` for every registered detector.
 
     >>> from imgutils_facequal import list_detectors
-    >>> [(item['name'], item['plugin']) for item in list_detectors()][:2]
-    [('face', 'imgutils_facequal.default_plugins.imgutils_detectors'), ('head', 'imgutils_facequal.default_plugins.imgutils_detectors')]
+    >>> face = list_detectors()[0]
+    >>> face['name'], face['plugin']
+    ('face', 'imgutils_facequal.default_plugins.imgutils_detectors')
     """
     return [{'name': item.name, 'plugin': item.plugin, 'description': item.description}
             for item in _registry('register_detectors').values()]
@@ -172,14 +175,34 @@ def list_taggers() -> List[Dict[str, str]]:
     """``[{'name', 'plugin', 'description'}, ...]`` for every registered tagger.
 
     >>> from imgutils_facequal import list_taggers
-    >>> [(item['name'], item['plugin']) for item in list_taggers()][:1]
-    [('face_quality', 'imgutils_facequal.default_plugins.face_quality_tagger')]
+    >>> tagger = list_taggers()[0]
+    >>> tagger['name'], tagger['plugin']
+    ('face_quality', 'imgutils_facequal.default_plugins.face_quality_tagger')
     """
     return [{'name': item.name, 'plugin': item.plugin, 'description': item.description}
             for item in _registry('register_taggers').values()]
 
 
 def list_plugins() -> List[str]:
-    """Names of the loaded plugins, built-in ones included."""
-    manager = get_plugin_manager()
-    return [manager.get_name(plugin) for plugin in manager.get_plugins()]
+    """Names of the loaded plugins in the order they were registered, built-in ones first."""
+    return [name for name, plugin in get_plugin_manager().list_name_plugin() if plugin is not None]
+
+
+def register_plugin(plugin: Any, name: Optional[str] = None) -> None:
+    """Register a plugin object or module at run time, without packaging it.
+
+    Handy in a notebook or a script; an installed plugin needs no call (entry points).
+
+    :param plugin: A module or object with ``@hookimpl`` functions.
+    :param name: The name it is listed under (defaults to pluggy's choice).
+    """
+    with _lock:
+        get_plugin_manager().register(plugin, name=name)
+        _registries.clear()
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered by :func:`register_plugin` (or any plugin, by name)."""
+    with _lock:
+        get_plugin_manager().unregister(name=name)
+        _registries.clear()

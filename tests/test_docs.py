@@ -1,7 +1,7 @@
 """Every ```python block of the docs and the README runs against the test models.
 
 Blocks of one page run in order in one namespace, in a folder holding the files the
-examples name (face.png, faces/a.png, faces/b.png, not-an-image.txt).
+examples name (face.png, faces/a.png, faces/b.png, not-an-image.txt, frame.png).
 """
 import os
 import re
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_hub import CLASS_COLOURS, solid_image
+from fake_hub import CLASS_COLOURS, draw_scene, solid_image
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / 'docs').glob('*.md')) + [ROOT / 'README.md']
@@ -27,6 +27,9 @@ def example_folder(tmp_path, monkeypatch):
     solid_image(CLASS_COLOURS['poor']).save(tmp_path / 'faces' / 'a.png')
     solid_image(CLASS_COLOURS['excellent']).save(tmp_path / 'faces' / 'b.png')
     (tmp_path / 'not-an-image.txt').write_text('hello')
+    frame, _ = draw_scene((384, 256), heads=[(0, 0, CLASS_COLOURS['good']), (2, 1, CLASS_COLOURS['excellent'])],
+                          bare_faces=[(5, 0, CLASS_COLOURS['poor'])])
+    frame.save(tmp_path / 'frame.png')
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -41,5 +44,8 @@ def test_page_examples_run(page, example_folder, capsys):
     for number, block in enumerate(python_blocks(page)):
         code = compile(block, f'{page.name}[block {number}]', 'exec')
         exec(code, namespace)
+    if page.name == 'detect-then-score.md':
+        assert (example_folder / 'frame-quality.png').exists()
+        assert capsys.readouterr().out.count('quality') == 3  # three faces in frame.png
     if page.name == 'getting-started.md':
         assert capsys.readouterr().out.startswith('good ')  # face.png is blue: `good` in the test model

@@ -1,0 +1,16 @@
+"""The docstring examples of the modules that need no model run as tests."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ['geometry', 'quality', 'models', 'plugins', 'classify', 'detect']
+
+
+@pytest.mark.parametrize('name', MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(f'imgutils_facequal.{name}')
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    if name in ('geometry', 'quality', 'models', 'plugins'):
+        assert result.attempted > 0
