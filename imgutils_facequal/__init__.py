@@ -9,6 +9,7 @@ Example::
     >>> classify_face_quality('face.png')  # doctest: +SKIP
     ('good', 0.8875)
 """
+from .backends import BACKENDS, load_face_quality_model
 from .classify import (
     DEFAULT_BATCH_SIZE,
     classify_face_quality,
@@ -16,7 +17,6 @@ from .classify import (
     classify_face_quality_score,
     classify_face_quality_score_batch,
     classify_face_quality_value,
-    load_face_quality_model,
 )
 from .detect import (
     CROP_MODES,
@@ -28,7 +28,15 @@ from .detect import (
     tag_faces,
     visualize_face_quality,
 )
-from .errors import FaceQualityError, ImageLoadError, ModelNotAvailableError, UnknownModelError
+from .errors import (
+    BackendNotAvailableError,
+    FaceQualityError,
+    ImageLoadError,
+    MissingModelFileError,
+    ModelNotAvailableError,
+    UnknownModelError,
+)
+from .export import ExportCheckError, export_onnx, exports_dir
 from .hookspecs import hookimpl
 from .models import (
     DEFAULT_MODEL,
@@ -43,15 +51,19 @@ from .quality import QUALITY_ORDER, face_quality_value
 __version__ = '0.1.0'
 
 __all__ = [
+    'BACKENDS',
+    'BackendNotAvailableError',
     'CROP_MODES',
     'DEFAULT_BATCH_SIZE',
     'DEFAULT_MARGIN',
     'DEFAULT_MODEL',
+    'ExportCheckError',
     'FaceQualityError',
     'FaceQualityModelInfo',
     'FaceQualityResult',
     'FaceTags',
     'ImageLoadError',
+    'MissingModelFileError',
     'ModelNotAvailableError',
     'NoFaceFoundError',
     'PluginError',
@@ -63,6 +75,8 @@ __all__ = [
     'classify_face_quality_score_batch',
     'classify_face_quality_value',
     'detect_face_quality',
+    'export_onnx',
+    'exports_dir',
     'face_quality_value',
     'get_face_quality_model_info',
     'hookimpl',

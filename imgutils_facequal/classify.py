@@ -1,14 +1,21 @@
 """Scoring face images with a face-quality classifier, in imgutils' style.
 
 Each function takes anything imgutils' ``ImageTyping`` accepts (a path, bytes, a file
-object or a PIL image) and decodes it once. ``model_name`` is a registered name
-(default ``caformer_s36.head_crop``), a hub repository id or a local directory.
+object or a PIL image) and decodes it once. Common options:
+
+* ``model_name``: a registered name (default ``caformer_s36.head_crop``), a hub
+  repository id or a local directory; ``revision``: its hub revision.
+* ``backend``: ``onnx`` (default, no torch), ``transformers`` or ``auto``; ``device``:
+  ``cpu`` or ``cuda`` (see :func:`imgutils_facequal.backends.load_face_quality_model`).
+* ``crop``: ``full`` (default) scores the image as given, for images that are face crops
+  already (or whole frames, for the baseline ``caformer_s36``); ``head`` or ``face``
+  first finds the largest face and scores the crop around it; ``margin`` sets its margin.
 """
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from .backends import DEFAULT_BACKEND, load_face_quality_model
 from .errors import ImageLoadError
 from .models import DEFAULT_MODEL, resolve_model
-from .onnx_backend import FaceQualityOnnxModel, get_onnx_model
 from .preprocess import describe_image_input, load_rgb_image
 from .quality import face_quality_value
 
@@ -16,25 +23,13 @@ __all__ = [
     'DEFAULT_BATCH_SIZE',
     'classify_face_quality_score',
     'classify_face_quality',
+    'classify_face_quality_value',
     'classify_face_quality_score_batch',
     'classify_face_quality_batch',
-    'classify_face_quality_value',
     'load_face_quality_model',
 ]
 
 DEFAULT_BATCH_SIZE = 8
-
-
-def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[str] = None) -> FaceQualityOnnxModel:
-    """Load (once, then from the cache) the classifier behind ``model_name``.
-
-    Scoring functions call this for you; call it yourself to fetch the model up front or to
-    read its ``classes`` and preprocessing ``stages``.
-
-    :raises UnknownModelError: When ``model_name`` cannot be resolved.
-    :raises ModelNotAvailableError: When the model's files cannot be had.
-    """
-    return get_onnx_model(resolve_model(model_name, revision=revision))
 
 
 def _top(scores: Dict[str, float]) -> Tuple[str, float]:
@@ -42,20 +37,21 @@ def _top(scores: Dict[str, float]) -> Tuple[str, float]:
     return label, scores[label]
 
 
-def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL,
-                                revision: Optional[str] = None, crop: str = 'full',
-                                margin: Optional[float] = None) -> Dict[str, float]:
+def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
+                                crop: str = 'full', margin: Optional[float] = None,
+                                backend: str = DEFAULT_BACKEND, device: Optional[str] = None) -> Dict[str, float]:
     """The probability of every quality class for one face image.
 
     :param image: A face image: path, bytes, file object or PIL image.
     :param model_name: Registered name, hub repository id (``org/name``) or local directory.
     :param revision: Hub revision (branch, tag or commit) of the repository.
-    :param crop: ``full`` (default) scores the image as given: pass a face crop or, for the
-        baseline ``caformer_s36``, a whole frame. ``head`` or ``face`` first finds the largest
-        face with the ``face`` detector and scores the crop around it (see
-        :func:`imgutils_facequal.detect_face_quality`).
+    :param crop: ``full`` (default) scores the image as given. ``head`` or ``face`` first
+        finds the largest face with the ``face`` detector and scores the crop around it
+        (see :func:`imgutils_facequal.detect_face_quality`).
     :param margin: Margin per side for ``head`` and ``face`` crops, as a multiple of the box
         size (default :data:`imgutils_facequal.detect.DEFAULT_MARGIN`).
+    :param backend: ``onnx`` (default), ``transformers`` or ``auto``.
+    :param device: ``cpu``, ``cuda``...; default: the backend's choice.
     :return: ``{class: probability}`` for every class of the model, in the model's own class
         order, summing to 1.
     :raises NoFaceFoundError: With ``crop='head'`` or ``'face'``, when no face is found.
@@ -66,13 +62,13 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL,
         >>> classify_face_quality_score('face.png')  # doctest: +SKIP
         {'poor': 0.0012, 'ok': 0.0331, 'good': 0.8875, 'excellent': 0.0782}
     """
-    return classify_face_quality_score_batch([image], model_name=model_name, revision=revision,
-                                             crop=crop, margin=margin)[0]
+    return classify_face_quality_score_batch([image], model_name=model_name, revision=revision, crop=crop,
+                                             margin=margin, backend=backend, device=device)[0]
 
 
-def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL,
-                          revision: Optional[str] = None, crop: str = 'full',
-                          margin: Optional[float] = None) -> Tuple[str, float]:
+def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
+                          crop: str = 'full', margin: Optional[float] = None,
+                          backend: str = DEFAULT_BACKEND, device: Optional[str] = None) -> Tuple[str, float]:
     """The most likely quality class of one face image, and its probability.
 
     Same arguments as :func:`classify_face_quality_score`.
@@ -83,13 +79,13 @@ def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL,
         >>> classify_face_quality('face.png')  # doctest: +SKIP
         ('good', 0.8875)
     """
-    return _top(classify_face_quality_score(image, model_name=model_name, revision=revision,
-                                            crop=crop, margin=margin))
+    return _top(classify_face_quality_score(image, model_name=model_name, revision=revision, crop=crop,
+                                            margin=margin, backend=backend, device=device))
 
 
-def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL,
-                                revision: Optional[str] = None, crop: str = 'full',
-                                margin: Optional[float] = None) -> float:
+def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
+                                crop: str = 'full', margin: Optional[float] = None,
+                                backend: str = DEFAULT_BACKEND, device: Optional[str] = None) -> float:
     """The continuous quality value in [0, 1] of one face image, for ranking and thresholds.
 
     The probability-weighted class rank, scaled to [0, 1] (see
@@ -103,7 +99,7 @@ def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL,
         0.6809
     """
     return face_quality_value(classify_face_quality_score(image, model_name=model_name, revision=revision,
-                                                          crop=crop, margin=margin))
+                                                          crop=crop, margin=margin, backend=backend, device=device))
 
 
 def _face_region(decoded, original: Any, crop: str, margin: Optional[float]):
@@ -124,23 +120,19 @@ def _face_region(decoded, original: Any, crop: str, margin: Optional[float]):
     return decoded.crop(largest.crop_bbox)
 
 
-def _chunks(items: List[Any], size: int) -> Iterable[List[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = DEFAULT_MODEL,
-                                      revision: Optional[str] = None,
-                                      batch_size: int = DEFAULT_BATCH_SIZE, crop: str = 'full',
-                                      margin: Optional[float] = None) -> List[Dict[str, float]]:
+                                      revision: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                                      crop: str = 'full', margin: Optional[float] = None,
+                                      backend: str = DEFAULT_BACKEND,
+                                      device: Optional[str] = None) -> List[Dict[str, float]]:
     """Class probabilities for many face images, ``batch_size`` images per forward pass.
 
     :param images: Face images, each anything :func:`classify_face_quality_score` takes.
     :param batch_size: Images per forward pass of the model.
-    :param crop: As in :func:`classify_face_quality_score`.
-    :param margin: As in :func:`classify_face_quality_score`.
     :return: One ``{class: probability}`` per input, in input order.
     :raises ImageLoadError: When an input cannot be read; the message gives its index and name.
+
+    The other options are those of :func:`classify_face_quality_score`.
 
     Example::
 
@@ -151,16 +143,15 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}.')
-    source = resolve_model(model_name, revision=revision)
     if crop != 'full':
         from .detect import warn_if_framing_sensitive
-        warn_if_framing_sensitive(source, crop)
-    model = get_onnx_model(source)
+        warn_if_framing_sensitive(resolve_model(model_name, revision=revision), crop)
+    model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device)
     images = list(images)
     results: List[Dict[str, float]] = []
-    for offset, chunk in zip(range(0, len(images), batch_size), _chunks(images, batch_size)):
+    for offset in range(0, len(images), batch_size):
         decoded = []
-        for index, image in enumerate(chunk, start=offset):
+        for index, image in enumerate(images[offset:offset + batch_size], start=offset):
             try:
                 decoded.append(_face_region(load_rgb_image(image), image, crop, margin))
             except ImageLoadError as err:
@@ -173,11 +164,14 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
 
 def classify_face_quality_batch(images: Iterable[Any], model_name: str = DEFAULT_MODEL,
                                 revision: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                                crop: str = 'full', margin: Optional[float] = None) -> List[Tuple[str, float]]:
+                                crop: str = 'full', margin: Optional[float] = None,
+                                backend: str = DEFAULT_BACKEND,
+                                device: Optional[str] = None) -> List[Tuple[str, float]]:
     """The top quality class and its probability for many face images, batched.
 
     Same arguments as :func:`classify_face_quality_score_batch`; one ``(class, probability)``
     per input, in input order.
     """
     return [_top(scores) for scores in classify_face_quality_score_batch(
-        images, model_name=model_name, revision=revision, batch_size=batch_size, crop=crop, margin=margin)]
+        images, model_name=model_name, revision=revision, batch_size=batch_size, crop=crop, margin=margin,
+        backend=backend, device=device)]

@@ -173,7 +173,7 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
                         iou_threshold: Optional[float] = None, level: Optional[str] = None,
                         version: Optional[str] = None, detector_model_name: Optional[str] = None,
                         head_detector: Optional[str] = 'head', revision: Optional[str] = None,
-                        ) -> List[FaceQualityResult]:
+                        backend: str = 'onnx', device: Optional[str] = None) -> List[FaceQualityResult]:
     """Find every face in an image and score its quality.
 
     :param image: Anything imgutils' ``ImageTyping`` accepts; decoded once.
@@ -192,6 +192,9 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
     :param head_detector: Detector used to find head boxes for ``crop='head'``; ``None`` to
         estimate them from the face boxes.
     :param revision: Hub revision of the face-quality model.
+    :param backend: ``onnx`` (default), ``transformers`` or ``auto`` (see
+        :func:`imgutils_facequal.backends.load_face_quality_model`).
+    :param device: ``cpu``, ``cuda``...; default: the backend's choice.
     :return: One :class:`FaceQualityResult` per face, in the detector's order.
 
     Example::
@@ -212,10 +215,11 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
     if not locations:
         return []
     tagger = get_tagger('face_quality')
+    options = {'model_name': model_name, 'revision': revision, 'backend': backend, 'device': device}
     if crop == 'full':  # every face sees the same frame: score it once
-        all_scores = tagger(_crops(decoded, locations[:1]), model_name=model_name, revision=revision) * len(locations)
+        all_scores = tagger(_crops(decoded, locations[:1]), **options) * len(locations)
     else:
-        all_scores = tagger(_crops(decoded, locations), model_name=model_name, revision=revision)
+        all_scores = tagger(_crops(decoded, locations), **options)
 
     results = []
     for location, scores in zip(locations, all_scores):

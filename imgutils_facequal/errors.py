@@ -8,6 +8,8 @@ __all__ = [
     'FaceQualityError',
     'UnknownModelError',
     'ModelNotAvailableError',
+    'MissingModelFileError',
+    'BackendNotAvailableError',
     'ImageLoadError',
 ]
 
@@ -26,3 +28,11 @@ class ModelNotAvailableError(FaceQualityError, OSError):
 
 class ImageLoadError(FaceQualityError, ValueError):
     """An input could not be read as an image."""
+
+
+class MissingModelFileError(ModelNotAvailableError):
+    """The repository or directory does not have a file the backend needs (e.g. ``model.onnx``)."""
+
+
+class BackendNotAvailableError(FaceQualityError, ImportError):
+    """A backend's packages are not installed; the message names the extra to install."""

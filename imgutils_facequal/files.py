@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any, Optional
 
-from .errors import ModelNotAvailableError
+from .errors import MissingModelFileError, ModelNotAvailableError
 from .models import ModelSource
 
 __all__ = ['fetch_model_file', 'read_json_file']
@@ -54,7 +54,7 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
             return path
         if not required:
             return None
-        raise ModelNotAvailableError(
+        raise MissingModelFileError(
             f'Model {source.model_name!r}: the local directory {source.local_dir!r} has no {filename!r}. '
             + (missing_hint or 'A model directory needs the published layout (model.onnx, '
                'preprocessor_config.json, config.json or meta.json).')
@@ -89,7 +89,7 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
         if not required:
             return None
         if _known_missing(source, filename):
-            raise ModelNotAvailableError(
+            raise MissingModelFileError(
                 f'Cannot get {filename!r} of {where}: the repository has no such file. {missing_hint}'
             ) from err
         reason = ('the hub is unreachable or offline mode is on (HF_HUB_OFFLINE=1)'
@@ -102,7 +102,7 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
     except EntryNotFoundError as err:
         if not required:
             return None
-        raise ModelNotAvailableError(
+        raise MissingModelFileError(
             f'Cannot get {filename!r} of {where}: the repository has no such file. {missing_hint}'
         ) from err
     except (HfHubHTTPError, OSError) as err:

@@ -85,8 +85,9 @@ class FaceQualityOnnxModel:
         where = f'Model {source.model_name!r} ({source.location})'
         onnx_path = fetch_model_file(
             source, 'model.onnx',
-            missing_hint='The exporter skips model.onnx when the export is not a single file; '
-                         'the ONNX backend needs it, so use a repository or local directory that has one.',
+            missing_hint="The exporter skips model.onnx when the export is not a single file. "
+                         "Use backend='transformers' (or 'auto'), which needs the torch extra, or make "
+                         "a local ONNX copy once with export_onnx(model_name) and use it as before.",
         )
         preprocessor = read_json_file(source, 'preprocessor_config.json')
         self.stages = preprocessor.get('stages') if isinstance(preprocessor, dict) else None

@@ -83,12 +83,51 @@ def create_stage_transform(stages: Sequence[dict], where: str) -> Callable:
             f'the model was trained with is unknown. Use a repository in the published layout.'
         )
     try:
-        return pillow_transforms().create_pillow_transforms(list(stages))
+        transform = pillow_transforms().create_pillow_transforms(list(stages))
     except Exception as err:
         raise ModelNotAvailableError(
             f'{where}: imgutils cannot build the preprocessing stages {stages!r}: {err}. '
             f'Upgrade dghs-imgutils, or fix preprocessor_config.json.'
         ) from err
+    return _as_torchvision_does(transform)
+
+
+def _torchvision_center_crop_class():
+    module = pillow_transforms()
+
+    class TorchvisionCenterCrop(module.PillowCenterCrop):
+        """imgutils' pillow centre crop, with torchvision's offsets.
+
+        imgutils' pillow crop rounds an odd offset down; torchvision, which the published
+        image processor (and so training) uses, rounds it half to even. For an image whose
+        resized width is, say, 711 for a 384 crop, the two differ by one pixel.
+        """
+
+        def _center_crop(self, img):
+            from PIL import Image
+            crop_height, crop_width = self.size
+            width, height = img.size
+            if width < crop_width or height < crop_height:
+                pad_width, pad_height = max(crop_width - width, 0), max(crop_height - height, 0)
+                padded = Image.new(img.mode, (width + pad_width, height + pad_height), 0)
+                padded.paste(img, (pad_width // 2, pad_height // 2))
+                img, (width, height) = padded, padded.size
+            left = int(round((width - crop_width) / 2.0))
+            top = int(round((height - crop_height) / 2.0))
+            return img.crop((left, top, left + crop_width, top + crop_height))
+
+    return TorchvisionCenterCrop
+
+
+def _as_torchvision_does(transform):
+    """The same pillow transform, with the centre crop placed the way torchvision places it."""
+    module = pillow_transforms()
+    if isinstance(transform, module.PillowCompose):
+        transform.transforms = [_as_torchvision_does(item) for item in transform.transforms]
+        return transform
+    if type(transform) is module.PillowCenterCrop:
+        return _torchvision_center_crop_class()(size=list(transform.size))
+    return transform
 
 
 def images_to_batch(images: List[Any], transform: Callable):

@@ -16,6 +16,7 @@ os.environ['HF_HUB_DISABLE_TELEMETRY'] = '1'
 os.environ.pop('HF_TOKEN', None)
 os.environ.pop('HF_ENDPOINT', None)
 os.environ['ONNX_MODE'] = 'cpu'
+os.environ['IMGUTILS_FACEQUAL_HOME'] = os.path.join(_HUB_ROOT, 'facequal-home')
 # Tests load no installed plugin; the plugin test opts in for its own subprocess.
 os.environ['IMGUTILS_FACEQUAL_PLUGINS'] = ''
 
@@ -53,3 +54,18 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope='session')
 def hub_cache_dir():
     return os.environ['HF_HUB_CACHE']
+
+
+TIMM_REPO = 'test-org/timm-face-quality'
+TIMM_NO_ONNX_REPO = 'test-org/timm-face-quality-no-onnx'
+TIMM_BROKEN_EXPORT_REPO = 'test-org/timm-face-quality-trace-mismatch'
+
+
+@pytest.fixture(scope='session')
+def timm_repos(hub_cache_dir):
+    """Repositories of small random timm models for the transformers path (built once, on demand)."""
+    from timm_repos import timm_repo_files
+    write_repo(hub_cache_dir, TIMM_REPO, timm_repo_files(seed=1))
+    write_repo(hub_cache_dir, TIMM_NO_ONNX_REPO, timm_repo_files(seed=2, with_onnx=False))
+    write_repo(hub_cache_dir, TIMM_BROKEN_EXPORT_REPO, timm_repo_files(seed=3, with_onnx=False, trace_mismatch=True))
+    return {'with_onnx': TIMM_REPO, 'no_onnx': TIMM_NO_ONNX_REPO, 'broken_export': TIMM_BROKEN_EXPORT_REPO}

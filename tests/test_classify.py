@@ -87,17 +87,19 @@ def test_batch_runs_one_forward_pass_per_batch():
 
 
 def test_preprocessing_matches_the_repo_stages():
-    image = noise_image(11, size=(61, 45))
+    image = noise_image(11, size=(62, 45))  # resized to 55 x 40: an odd offset for the 32 crop
     model = load_face_quality_model()
     assert model.stages[0]['type'] == 'resize'
     tensor = model.preprocess([image])
 
     # The stages written by the fixture, computed independently: shorter side to 40 with
-    # bicubic, centre crop 32 x 32, scale to [0, 1], normalise with mean 0.5, std 0.5.
+    # bicubic, centre crop 32 x 32 placed as torchvision places it (offset rounded half to
+    # even), scale to [0, 1], normalise with mean 0.5, std 0.5.
     width, height = image.size
     new_size = (int(40 * width / height), 40) if width >= height else (40, int(40 * height / width))
     resized = image.resize(new_size, Image.BICUBIC)
-    left, top = (new_size[0] - 32) // 2, (new_size[1] - 32) // 2
+    left, top = int(round((new_size[0] - 32) / 2.0)), int(round((new_size[1] - 32) / 2.0))
+    assert (left, top) == (12, 4)
     cropped = resized.crop((left, top, left + 32, top + 32))
     expected = (np.asarray(cropped, dtype=np.float32).transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
 

@@ -2,13 +2,14 @@
 from ..hookspecs import hookimpl
 
 
-def tag_face_quality(crops, model_name=None, revision=None):
+def tag_face_quality(crops, model_name=None, revision=None, backend='onnx', device=None):
     """``{class: probability}`` for each crop, all crops in one forward pass."""
-    from ..classify import load_face_quality_model
+    from ..backends import load_face_quality_model
     from ..models import DEFAULT_MODEL
     if not crops:
         return []
-    return load_face_quality_model(model_name or DEFAULT_MODEL, revision=revision).scores(list(crops))
+    model = load_face_quality_model(model_name or DEFAULT_MODEL, revision=revision, backend=backend, device=device)
+    return model.scores(list(crops))
 
 
 @hookimpl

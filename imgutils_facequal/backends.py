@@ -1,0 +1,63 @@
+"""Choosing and loading a backend: ``onnx`` (default), ``transformers`` or ``auto``.
+
+* ``onnx``: onnxruntime on the repository's ``model.onnx`` (or a local export of it, see
+  :func:`imgutils_facequal.export.export_onnx`); no torch.
+* ``transformers``: the model card's way, ``AutoModel`` with remote code; needs the
+  ``torch`` extra.
+* ``auto``: ONNX when the repository (or a local export) has it, else transformers when
+  the ``torch`` extra is installed, else an error saying what to install.
+"""
+from typing import Optional, Union
+
+from .errors import BackendNotAvailableError, MissingModelFileError
+from .export import exported_source
+from .models import DEFAULT_MODEL, resolve_model
+from .onnx_backend import FaceQualityOnnxModel, get_onnx_model
+from .transformers_backend import FaceQualityTransformersModel, get_transformers_model, require_torch_extra
+
+__all__ = ['BACKENDS', 'DEFAULT_BACKEND', 'load_face_quality_model']
+
+BACKENDS = ('onnx', 'transformers', 'auto')
+DEFAULT_BACKEND = 'onnx'
+
+FaceQualityModel = Union[FaceQualityOnnxModel, FaceQualityTransformersModel]
+
+
+def _onnx_mode(device: Optional[str]) -> Optional[str]:
+    if device is None:
+        return None
+    return 'gpu' if device.startswith('cuda') else device
+
+
+def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
+                            backend: str = DEFAULT_BACKEND, device: Optional[str] = None) -> FaceQualityModel:
+    """Load (once, then from the cache) the classifier behind ``model_name``.
+
+    Scoring functions call this for you; call it yourself to fetch the model up front or to
+    read its ``classes``. Every backend's model has ``classes``, ``scores(images)`` (one
+    forward pass over decoded RGB images) and ``preprocess(images)``.
+
+    :param backend: ``onnx``, ``transformers`` or ``auto`` (see the module docs).
+    :param device: ``cpu``, ``cuda``, ``cuda:1``... For ``onnx``, ``cpu`` or ``cuda`` pick the
+        execution provider (default: ``ONNX_MODE``, else CUDA when onnxruntime has it); for
+        ``transformers``, the torch device (default: CUDA when available).
+    :raises UnknownModelError: When ``model_name`` cannot be resolved.
+    :raises ModelNotAvailableError: When the model's files cannot be had.
+    :raises BackendNotAvailableError: When the backend's packages are not installed.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {", ".join(BACKENDS)}; got {backend!r}.')
+    source = resolve_model(model_name, revision=revision)
+    if backend == 'transformers':
+        return get_transformers_model(source, device)
+    onnx_source = exported_source(source) or source
+    if backend == 'onnx':
+        return get_onnx_model(onnx_source, _onnx_mode(device))
+    try:
+        return get_onnx_model(onnx_source, _onnx_mode(device))
+    except MissingModelFileError as missing_onnx:
+        try:
+            require_torch_extra("backend='auto' falls back to the transformers backend, which")
+        except BackendNotAvailableError as no_torch:
+            raise BackendNotAvailableError(f'{missing_onnx} {no_torch}') from missing_onnx
+        return get_transformers_model(source, device)

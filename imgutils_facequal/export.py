@@ -1,0 +1,242 @@
+"""Turning any repository in the published layout into a local ONNX model directory.
+
+Some published repositories carry no ``model.onnx`` (the exporter skips it when the export
+does not come out as a single file). :func:`export_onnx` loads the model the card's way
+(transformers, needs the ``torch`` extra), exports it to ONNX, checks that the ONNX model
+gives the same probabilities as torch on real preprocessed images, and only then writes
+the directory. The ONNX backend (the default) then runs it without torch.
+
+Exports land in ``$IMGUTILS_FACEQUAL_HOME/exports`` (default
+``~/.cache/imgutils_facequal/exports``), one directory per repository, and are found from
+then on by the same ``model_name`` as the repository, offline too. An export to any other
+directory is used by passing that directory as ``model_name``.
+"""
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from typing import Any, List, Optional, Sequence
+
+from .errors import FaceQualityError
+from .files import fetch_model_file
+from .models import DEFAULT_MODEL, ModelSource, resolve_model
+
+__all__ = [
+    'HOME_ENV',
+    'DEFAULT_EXPORT_TOLERANCE',
+    'ExportCheckError',
+    'facequal_home',
+    'exports_dir',
+    'export_dir_for',
+    'exported_source',
+    'check_images',
+    'export_onnx',
+]
+
+HOME_ENV = 'IMGUTILS_FACEQUAL_HOME'
+
+#: Largest absolute difference allowed between torch and ONNX probabilities, per class.
+DEFAULT_EXPORT_TOLERANCE = 1e-4
+
+_SMALL_FILES = ('preprocessor_config.json', 'config.json', 'meta.json', 'README.md')
+_WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.onnx')
+_SMALL_FILE_LIMIT = 5 * 1024 * 1024
+
+
+class ExportCheckError(FaceQualityError):
+    """The exported ONNX model does not reproduce torch's output; nothing was written."""
+
+
+def facequal_home() -> str:
+    """``$IMGUTILS_FACEQUAL_HOME``, default ``~/.cache/imgutils_facequal``."""
+    return os.path.abspath(os.path.expanduser(
+        os.environ.get(HOME_ENV) or os.path.join('~', '.cache', 'imgutils_facequal')))
+
+
+def exports_dir() -> str:
+    """Where :func:`export_onnx` writes by default: ``{facequal_home()}/exports``."""
+    return os.path.join(facequal_home(), 'exports')
+
+
+def export_dir_for(source: ModelSource) -> Optional[str]:
+    """The default export directory of a hub model (``None`` for a local directory).
+
+    >>> import os
+    >>> from imgutils_facequal.models import resolve_model
+    >>> os.path.basename(export_dir_for(resolve_model('caformer_s36')))
+    'deepghs-cv--cls-bangumibase-face-quality.caformer_s36'
+    """
+    if source.is_local:
+        return None
+    name = source.repo_id.replace('/', '--')
+    if source.revision is not None:
+        name += '@' + source.revision.replace('/', '--')
+    return os.path.join(exports_dir(), name)
+
+
+def exported_source(source: ModelSource) -> Optional[ModelSource]:
+    """The local export of a hub model, when one was made; else ``None``."""
+    directory = export_dir_for(source)
+    if directory is None or not os.path.isfile(os.path.join(directory, 'model.onnx')):
+        return None
+    return ModelSource(model_name=source.model_name, local_dir=directory, info=source.info)
+
+
+def check_images() -> List[Any]:
+    """The varied images an export is checked on: sizes, aspect ratios, colours, textures."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(20261125)
+    images = []
+    for width, height in [(384, 384), (512, 320), (200, 640), (97, 61), (1024, 768), (33, 400)]:
+        x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
+        y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+        phase = rng.uniform(0, 6.28, size=3).astype(np.float32)
+        gradient = 0.5 + 0.5 * np.sin(6 * x + 4 * y + phase)
+        noise = rng.uniform(-0.2, 0.2, size=(height, width, 3)).astype(np.float32)
+        pixels = np.clip(gradient + noise, 0, 1) * 255
+        images.append(Image.fromarray(pixels.astype(np.uint8), 'RGB'))
+    images.append(Image.new('RGB', (300, 300), (255, 255, 255)))
+    images.append(Image.new('RGB', (300, 200), (12, 30, 200)))
+    return images
+
+
+def _copy_small_files(source: ModelSource, target: str) -> List[str]:
+    copied = []
+    if source.is_local:
+        for name in sorted(os.listdir(source.local_dir)):
+            path = os.path.join(source.local_dir, name)
+            if (os.path.isfile(path) and not name.endswith(_WEIGHT_SUFFIXES)
+                    and os.path.getsize(path) <= _SMALL_FILE_LIMIT):
+                shutil.copy2(path, os.path.join(target, name))
+                copied.append(name)
+        return copied
+    for name in _SMALL_FILES:
+        path = fetch_model_file(source, name, required=False)
+        if path is not None:
+            shutil.copyfile(path, os.path.join(target, name))
+            copied.append(name)
+    return copied
+
+
+def _export_graph(model, example, path: str, opset: int) -> None:
+    import torch
+
+    class ProbabilityGraph(torch.nn.Module):
+        def __init__(self, wrapped):
+            super().__init__()
+            self.wrapped = wrapped
+
+        def forward(self, input):  # noqa: A002 - the published input name
+            output = self.wrapped(input)
+            return getattr(output, 'logits', output)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the TorchScript exporter announces its own deprecation
+        torch.onnx.export(
+            ProbabilityGraph(model).eval(), (example,), path,
+            input_names=['input'], output_names=['output'],
+            dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
+            opset_version=opset, dynamo=False,
+        )
+
+
+def _write_metadata(path: str, metadata: dict) -> None:
+    import onnx
+    graph = onnx.load(path)
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(graph, path)
+
+
+def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = None,
+                revision: Optional[str] = None, images: Optional[Sequence[Any]] = None,
+                atol: float = DEFAULT_EXPORT_TOLERANCE, opset: int = 14, overwrite: bool = False) -> str:
+    """Export a model to a local ONNX directory the ONNX backend loads, after checking it.
+
+    The directory holds ``model.onnx`` (input ``input``, output ``output`` with
+    probabilities, dynamic batch, the classes in JSON-encoded metadata like the published
+    files) and the repository's ``preprocessor_config.json``, ``config.json``,
+    ``meta.json`` and ``README.md``.
+
+    Before anything is written, the export checks itself on ``images`` (default
+    :func:`check_images`): the ONNX graph must give torch's probabilities within ``atol``
+    on the same preprocessed tensors, and the whole ONNX path (imgutils' pillow
+    preprocessing, then onnxruntime) must give the transformers path's probabilities within
+    ``atol``. Otherwise :class:`ExportCheckError` is raised and no directory is left behind.
+
+    :param model_name: Registered name, hub repository id or local directory.
+    :param output_dir: Where to write; default :func:`export_dir_for` the model, where
+        ``model_name`` finds it from then on.
+    :param revision: Hub revision.
+    :param images: Images (anything ``ImageTyping`` accepts) for the check.
+    :param atol: Tolerance of the check, per class probability.
+    :param opset: ONNX opset (the published files use 14).
+    :param overwrite: Replace an existing ``output_dir``.
+    :return: The directory written.
+    :raises BackendNotAvailableError: Without the ``torch`` extra.
+    :raises ExportCheckError: When the check fails.
+
+    Example::
+
+        >>> from imgutils_facequal import export_onnx, classify_face_quality
+        >>> export_onnx('caformer_s36')  # doctest: +SKIP
+        '/home/me/.cache/imgutils_facequal/exports/deepghs-cv--cls-bangumibase-face-quality.caformer_s36'
+        >>> classify_face_quality('face.png', model_name='caformer_s36')  # the export, no torch  # doctest: +SKIP
+        ('good', 0.93)
+    """
+    from .onnx_backend import FaceQualityOnnxModel
+    from .preprocess import load_rgb_image
+    from .transformers_backend import FaceQualityTransformersModel, require_torch_extra
+
+    require_torch_extra('Exporting to ONNX')
+    source = resolve_model(model_name, revision=revision)
+    target = os.path.abspath(output_dir or export_dir_for(source) or
+                             os.path.join(exports_dir(), os.path.basename(source.local_dir.rstrip(os.sep))))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f'{target!r} already exists; pass overwrite=True to replace it.')
+    decoded = [load_rgb_image(image) for image in (images if images is not None else check_images())]
+    model = FaceQualityTransformersModel(source, device='cpu')
+
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix='.facequal-export-', dir=os.path.dirname(target))
+    try:
+        onnx_path = os.path.join(staging, 'model.onnx')
+        tensors = model.preprocess(decoded)
+        _export_graph(model.model, tensors[:1], onnx_path, opset)
+        config = model.model.config
+        _write_metadata(onnx_path, {
+            'classes': model.classes,
+            'task_type': getattr(config, 'task_type', 'classification'),
+            'model_name': getattr(config, 'model_name', None),
+            'exported_from': source.location,
+            'exported_by': 'imgutils-facequal',
+            'opset': opset,
+        })
+        _copy_small_files(source, staging)
+
+        torch_probabilities = model.predict(tensors)
+        exported = FaceQualityOnnxModel(ModelSource(model_name=source.model_name, local_dir=staging), 'cpu')
+        graph_difference = float(abs(exported.predict(tensors.numpy()) - torch_probabilities).max())
+        onnx_path_probabilities = [list(scores.values()) for scores in exported.scores(decoded)]
+        path_difference = float(abs(torch_probabilities - onnx_path_probabilities).max())
+        if exported.classes != model.classes or max(graph_difference, path_difference) > atol:
+            raise ExportCheckError(
+                f'The ONNX export of {source.model_name!r} ({source.location}) does not reproduce torch: '
+                f'on {len(decoded)} images the largest probability difference is {graph_difference:.3g} '
+                f'on the same tensors and {path_difference:.3g} end to end (pillow preprocessing and '
+                f'onnxruntime against the transformers processor and torch), allowed {atol:g}; classes '
+                f'{exported.classes} against {model.classes}. Nothing was written. The graph may hold '
+                f'code that tracing does not capture; use the transformers backend for this model.'
+            )
+        del exported
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
