@@ -1,5 +1,8 @@
 """Every ```python block of the docs and the README runs against the test models.
 
+Blocks fenced ```py are illustrations that need what tests cannot have (a published
+model's weights): they are shown, not run. Keep them few.
+
 Blocks of one page run in order in one namespace, in a folder holding the files the
 examples name (face.png, faces/a.png, faces/b.png, not-an-image.txt, frame.png).
 """

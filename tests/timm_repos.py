@@ -126,8 +126,9 @@ def timm_repo_files(architecture: str = 'test_convnext', size: int = 64, classes
         config.architectures = ['TimmModel']
         torch.manual_seed(seed)
         model = modeling.TimmModel(config).eval()
+        last_linear = [m for m in model.model.get_classifier().modules() if isinstance(m, torch.nn.Linear)][-1]
         with torch.no_grad():  # spread the logits so the classes differ clearly between images
-            model.model.get_classifier().weight.mul_(20.0)
+            last_linear.weight.mul_(20.0)
         model.save_pretrained(directory)
         with open(os.path.join(directory, 'preprocessor_config.json'), 'w') as f:
             json.dump({
