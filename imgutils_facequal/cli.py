@@ -1,0 +1,417 @@
+"""The ``imgutils-facequal`` command: score, filter and crop folders of images.
+
+Exit codes:
+
+* 0: everything went through;
+* 1: the run finished, but some inputs could not be read (each has an error row);
+* 2: a usage error (unknown option, bad value);
+* 3: a model, backend or plugin cannot be had (nothing was scored);
+* 130: interrupted (Ctrl-C); rows already written stay, and a rerun resumes.
+"""
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from typing import Iterator, List, Optional
+
+import click
+
+from . import __version__
+from .detect import CROP_MODES, DEFAULT_MARGIN
+from .errors import FaceQualityError
+from .models import DEFAULT_MODEL
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _fail(message: str, code: int = EXIT_UNAVAILABLE):
+    click.echo(f'Error: {message}', err=True)
+    sys.exit(code)
+
+
+def scoring_options(function):
+    """The options every command that scores faces shares."""
+    options = [
+        click.option('--model', 'model_name', default=DEFAULT_MODEL, show_default=True,
+                     help='Face-quality model: registered name, hub repo id (org/name) or local directory.'),
+        click.option('--revision', default=None, help='Hub revision of the model.'),
+        click.option('--backend', type=click.Choice(['onnx', 'transformers', 'auto']), default='onnx',
+                     show_default=True, help='Inference backend.'),
+        click.option('--device', default=None, help='cpu, cuda, cuda:1... (default: the backend picks).'),
+        click.option('--detector', default='face', show_default=True,
+                     help='Registered detector (see the plugins command).'),
+        click.option('--crop', type=click.Choice(CROP_MODES), default=None,
+                     help='What the classifier sees; default: what the model was trained on '
+                          '(head for caformer_s36.head_crop, full for caformer_s36).'),
+        click.option('--margin', type=click.FloatRange(min=0), default=DEFAULT_MARGIN, show_default=True,
+                     help='Margin per side for head and face crops, times the box size.'),
+        click.option('--conf-threshold', type=click.FloatRange(0, 1), default=None,
+                     help="Detector confidence threshold (default: the detector's)."),
+        click.option('--iou-threshold', type=click.FloatRange(0, 1), default=None, help='Detector NMS IoU threshold.'),
+        click.option('--detector-level', default=None, help="Detector model level, e.g. s or n (imgutils' level)."),
+        click.option('--detector-version', default=None, help="Detector model version, e.g. v1.4 (imgutils' version)."),
+        click.option('--batch-size', type=click.IntRange(min=1), default=16, show_default=True,
+                     help='Face crops per forward pass, pooled across images.'),
+        click.option('--workers', type=click.IntRange(min=1), default=2, show_default=True,
+                     help='Threads decoding images and detecting faces ahead of the classifier.'),
+        click.option('--quiet', '-q', is_flag=True, help='No progress bar and no summary.'),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _pipeline_options(kwargs) -> dict:
+    detector_options = {key: value for key, value in {
+        'conf_threshold': kwargs.pop('conf_threshold'), 'iou_threshold': kwargs.pop('iou_threshold'),
+        'level': kwargs.pop('detector_level'), 'version': kwargs.pop('detector_version'),
+    }.items() if value is not None}
+    return dict(model_name=kwargs.pop('model_name'), revision=kwargs.pop('revision'), backend=kwargs.pop('backend'),
+                device=kwargs.pop('device'), detector=kwargs.pop('detector'), crop=kwargs.pop('crop'),
+                margin=kwargs.pop('margin'), detector_options=detector_options,
+                batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
+
+
+class Progress:
+    """A progress bar on a terminal (images/s, faces found), then a summary on stderr."""
+
+    def __init__(self, total: int, quiet: bool, done_before: int = 0):
+        self.quiet = quiet
+        self.started = time.perf_counter()
+        self.images = 0
+        self.faces = 0
+        self.failed: List[str] = []
+        self.labels: Counter = Counter()
+        self.done_before = done_before
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit='img', dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, result) -> None:
+        self.images += 1
+        self.faces += len(result.faces)
+        self.labels.update(face.label for face in result.faces)
+        if result.error is not None:
+            self.failed.append(result.image.path)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(faces=self.faces, failed=len(self.failed), refresh=False)
+
+    def summary(self, interrupted: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.quiet:
+            return
+        seconds = time.perf_counter() - self.started
+        rate = self.images / seconds if seconds > 0 else 0.0
+        lines = [
+            f'{"Interrupted" if interrupted else "Done"}: {self.images} images in {seconds:.1f} s '
+            f'({rate:.1f} images/s), {self.faces} faces'
+            + (f'; {self.done_before} images skipped, already in the output' if self.done_before else ''),
+            '  faces per class: ' + (', '.join(f'{k} {v}' for k, v in sorted(self.labels.items())) or 'none'),
+            f'  failed: {len(self.failed)}' + (''.join(f'\n    {path}' for path in self.failed[:20])
+                                                + (f'\n    ... and {len(self.failed) - 20} more'
+                                                   if len(self.failed) > 20 else '') if self.failed else ''),
+        ]
+        click.echo('\n'.join(lines), err=True)
+
+    def exit_code(self) -> int:
+        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+
+
+def _run(images, options, keep_images=False) -> Iterator:
+    from .pipeline import score_images
+    yield from score_images(images, keep_images=keep_images, **options)
+
+
+def _visualize(result, directory: str) -> None:
+    from .detect import visualize_face_quality
+    target = os.path.join(directory, os.path.splitext(result.image.relative_path)[0] + '.png')
+    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+    visualize_face_quality(result.decoded, result.faces).save(target)
+
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.version_option(__version__, '--version', prog_name='imgutils-facequal')
+def main():
+    """Score how good anime faces are (poor, ok, good, excellent), over folders of images.
+
+    Exit codes: 0 all done; 1 some inputs failed (see their error rows); 2 usage error;
+    3 a model, backend or plugin is not available; 130 interrupted (rerun to resume).
+    """
+
+
+@main.command()
+@click.argument('paths', nargs=-1, required=True)
+@click.option('--output', '-o', type=click.Path(dir_okay=False), default=None,
+              help='Output file; rerunning with the same file skips images already in it. Default: stdout.')
+@click.option('--format', 'fmt', type=click.Choice(['jsonl', 'csv']), default=None,
+              help='Output format (default: from the output file name, else jsonl).')
+@click.option('--visualize', type=click.Path(file_okay=False), default=None,
+              help='Also write each image with its faces boxed and labelled to this folder.')
+@scoring_options
+def score(paths, output, fmt, visualize, quiet, **kwargs):
+    """Score every face of every image: one row per face, one per image without a face.
+
+    PATHS are files, folders (searched recursively for images) and globs.
+    """
+    from .pipeline import find_images
+    from .records import ResultWriter, completed_images
+
+    fmt = fmt or ('csv' if output and output.lower().endswith('.csv') else 'jsonl')
+    options = _pipeline_options(kwargs)
+    images = find_images(paths)
+    done = set()
+    if output:
+        try:
+            done = completed_images(output, fmt)
+        except ValueError as err:
+            _fail(str(err), EXIT_USAGE)
+    todo = [item for item in images if item.path not in done]
+    try:
+        from .backends import load_face_quality_model
+        classes = load_face_quality_model(options['model_name'], revision=options['revision'],
+                                          backend=options['backend'], device=options['device']).classes
+    except FaceQualityError as err:
+        _fail(str(err))
+    progress = Progress(len(todo), quiet, done_before=len(images) - len(todo))
+    stream = open(output, 'a', encoding='utf-8', newline='') if output else sys.stdout
+    interrupted = False
+    try:
+        writer = ResultWriter(stream, fmt, classes, write_header=not output or stream.tell() == 0)
+        for result in _run(todo, options, keep_images=bool(visualize)):
+            writer.write(result)
+            if visualize and result.error is None:
+                _visualize(result, visualize)
+            progress.update(result)
+    except KeyboardInterrupt:
+        interrupted = True
+    except FaceQualityError as err:
+        _fail(str(err))
+    finally:
+        if output:
+            stream.close()
+    progress.summary(interrupted)
+    sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
+
+
+def _passes(result, min_quality: Optional[str], min_score: Optional[float], every_face: bool) -> bool:
+    from .quality import quality_at_least
+    if not result.faces:
+        return False
+    checks = []
+    for face in result.faces:
+        ok = True
+        if min_quality is not None:
+            ok = quality_at_least(face.label, min_quality, list(face.scores))
+        if min_score is not None:
+            ok = ok and face.quality >= min_score
+        checks.append(ok)
+    return all(checks) if every_face else any(checks)
+
+
+@main.command(name='filter')
+@click.argument('paths', nargs=-1, required=True)
+@click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the kept images.')
+@click.option('--min-quality', type=click.Choice(['poor', 'ok', 'good', 'excellent']), default=None,
+              help='Keep images whose best face (or every face) is this class or better.')
+@click.option('--min-score', type=click.FloatRange(0, 1), default=None,
+              help='Keep images whose best face (or every face) has a quality value at least this.')
+@click.option('--every-face', is_flag=True, help='Require every face to pass, not only the best one.')
+@click.option('--mode', type=click.Choice(['copy', 'hardlink', 'move']), default='copy', show_default=True,
+              help='How kept images get to --out (relative folders are kept).')
+@click.option('--dry-run', is_flag=True, help='Print what would be done and change nothing.')
+@scoring_options
+def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry_run, quiet, **kwargs):
+    """Copy, hard-link or move the images whose faces reach a quality to a folder.
+
+    Images without a face are never kept. Give --min-quality, --min-score or both.
+    """
+    from .pipeline import find_images
+    if min_quality is None and min_score is None:
+        raise click.UsageError('Give --min-quality or --min-score (or both).')
+    options = _pipeline_options(kwargs)
+    images = find_images(paths)
+    progress = Progress(len(images), quiet or dry_run)
+    kept = 0
+    interrupted = False
+    verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
+    try:
+        for result in _run(images, options):
+            progress.update(result)
+            if result.error is not None:
+                click.echo(f'failed {result.image.path}: {result.error}', err=True)
+                continue
+            if not _passes(result, min_quality, min_score, every_face):
+                continue
+            target = os.path.join(out_dir, result.image.relative_path)
+            if dry_run:
+                click.echo(f'would {verb} {result.image.path} -> {target}')
+                kept += 1
+                continue
+            if os.path.exists(target):
+                click.echo(f'skipped {result.image.path}: {target} already exists', err=True)
+                continue
+            os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+            try:
+                if mode == 'copy':
+                    shutil.copy2(result.image.path, target)
+                elif mode == 'hardlink':
+                    os.link(result.image.path, target)
+                else:
+                    shutil.move(result.image.path, target)
+            except OSError as err:
+                progress.failed.append(result.image.path)
+                click.echo(f'failed to {verb} {result.image.path} -> {target}: {err}', err=True)
+                continue
+            kept += 1
+    except KeyboardInterrupt:
+        interrupted = True
+    except FaceQualityError as err:
+        _fail(str(err))
+    progress.summary(interrupted)
+    if not quiet:
+        click.echo(f'{"Would keep" if dry_run else "Kept"} {kept} of {progress.images} images'
+                   f'{"" if dry_run else f" ({verb} to {out_dir})"}.', err=True)
+    sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
+
+
+@main.command()
+@click.argument('paths', nargs=-1, required=True)
+@click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the crops.')
+@click.option('--min-quality', type=click.Choice(['poor', 'ok', 'good', 'excellent']), default=None,
+              help='Only write faces of this class or better.')
+@click.option('--sidecar', is_flag=True,
+              help='Name crops {image}_{face}.png and put the quality in a {image}_{face}.json beside each, '
+                   'instead of in the file name.')
+@click.option('--image-format', type=click.Choice(['png', 'jpg', 'webp']), default='png', show_default=True)
+@scoring_options
+def crop(paths, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
+    """Write each face's crop (the region the classifier saw), with its quality in the name or a sidecar.
+
+    File names: {image}_{face}_{label}_{quality:.3f}.{ext} (relative folders are kept).
+    """
+    from .pipeline import find_images
+    from .quality import quality_at_least
+    options = _pipeline_options(kwargs)
+    images = find_images(paths)
+    progress = Progress(len(images), quiet)
+    written = 0
+    interrupted = False
+    try:
+        for result in _run(images, options, keep_images=True):
+            progress.update(result)
+            if result.error is not None:
+                click.echo(f'failed {result.image.path}: {result.error}', err=True)
+                continue
+            stem = os.path.splitext(result.image.relative_path)[0]
+            for index, face in enumerate(result.faces):
+                if min_quality is not None and not quality_at_least(face.label, min_quality, list(face.scores)):
+                    continue
+                name = f'{stem}_{index}' if sidecar else f'{stem}_{index}_{face.label}_{face.quality:.3f}'
+                target = os.path.join(out_dir, f'{name}.{image_format}')
+                os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+                result.decoded.crop(face.crop_bbox).save(target)
+                if sidecar:
+                    with open(os.path.join(out_dir, f'{name}.json'), 'w', encoding='utf-8') as f:
+                        json.dump({'image': result.image.path, 'face': index, 'bbox': list(face.bbox),
+                                   'crop_bbox': list(face.crop_bbox), 'label': face.label, 'score': face.score,
+                                   'scores': face.scores, 'quality': face.quality,
+                                   'detection_score': face.detection_score}, f, indent=2)
+                written += 1
+            result.decoded = None
+    except KeyboardInterrupt:
+        interrupted = True
+    except FaceQualityError as err:
+        _fail(str(err))
+    progress.summary(interrupted)
+    if not quiet:
+        click.echo(f'Wrote {written} crops to {out_dir}.', err=True)
+    sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
+
+
+@main.command()
+@click.option('--json', 'as_json', is_flag=True, help='Machine-readable output.')
+def models(as_json):
+    """Known models, where they resolve, and whether each is in the local cache."""
+    from .status import model_status
+    rows = model_status()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f'{row["name"]}{"  (default)" if row["default"] else ""}')
+        click.echo(f'  repo:   {row["repo_id"]}')
+        click.echo(f'  use:    {row["description"]}')
+        click.echo(f'  status: {row["status"]}')
+
+
+@main.command()
+@click.argument('model_names', nargs=-1)
+@click.option('--detectors/--no-detectors', default=True, show_default=True,
+              help="Also fetch imgutils' face and head detector models.")
+@click.option('--revision', default=None, help='Hub revision of the models.')
+def download(model_names, detectors, revision):
+    """Fetch models into the Hugging Face cache for later offline use (default: the default model)."""
+    from .status import download_detectors, download_model
+    failed = False
+    for name in model_names or (DEFAULT_MODEL,):
+        try:
+            for line in download_model(name, revision=revision):
+                click.echo(line)
+        except FaceQualityError as err:
+            click.echo(f'Error: {err}', err=True)
+            failed = True
+    if detectors:
+        try:
+            for line in download_detectors():
+                click.echo(line)
+        except FaceQualityError as err:
+            click.echo(f'Error: {err}', err=True)
+            failed = True
+    sys.exit(EXIT_UNAVAILABLE if failed else EXIT_OK)
+
+
+@main.command()
+def plugins():
+    """Registered detectors and taggers, with the plugins that gave them."""
+    from .plugins import list_detectors, list_plugins, list_taggers
+    try:
+        click.echo('Plugins:')
+        for name in list_plugins():
+            click.echo(f'  {name}')
+        for title, items in (('Detectors', list_detectors()), ('Taggers', list_taggers())):
+            click.echo(f'{title}:')
+            for item in items:
+                click.echo(f'  {item["name"]:<16} {item["plugin"]}')
+                if item['description']:
+                    click.echo(f'  {"":<16} {item["description"]}')
+    except FaceQualityError as err:
+        _fail(str(err))
+
+
+@main.command()
+@click.argument('model_name', default=DEFAULT_MODEL)
+@click.option('--out', 'output_dir', type=click.Path(file_okay=False), default=None,
+              help='Target folder (default: the exports cache, where the same model name finds it).')
+@click.option('--revision', default=None, help='Hub revision.')
+@click.option('--overwrite', is_flag=True, help='Replace an existing export.')
+@click.option('--atol', type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help='Largest allowed torch/ONNX probability difference in the check.')
+def export(model_name, output_dir, revision, overwrite, atol):
+    """Export a model to a local ONNX folder, checked against torch (needs the torch extra)."""
+    from .export import export_onnx
+    try:
+        target = export_onnx(model_name, output_dir=output_dir, revision=revision, overwrite=overwrite, atol=atol)
+    except FileExistsError as err:
+        _fail(str(err), EXIT_USAGE)
+    except FaceQualityError as err:
+        _fail(str(err))
+    click.echo(target)
+
+
+if __name__ == '__main__':  # pragma: no cover
+    main()

@@ -1,0 +1,190 @@
+"""Scoring many images: folder walking, parallel decoding, crops from several images per
+forward pass, results in input order. The command-line tool is built on this.
+
+Images are decoded and run through the detector in worker threads while the main thread
+runs the classifier, so decoding overlaps inference; the crops of consecutive images are
+pooled into forward passes of ``batch_size`` crops. A file that cannot be read yields a
+result with ``error`` set, and the run goes on.
+"""
+import glob
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from .detect import DEFAULT_MARGIN, FaceQualityResult, default_crop_for, locate_faces, warn_if_framing_sensitive
+from .errors import ImageLoadError
+from .models import DEFAULT_MODEL, resolve_model
+from .plugins import get_tagger
+from .preprocess import load_rgb_image
+from .quality import face_quality_value
+
+__all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'score_images']
+
+#: File extensions picked up when walking folders (files named explicitly are always taken).
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.jfif', '.avif')
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image path and the folder it was found under (for relative output paths)."""
+    path: str
+    root: str
+
+    @property
+    def relative_path(self) -> str:
+        return os.path.relpath(self.path, self.root)
+
+
+def find_images(paths: Sequence[str]) -> List[InputImage]:
+    """Files, folders (walked recursively, image extensions only) and globs, in a stable order.
+
+    A path that is neither a file, a folder nor a glob that matches something is kept, so
+    that the run reports it as an error instead of skipping it silently.
+    """
+    found: List[InputImage] = []
+    seen = set()
+
+    def add(path: str, root: str) -> None:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            found.append(InputImage(path, root))
+
+    for path in paths:
+        if os.path.isdir(path):
+            for directory, subdirectories, files in os.walk(path):
+                subdirectories.sort()
+                for name in sorted(files):
+                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'):
+                        add(os.path.join(directory, name), path)
+        elif os.path.lexists(path):
+            add(path, os.path.dirname(path) or '.')
+        else:
+            matches = sorted(glob.glob(path, recursive=True))
+            if not matches:
+                add(path, os.path.dirname(path) or '.')
+            for match in matches:
+                if os.path.isdir(match):
+                    for item in find_images([match]):
+                        add(item.path, item.root)
+                else:
+                    add(match, os.path.dirname(match) or '.')
+    return found
+
+
+@dataclass
+class ImageResult:
+    """The outcome for one input image: its faces, or the reason it failed."""
+    image: InputImage
+    faces: List[FaceQualityResult] = field(default_factory=list)
+    error: Optional[str] = None
+    size: Optional[Tuple[int, int]] = None
+    decoded: Any = None  # the decoded PIL image, when keep_images=True
+
+
+@dataclass
+class _Prepared:
+    result: ImageResult
+    locations: list
+    crops: list
+    face_crop_index: List[int]
+    scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.scores) == len(self.crops)
+
+
+def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
+                 backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
+                 crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
+                 detector_options: Optional[Dict[str, Any]] = None, batch_size: int = 16, workers: int = 2,
+                 keep_images: bool = False) -> Iterator[ImageResult]:
+    """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
+
+    :param batch_size: Crops per forward pass of the classifier, pooled across images.
+    :param workers: Threads that decode images and run the detector ahead of the classifier.
+    :param keep_images: Keep each decoded image on its result (for drawing or cropping).
+    """
+    if batch_size < 1 or workers < 1:
+        raise ValueError('batch_size and workers must be at least 1.')
+    source = resolve_model(model_name, revision=revision)
+    crop = crop or default_crop_for(source)
+    warn_if_framing_sensitive(source, crop)
+    tagger = get_tagger('face_quality')
+    tagger_options = {'model_name': model_name, 'revision': revision, 'backend': backend, 'device': device}
+    tagger([], **tagger_options)  # fail fast on a model that cannot be had, before any image
+
+    def prepare(item: InputImage) -> _Prepared:
+        result = ImageResult(item)
+        try:
+            decoded = load_rgb_image(item.path)
+        except ImageLoadError as err:
+            result.error = str(err)
+            return _Prepared(result, [], [], [])
+        result.size = decoded.size
+        if keep_images:
+            result.decoded = decoded
+        locations = locate_faces(decoded, detector=detector, crop=crop, margin=margin,
+                                 head_detector=head_detector, detector_options=detector_options)
+        if crop == 'full' and locations:  # every face sees the whole frame: score it once
+            return _Prepared(result, locations, [decoded], [0] * len(locations))
+        return _Prepared(result, locations, [decoded.crop(loc.crop_bbox) for loc in locations],
+                         list(range(len(locations))))
+
+    def finish(prepared: _Prepared) -> ImageResult:
+        result = prepared.result
+        for location, crop_index in zip(prepared.locations, prepared.face_crop_index):
+            scores = prepared.scores[crop_index]
+            label = max(scores, key=scores.__getitem__)
+            result.faces.append(FaceQualityResult(
+                bbox=location.bbox, label=label, score=scores[label], scores=scores,
+                quality=face_quality_value(scores), detection_score=location.detection_score,
+                head_bbox=location.head_bbox, crop_bbox=location.crop_bbox,
+            ))
+        return result
+
+    waiting: Deque[_Prepared] = deque()
+    queued_crops: Deque[Tuple[_Prepared, int]] = deque()
+
+    def run_batch(size: int) -> None:
+        batch = [queued_crops.popleft() for _ in range(min(size, len(queued_crops)))]
+        outputs = tagger([prepared.crops[index] for prepared, index in batch], **tagger_options)
+        for (prepared, index), scores in zip(batch, outputs):
+            prepared.scores[index] = scores
+            prepared.crops[index] = None  # free the pixels as soon as they are scored
+
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') as pool:
+        ahead: Deque = deque()
+        iterator = iter(images)
+        window = max(2 * workers, 2)
+        try:
+            while True:
+                while len(ahead) < window and not stop.is_set():
+                    item = next(iterator, None)
+                    if item is None:
+                        break
+                    ahead.append(pool.submit(prepare, item))
+                if not ahead:
+                    break
+                prepared = ahead.popleft().result()
+                waiting.append(prepared)
+                queued_crops.extend((prepared, index) for index in range(len(prepared.crops)))
+                while len(queued_crops) >= batch_size:
+                    run_batch(batch_size)
+                if not ahead and queued_crops:
+                    run_batch(len(queued_crops))
+                while waiting and waiting[0].complete:
+                    yield finish(waiting.popleft())
+            while queued_crops:
+                run_batch(batch_size)
+            while waiting:
+                yield finish(waiting.popleft())
+        finally:
+            stop.set()
+            for future in ahead:
+                future.cancel()

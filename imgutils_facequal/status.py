@@ -1,0 +1,78 @@
+"""What is cached where, and fetching models ahead of offline use (the CLI's models and download)."""
+from typing import Iterator, List, Optional
+
+from .errors import MissingModelFileError, ModelNotAvailableError
+from .export import exported_source
+from .files import fetch_model_file
+from .models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
+
+__all__ = ['model_status', 'download_model', 'download_detectors', 'DETECTOR_FILES']
+
+#: The detector files imgutils reads by default, per hub repository.
+DETECTOR_FILES = {
+    'deepghs/anime_face_detection': ['face_detect_v1.4_s/model.onnx', 'face_detect_v1.4_s/model_type.json',
+                                     'face_detect_v1.4_s/threshold.json'],
+    'deepghs/anime_head_detection': ['head_detect_v2.0_s/model.onnx', 'head_detect_v2.0_s/model_type.json',
+                                     'head_detect_v2.0_s/threshold.json'],
+}
+_ONNX_FILES = ('model.onnx', 'preprocessor_config.json', 'config.json', 'meta.json')
+
+
+def model_status() -> List[dict]:
+    """For each registered model: its repo, its use, and where its ONNX model would come from."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.file_download import _CACHED_NO_EXIST
+
+    rows = []
+    for name in list_face_quality_models():
+        info = get_face_quality_model_info(name)
+        source = resolve_model(name)
+        exported = exported_source(source)
+        if exported is not None:
+            status = f'local ONNX export: {exported.local_dir}'
+        else:
+            cached = try_to_load_from_cache(info.repo_id, 'model.onnx')
+            if cached is _CACHED_NO_EXIST:
+                status = 'the repo has no model.onnx: run `imgutils-facequal export` (torch extra) or use --backend transformers'
+            elif cached:
+                status = f'cached: {cached}'
+            else:
+                status = 'not cached (run `imgutils-facequal download` once online)'
+        rows.append({'name': name, 'default': name == DEFAULT_MODEL, 'repo_id': info.repo_id,
+                     'framing_sensitive': info.framing_sensitive, 'default_crop': info.default_crop,
+                     'description': info.description, 'status': status})
+    return rows
+
+
+def download_model(model_name: str, revision: Optional[str] = None) -> Iterator[str]:
+    """Fetch the files the ONNX backend reads into the Hugging Face cache; yields a line per file."""
+    source = resolve_model(model_name, revision=revision)
+    if source.is_local:
+        yield f'{model_name}: a local directory, nothing to download'
+        return
+    for filename in _ONNX_FILES:
+        try:
+            path = fetch_model_file(source, filename, required=filename in ('model.onnx', 'preprocessor_config.json'))
+        except MissingModelFileError as err:
+            raise MissingModelFileError(
+                f'{err} Make a local ONNX copy with `imgutils-facequal export {model_name}` (torch extra).'
+            ) from err
+        if path is not None:
+            yield f'{model_name}: {filename} -> {path}'
+
+
+def download_detectors() -> Iterator[str]:
+    """Fetch the default face and head detector models imgutils uses; yields a line per file."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+    for repo_id, filenames in DETECTOR_FILES.items():
+        for filename in filenames:
+            try:
+                yield f'{repo_id}: {filename} -> {hf_hub_download(repo_id, filename)}'
+            except EntryNotFoundError:
+                if filename.endswith('model.onnx'):
+                    raise ModelNotAvailableError(f'Detector repo {repo_id!r} has no {filename!r}.')
+            except (OfflineModeIsEnabled, HfHubHTTPError) as err:
+                raise ModelNotAvailableError(
+                    f'Cannot fetch {filename!r} of detector repo {repo_id!r}: {err}. Run it with network access.'
+                ) from err

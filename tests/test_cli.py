@@ -1,0 +1,265 @@
+"""The real console script, run in subprocesses on folders the tests build."""
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import pytest
+from PIL import Image
+
+from fake_hub import CLASS_COLOURS, draw_scene, solid_image
+
+SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
+COLOUR_LABELS = {colour: name for name, colour in CLASS_COLOURS.items()}
+
+
+def run(*args, check_code=None, timeout=300, cwd=None):
+    result = subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                            stdin=subprocess.DEVNULL, cwd=cwd)
+    if check_code is not None:
+        assert result.returncode == check_code, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
+    return result
+
+
+def read_jsonl(path):
+    with open(path, encoding='utf-8') as f:
+        return [json.loads(line) for line in f]
+
+
+def scene(index):
+    """A frame with two or three faces whose colours (so face-crop labels) depend on index."""
+    colours = [CLASS_COLOURS[name] for name in ('poor', 'ok', 'good', 'excellent')]
+    heads = [(index % 4, 0, colours[index % 4]), (1, 2, colours[(index + 1) % 4])]
+    bare = [(6, 6, colours[(index + 2) % 4])] if index % 2 else []
+    return draw_scene((256, 256), heads=heads, bare_faces=bare)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Eight scenes in two folders, a frame without a face, and a tags file that is no image."""
+    root = tmp_path / 'frames'
+    (root / 'episode2').mkdir(parents=True)
+    expected = {}
+    for index in range(8):
+        image, faces = scene(index)
+        path = root / ('episode2' if index >= 4 else '') / f'frame{index:02d}.png'
+        image.save(path)
+        expected[str(path)] = faces
+    empty = root / 'black.jpg'
+    solid_image((0, 0, 0), size=(200, 150)).save(empty)
+    expected[str(empty)] = []
+    (root / 'frame00.txt').write_text('1girl, smile')
+    return root, expected
+
+
+def huge_png(path, width=40000, height=40000):
+    """A PNG whose header claims more pixels than Pillow's decompression-bomb limit allows."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'\0' * 64))
+                     + chunk(b'IEND', b''))
+
+
+def test_score_rows_match_where_the_faces_are(folder, tmp_path):
+    root, expected = folder
+    output = tmp_path / 'scores.jsonl'
+    result = run('score', root, '-o', output, '--crop', 'face', '--margin', '0', check_code=0)
+    rows = read_jsonl(output)
+    by_image = {}
+    for row in rows:
+        by_image.setdefault(row['image'], []).append(row)
+    assert set(by_image) == set(expected)
+    for path, faces in expected.items():
+        image_rows = by_image[path]
+        if not faces:
+            assert image_rows == [{'image': path, 'face': None, 'faces': 0, 'width': 200, 'height': 150,
+                                   'error': None}]
+            continue
+        assert len(image_rows) == len(faces) and all(row['faces'] == len(faces) for row in image_rows)
+        got = sorted((tuple(row['bbox']), row['label']) for row in image_rows)
+        want = sorted((face, COLOUR_LABELS[colour]) for face, _, colour in faces)
+        assert got == want
+        for row in image_rows:
+            assert row['label'] == max(row['scores'], key=row['scores'].get)
+            assert abs(sum(row['scores'].values()) - 1) < 1e-6 and 0 <= row['quality'] <= 1
+            assert row['detection_score'] > 0.5 and row['crop_bbox'] == row['bbox']
+    assert 'Done: 9 images' in result.stderr and 'faces per class' in result.stderr
+
+
+def test_score_csv_and_stdout(folder, tmp_path):
+    root, expected = folder
+    output = tmp_path / 'scores.csv'
+    run('score', root, '-o', output, '--quiet', check_code=0)
+    import csv
+    with open(output, newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert {row['image'] for row in rows} == set(expected)
+    assert {'p_poor', 'p_ok', 'p_good', 'p_excellent', 'x0', 'quality'} <= set(rows[0])
+    result = run('score', next(iter(expected)), '--quiet', check_code=0)
+    assert result.stderr == ''
+    assert all(json.loads(line)['faces'] >= 2 for line in result.stdout.splitlines())
+
+
+def test_broken_files_are_reported_and_the_run_goes_on(folder, tmp_path):
+    root, expected = folder
+    broken = root / 'broken'
+    broken.mkdir()
+    (broken / 'text.png').write_text('not an image at all')
+    good = root / 'frame00.png'
+    (broken / 'truncated.png').write_bytes(good.read_bytes()[:300])
+    (broken / 'empty.jpg').write_bytes(b'')
+    huge_png(broken / 'huge.png')
+    os.symlink(tmp_path / 'nowhere.png', broken / 'unreadable.png')
+    output = tmp_path / 'scores.jsonl'
+    result = run('score', root, '-o', output, check_code=1)
+    rows = read_jsonl(output)
+    errors = {row['image']: row['error'] for row in rows if row['error']}
+    assert set(errors) == {str(broken / name) for name in
+                           ('text.png', 'truncated.png', 'empty.jpg', 'huge.png', 'unreadable.png')}
+    assert 'cannot identify image' in errors[str(broken / 'text.png')]
+    assert 'DecompressionBomb' in errors[str(broken / 'huge.png')]
+    assert 'No such file' in errors[str(broken / 'unreadable.png')]
+    assert all(name in errors[name] for name in errors)  # each reason names its file
+    scored = {row['image'] for row in rows if not row['error']}
+    assert scored == set(expected)
+    assert 'failed: 5' in result.stderr
+
+
+def test_missing_model_exits_3(folder):
+    result = run('score', folder[0], '--model', 'someone/not-cached', check_code=3)
+    assert "someone/not-cached" in result.stderr and 'HF_HUB_OFFLINE' in result.stderr
+    assert result.stdout == ''
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_run_resumes_with_every_image_once(tmp_path, sig):
+    root = tmp_path / 'many'
+    root.mkdir()
+    for index in range(160):
+        scene(index)[0].save(root / f'{index:03d}.png')
+    output = tmp_path / 'scores.jsonl'
+    process = subprocess.Popen([SCRIPT, 'score', str(root), '-o', str(output), '--batch-size', '2', '--workers', '1'],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if output.exists() and output.read_bytes().count(b'\n') >= 30:
+            break
+        time.sleep(0.005)
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert process.returncode == 130
+    first_run = output.read_bytes()
+    lines_before = first_run.count(b'\n')
+    assert 30 <= lines_before < 160 * 2, 'the signal must land part-way through the run'
+
+    result = run('score', root, '-o', output, check_code=0)
+    assert 'skipped, already in the output' in result.stderr
+    rows = read_jsonl(output)
+    counts = {}
+    for row in rows:
+        counts.setdefault(row['image'], []).append(row)
+    assert set(counts) == {str(root / f'{index:03d}.png') for index in range(160)}
+    for image, image_rows in counts.items():
+        assert len(image_rows) == image_rows[0]['faces'] == len({row['face'] for row in image_rows})
+
+
+def test_filter_dry_run_changes_nothing(folder, tmp_path):
+    root, _ = folder
+    out = tmp_path / 'kept'
+
+    def snapshot():
+        return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in tmp_path.rglob('*'))
+
+    before = snapshot()
+    result = run('filter', root, '--out', out, '--min-quality', 'excellent', '--crop', 'face', '--margin', '0',
+                 '--dry-run', check_code=0)
+    assert snapshot() == before
+    assert not out.exists()
+    assert result.stdout.count('would copy') == 6  # frames whose faces include a white one
+
+
+@pytest.mark.parametrize('mode', ['copy', 'hardlink', 'move'])
+def test_filter_modes(folder, tmp_path, mode):
+    root, expected = folder
+    out = tmp_path / 'kept'
+    should_keep = {path for path, faces in expected.items()
+                   if any(COLOUR_LABELS[colour] == 'excellent' for _, _, colour in faces)}
+    originals = {path: open(path, 'rb').read() for path in should_keep}
+    run('filter', root, '--out', out, '--min-quality', 'excellent', '--crop', 'face', '--margin', '0',
+        '--mode', mode, check_code=0)
+    kept = {str(p) for p in out.rglob('*.png')}
+    assert kept == {str(out / os.path.relpath(path, root)) for path in should_keep}
+    for path in should_keep:
+        target = out / os.path.relpath(path, root)
+        assert target.read_bytes() == originals[path]
+        if mode == 'copy':
+            assert os.path.exists(path) and not os.path.samefile(path, target)
+        elif mode == 'hardlink':
+            assert os.path.samefile(path, target)
+        else:
+            assert not os.path.exists(path)
+    assert all(os.path.exists(path) for path in set(expected) - should_keep)
+
+
+def test_filter_every_face_and_min_score(folder, tmp_path):
+    root, expected = folder
+    out = tmp_path / 'kept'
+    result = run('filter', root, '--out', out, '--min-score', '0.3', '--every-face', '--crop', 'face',
+                 '--margin', '0', '--dry-run', check_code=0)
+    # every face at least `ok` (quality value >= 1/3): no red face in the frame
+    want = {path for path, faces in expected.items() if faces
+            and all(COLOUR_LABELS[colour] != 'poor' for _, _, colour in faces)}
+    got = {line.split(' -> ')[0][len('would copy '):] for line in result.stdout.splitlines()}
+    assert got == want and want
+    assert run('filter', root, '--out', out, check_code=2).returncode == 2
+
+
+def test_crop_writes_faces_with_their_quality(folder, tmp_path):
+    root, expected = folder
+    out = tmp_path / 'crops'
+    run('crop', root / 'frame01.png', '--out', out, '--crop', 'face', '--margin', '0', check_code=0)
+    files = sorted(p.name for p in out.iterdir())
+    labels = sorted(COLOUR_LABELS[colour] for _, _, colour in expected[str(root / 'frame01.png')])
+    assert len(files) == 3 and sorted(name.split('_')[2] for name in files) == labels
+    for path in out.iterdir():
+        assert Image.open(path).size == (32, 32)
+    sidecar_out = tmp_path / 'sidecar'
+    run('crop', root / 'frame01.png', '--out', sidecar_out, '--sidecar', '--min-quality', 'good', check_code=0)
+    sidecars = sorted(sidecar_out.glob('*.json'))
+    for path in sidecars:
+        info = json.loads(path.read_text())
+        assert info['label'] in ('good', 'excellent')
+        assert (sidecar_out / (path.stem + '.png')).exists()
+
+
+def test_visualize(folder, tmp_path):
+    root, _ = folder
+    out = tmp_path / 'boxes'
+    run('score', root / 'episode2', '--visualize', out, '-q', check_code=0)
+    drawn = sorted(p.name for p in out.iterdir())
+    assert drawn == ['frame04.png', 'frame05.png', 'frame06.png', 'frame07.png']
+    assert Image.open(out / 'frame04.png').size == (256, 256)
+
+
+def test_models_download_plugins_version_help(tmp_path):
+    result = run('models', '--json', check_code=0)
+    rows = json.loads(result.stdout)
+    assert [row['name'] for row in rows] == ['caformer_s36.head_crop', 'caformer_s36']
+    assert rows[0]['status'].startswith('cached: ') and rows[1]['framing_sensitive']
+    result = run('download', 'caformer_s36', check_code=0)
+    assert 'model.onnx ->' in result.stdout and 'face_detect_v1.4_s/model.onnx' in result.stdout
+    result = run('download', 'someone/not-cached', '--no-detectors', check_code=3)
+    assert 'someone/not-cached' in result.stderr
+    result = run('plugins', check_code=0)
+    assert 'face_quality' in result.stdout and 'imgutils_facequal.default_plugins.imgutils_detectors' in result.stdout
+    assert run('--version', check_code=0).stdout.strip() == 'imgutils-facequal, version 0.1.0'
+    for command in ['score', 'filter', 'crop', 'models', 'download', 'plugins', 'export']:
+        help_text = run(command, '--help', check_code=0).stdout
+        assert help_text.startswith(f'Usage: imgutils-facequal {command}')
+    assert run('score', check_code=2).returncode == 2
