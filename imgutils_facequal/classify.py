@@ -29,7 +29,7 @@ __all__ = [
     'load_face_quality_model',
 ]
 
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = 4
 
 
 def _top(scores: Dict[str, float]) -> Tuple[str, float]:

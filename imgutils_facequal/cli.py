@@ -52,7 +52,7 @@ def scoring_options(function):
         click.option('--iou-threshold', type=click.FloatRange(0, 1), default=None, help='Detector NMS IoU threshold.'),
         click.option('--detector-level', default=None, help="Detector model level, e.g. s or n (imgutils' level)."),
         click.option('--detector-version', default=None, help="Detector model version, e.g. v1.4 (imgutils' version)."),
-        click.option('--batch-size', type=click.IntRange(min=1), default=16, show_default=True,
+        click.option('--batch-size', type=click.IntRange(min=1), default=4, show_default=True,
                      help='Face crops per forward pass, pooled across images.'),
         click.option('--workers', type=click.IntRange(min=1), default=2, show_default=True,
                      help='Threads decoding images and detecting faces ahead of the classifier.'),

@@ -101,7 +101,7 @@ class _Prepared:
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                  backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
                  crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
-                 detector_options: Optional[Dict[str, Any]] = None, batch_size: int = 16, workers: int = 2,
+                 detector_options: Optional[Dict[str, Any]] = None, batch_size: int = 4, workers: int = 2,
                  keep_images: bool = False) -> Iterator[ImageResult]:
     """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
 

@@ -1,0 +1,54 @@
+"""Shared set-up for the benchmarks: an offline Hugging Face cache holding the published
+architecture (random-weight timm caformer_s36, 4 classes, 384 x 384, in the published
+layout) and imgutils' detector repositories with the tests' tiny grid detectors.
+
+Import this module first: it sets the environment before huggingface_hub is imported.
+"""
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.environ.get('FACEQUAL_BENCH_WORK') or tempfile.mkdtemp(prefix='facequal-bench-')
+os.environ.update(HF_HOME=os.path.join(WORK, 'home'), HF_HUB_CACHE=os.path.join(WORK, 'hub'), HF_HUB_OFFLINE='1',
+                  IMGUTILS_FACEQUAL_HOME=os.path.join(WORK, 'facequal'), IMGUTILS_FACEQUAL_PLUGINS='',
+                  FACEQUAL_BENCH_WORK=WORK)
+os.environ.setdefault('ONNX_MODE', 'cpu')
+sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the published-layout builders the tests use
+
+CAFORMER_REPO = 'bench-org/cls-face-quality.caformer_s36'
+CAFORMER_NO_ONNX_REPO = 'bench-org/cls-face-quality.caformer_s36.no-onnx'
+
+
+def build_hub(with_caformer: bool = True) -> dict:
+    """Write the repositories once per work folder; returns what was built."""
+    from fake_hub import (FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, face_detector_files, head_detector_files,
+                          write_repo)
+    marker = os.path.join(WORK, 'built')
+    if not os.path.exists(marker):
+        write_repo(os.environ['HF_HUB_CACHE'], FACE_DETECTOR_REPO, face_detector_files())
+        write_repo(os.environ['HF_HUB_CACHE'], HEAD_DETECTOR_REPO, head_detector_files())
+        if with_caformer:
+            from timm_repos import timm_repo_files
+            files = timm_repo_files('caformer_s36', size=384, seed=0)
+            write_repo(os.environ['HF_HUB_CACHE'], CAFORMER_REPO, files)
+            write_repo(os.environ['HF_HUB_CACHE'], CAFORMER_NO_ONNX_REPO,
+                       {name: data for name, data in files.items() if name != 'model.onnx'})
+        open(marker, 'w').close()
+    return {'work': WORK, 'classifier': CAFORMER_REPO}
+
+
+def write_frames(directory: str, count: int, faces_per_image: int, size=(640, 384)):
+    """Frames with heads and faces on the tiny detectors' grids; returns the paths."""
+    from fake_hub import CLASS_COLOURS, draw_scene
+    os.makedirs(directory, exist_ok=True)
+    colours = list(CLASS_COLOURS.values())
+    cells = [(0, 0), (2, 0), (0, 2), (2, 2)]
+    paths = []
+    for index in range(count):
+        heads = [(column, row, colours[(index + k) % 4]) for k, (column, row) in enumerate(cells[:faces_per_image])]
+        image, _ = draw_scene(size, heads=heads)
+        path = os.path.join(directory, f'{index:04d}.png')
+        image.save(path)
+        paths.append(path)
+    return paths
