@@ -36,6 +36,14 @@ from .errors import (
     ModelNotAvailableError,
     UnknownModelError,
 )
+from .evaluate import (
+    DEFAULT_SETTINGS,
+    CropRobustnessReport,
+    CropSetting,
+    evaluate_crop_robustness,
+    read_hf_dataset,
+    read_labelled_folder,
+)
 from .export import ExportCheckError, export_onnx, exports_dir
 from .hookspecs import hookimpl
 from .models import (
@@ -54,6 +62,9 @@ __all__ = [
     'BACKENDS',
     'BackendNotAvailableError',
     'CROP_MODES',
+    'CropRobustnessReport',
+    'CropSetting',
+    'DEFAULT_SETTINGS',
     'DEFAULT_BATCH_SIZE',
     'DEFAULT_MARGIN',
     'DEFAULT_MODEL',
@@ -75,6 +86,7 @@ __all__ = [
     'classify_face_quality_score_batch',
     'classify_face_quality_value',
     'detect_face_quality',
+    'evaluate_crop_robustness',
     'export_onnx',
     'exports_dir',
     'face_quality_value',
@@ -85,6 +97,8 @@ __all__ = [
     'list_plugins',
     'list_taggers',
     'load_face_quality_model',
+    'read_hf_dataset',
+    'read_labelled_folder',
     'register_plugin',
     'resolve_model',
     'tag_faces',

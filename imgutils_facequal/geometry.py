@@ -30,6 +30,7 @@ __all__ = [
     'face_to_head_box',
     'pair_faces_with_heads',
     'crop_box',
+    'random_margin_crop_box',
 ]
 
 Box = Tuple[float, float, float, float]
@@ -175,3 +176,40 @@ def crop_box(box: Sequence[float], margin: float, image_size: Sequence[int]) -> 
     if bottom <= top:
         top, bottom = (top, top + 1) if top < height else (height - 1, height)
     return left, top, right, bottom
+
+
+def random_margin_crop_box(head_box: Sequence[float], max_margin: Optional[float], image_size: Sequence[int],
+                           draws: Sequence[float]) -> Tuple[int, int, int, int]:
+    """The model card's crop-robustness crop: the head box plus a random margin per side.
+
+    Each side's margin is ``draw x max_margin x head_dim``, where ``draws`` are four numbers
+    in [0, 1] (left, top, right, bottom; uniform draws in the protocol) and ``head_dim`` is
+    the head's width for the left and right sides and its height for the top and bottom.
+    The crop is clamped to the image and rounded outwards to whole pixels, so it always
+    contains the part of the head box inside the image. ``max_margin=0`` gives the head box
+    itself (``head_only``); ``max_margin=None`` gives the whole frame (``full``).
+
+    Using the same ``draws`` for every ``max_margin`` pairs the settings: a ``loose_2x`` crop
+    has, before clamping, exactly twice the margins of the ``loose_1x`` crop of that image.
+
+    >>> random_margin_crop_box((100, 100, 140, 150), 1.0, (640, 480), (0.5, 0.2, 0.0, 1.0))
+    (80, 90, 140, 200)
+    >>> random_margin_crop_box((100, 100, 140, 150), 0.0, (640, 480), (0.5, 0.2, 0.0, 1.0))
+    (100, 100, 140, 150)
+    >>> random_margin_crop_box((100, 100, 140, 150), None, (640, 480), (0.5, 0.2, 0.0, 1.0))
+    (0, 0, 640, 480)
+    """
+    width, height = _check_size(image_size)
+    if max_margin is None:
+        return 0, 0, width, height
+    if len(draws) != 4 or not all(0.0 <= float(d) <= 1.0 for d in draws):
+        raise ValueError(f'draws are four numbers in [0, 1] (left, top, right, bottom); got {tuple(draws)!r}.')
+    if not isinstance(max_margin, (int, float)) or not math.isfinite(max_margin) or max_margin < 0:
+        raise ValueError(f'max_margin is a multiple of the head size, 0 or more; got {max_margin!r}.')
+    left, top, right, bottom = (float(d) * max_margin for d in draws)
+    expanded = expand_box(head_box, left, top, right, bottom)
+    x0, y0, x1, y1 = clamp_box(expanded, (width, height))
+    box = (int(math.floor(x0)), int(math.floor(y0)), int(math.ceil(x1)), int(math.ceil(y1)))
+    if box[2] <= box[0] or box[3] <= box[1]:  # a head box with no area inside the image
+        return crop_box(box, 0, (width, height))
+    return box

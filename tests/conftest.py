@@ -43,7 +43,8 @@ TEST_REPOS = {
 
 
 def pytest_sessionstart(session):
-    for repo_id, files in TEST_REPOS.items():
+    from synthetic_eval import eval_repos
+    for repo_id, files in {**TEST_REPOS, **eval_repos()}.items():
         write_repo(os.environ['HF_HUB_CACHE'], repo_id, files)
 
 
