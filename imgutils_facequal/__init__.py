@@ -9,9 +9,8 @@ Example::
     >>> classify_face_quality('face.png')  # doctest: +SKIP
     ('good', 0.8875)
 """
-from .backends import BACKENDS, load_face_quality_model
+from .backends import BACKENDS, CPU_BATCH_SIZE, GPU_BATCH_SIZE, default_batch_size, load_face_quality_model
 from .classify import (
-    DEFAULT_BATCH_SIZE,
     classify_face_quality,
     classify_face_quality_batch,
     classify_face_quality_score,
@@ -65,11 +64,12 @@ __all__ = [
     'CropRobustnessReport',
     'CropSetting',
     'DEFAULT_SETTINGS',
-    'DEFAULT_BATCH_SIZE',
+    'CPU_BATCH_SIZE',
     'DEFAULT_MARGIN',
     'DEFAULT_MODEL',
     'ExportCheckError',
     'FaceQualityError',
+    'GPU_BATCH_SIZE',
     'FaceQualityModelInfo',
     'FaceQualityResult',
     'FaceTags',
@@ -85,6 +85,7 @@ __all__ = [
     'classify_face_quality_score',
     'classify_face_quality_score_batch',
     'classify_face_quality_value',
+    'default_batch_size',
     'detect_face_quality',
     'evaluate_crop_robustness',
     'export_onnx',

@@ -15,10 +15,18 @@ from .models import DEFAULT_MODEL, resolve_model
 from .onnx_backend import FaceQualityOnnxModel, get_onnx_model
 from .transformers_backend import FaceQualityTransformersModel, get_transformers_model, require_torch_extra
 
-__all__ = ['BACKENDS', 'DEFAULT_BACKEND', 'load_face_quality_model']
+__all__ = ['BACKENDS', 'DEFAULT_BACKEND', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'load_face_quality_model',
+           'default_batch_size']
 
 BACKENDS = ('onnx', 'transformers', 'auto')
 DEFAULT_BACKEND = 'onnx'
+
+#: Crops per forward pass on a CPU. caformer_s36 is compute-bound there: on 2 cores the
+#: time per face stays flat or rises with the batch (0.51 s at 1, 0.53 at 2, 0.57 at 4 and 8)
+#: while memory rises (about 390 MB at 1, 720 MB at 8), so small batches win.
+CPU_BATCH_SIZE = 2
+#: Crops per forward pass on a GPU, where batching is what makes it fast.
+GPU_BATCH_SIZE = 32
 
 FaceQualityModel = Union[FaceQualityOnnxModel, FaceQualityTransformersModel]
 
@@ -61,3 +69,12 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
         except BackendNotAvailableError as no_torch:
             raise BackendNotAvailableError(f'{missing_onnx} {no_torch}') from missing_onnx
         return get_transformers_model(source, device)
+
+
+def default_batch_size(model: FaceQualityModel) -> int:
+    """:data:`GPU_BATCH_SIZE` when the model runs on a GPU, else :data:`CPU_BATCH_SIZE`."""
+    if isinstance(model, FaceQualityTransformersModel):
+        on_gpu = str(model.device).startswith('cuda')
+    else:
+        on_gpu = model.session.get_providers()[0] != 'CPUExecutionProvider'
+    return GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE

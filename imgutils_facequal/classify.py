@@ -13,14 +13,13 @@ object or a PIL image) and decodes it once. Common options:
 """
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .backends import DEFAULT_BACKEND, load_face_quality_model
+from .backends import DEFAULT_BACKEND, default_batch_size, load_face_quality_model
 from .errors import ImageLoadError
 from .models import DEFAULT_MODEL, resolve_model
 from .preprocess import describe_image_input, load_rgb_image
 from .quality import face_quality_value
 
 __all__ = [
-    'DEFAULT_BATCH_SIZE',
     'classify_face_quality_score',
     'classify_face_quality',
     'classify_face_quality_value',
@@ -28,9 +27,6 @@ __all__ = [
     'classify_face_quality_batch',
     'load_face_quality_model',
 ]
-
-DEFAULT_BATCH_SIZE = 4
-
 
 def _top(scores: Dict[str, float]) -> Tuple[str, float]:
     label = max(scores, key=scores.__getitem__)
@@ -121,14 +117,15 @@ def _face_region(decoded, original: Any, crop: str, margin: Optional[float]):
 
 
 def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = DEFAULT_MODEL,
-                                      revision: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                                      revision: Optional[str] = None, batch_size: Optional[int] = None,
                                       crop: str = 'full', margin: Optional[float] = None,
                                       backend: str = DEFAULT_BACKEND,
                                       device: Optional[str] = None) -> List[Dict[str, float]]:
     """Class probabilities for many face images, ``batch_size`` images per forward pass.
 
     :param images: Face images, each anything :func:`classify_face_quality_score` takes.
-    :param batch_size: Images per forward pass of the model.
+    :param batch_size: Images per forward pass; default 2 on a CPU, 32 on a GPU (see
+        :func:`imgutils_facequal.backends.default_batch_size`).
     :return: One ``{class: probability}`` per input, in input order.
     :raises ImageLoadError: When an input cannot be read; the message gives its index and name.
 
@@ -141,12 +138,13 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
         [{'poor': 0.91, 'ok': 0.08, 'good': 0.01, 'excellent': 0.0},
          {'poor': 0.0, 'ok': 0.02, 'good': 0.31, 'excellent': 0.67}]
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}.')
     if crop != 'full':
         from .detect import warn_if_framing_sensitive
         warn_if_framing_sensitive(resolve_model(model_name, revision=revision), crop)
     model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device)
+    batch_size = batch_size or default_batch_size(model)
     images = list(images)
     results: List[Dict[str, float]] = []
     for offset in range(0, len(images), batch_size):
@@ -163,7 +161,7 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
 
 
 def classify_face_quality_batch(images: Iterable[Any], model_name: str = DEFAULT_MODEL,
-                                revision: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                                revision: Optional[str] = None, batch_size: Optional[int] = None,
                                 crop: str = 'full', margin: Optional[float] = None,
                                 backend: str = DEFAULT_BACKEND,
                                 device: Optional[str] = None) -> List[Tuple[str, float]]:

@@ -52,8 +52,8 @@ def scoring_options(function):
         click.option('--iou-threshold', type=click.FloatRange(0, 1), default=None, help='Detector NMS IoU threshold.'),
         click.option('--detector-level', default=None, help="Detector model level, e.g. s or n (imgutils' level)."),
         click.option('--detector-version', default=None, help="Detector model version, e.g. v1.4 (imgutils' version)."),
-        click.option('--batch-size', type=click.IntRange(min=1), default=4, show_default=True,
-                     help='Face crops per forward pass, pooled across images.'),
+        click.option('--batch-size', type=click.IntRange(min=1), default=None,
+                     help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
         click.option('--workers', type=click.IntRange(min=1), default=2, show_default=True,
                      help='Threads decoding images and detecting faces ahead of the classifier.'),
         click.option('--quiet', '-q', is_flag=True, help='No progress bar and no summary.'),
@@ -437,7 +437,8 @@ def export(model_name, output_dir, revision, overwrite, atol):
               help='Detector giving head boxes to images that have none.')
 @click.option('--backend', type=click.Choice(['onnx', 'transformers', 'auto']), default='onnx', show_default=True)
 @click.option('--device', default=None)
-@click.option('--batch-size', type=click.IntRange(min=1), default=4, show_default=True)
+@click.option('--batch-size', type=click.IntRange(min=1), default=None,
+              help='Crops per forward pass (default: 2 on CPU, 32 on GPU).')
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None,
               help='Write report.md, report.json and macro_f1.png here.')
 @click.option('--quiet', '-q', is_flag=True, help='No progress bar.')

