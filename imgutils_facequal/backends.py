@@ -22,8 +22,9 @@ BACKENDS = ('onnx', 'transformers', 'auto')
 DEFAULT_BACKEND = 'onnx'
 
 #: Crops per forward pass on a CPU. caformer_s36 is compute-bound there: on 2 cores the
-#: time per face stays flat or rises with the batch (0.51 s at 1, 0.53 at 2, 0.57 at 4 and 8)
-#: while memory rises (about 390 MB at 1, 720 MB at 8), so small batches win.
+#: time per face does not improve with the batch (0.53-0.63 s from 1 to 8 crops, 0.74 s at
+#: 32) while peak memory grows (430 MB at 1, 515 MB at 2, 1.05 GB at 8, 3.2 GB at 32), so a
+#: small batch wins (benchmarks/performance.py).
 CPU_BATCH_SIZE = 2
 #: Crops per forward pass on a GPU, where batching is what makes it fast.
 GPU_BATCH_SIZE = 32

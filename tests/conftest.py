@@ -21,6 +21,12 @@ os.environ['IMGUTILS_FACEQUAL_HOME'] = os.path.join(_HUB_ROOT, 'facequal-home')
 os.environ['IMGUTILS_FACEQUAL_PLUGINS'] = ''
 
 import pytest  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+# CI replays the same examples every run (a failure there is reproducible); local runs explore.
+hypothesis_settings.register_profile('ci', derandomize=True, deadline=None)
+if os.environ.get('CI'):
+    hypothesis_settings.load_profile('ci')
 
 from fake_hub import (  # noqa: E402
     FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, QUALITY_CLASSES, classifier_repo_files, face_detector_files,
