@@ -8,7 +8,6 @@ result with ``error`` set, and the run goes on.
 """
 import glob
 import os
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -160,14 +159,13 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
             prepared.scores[index] = scores
             prepared.crops[index] = None  # free the pixels as soon as they are scored
 
-    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') as pool:
         ahead: Deque = deque()
         iterator = iter(images)
         window = max(2 * workers, 2)
         try:
             while True:
-                while len(ahead) < window and not stop.is_set():
+                while len(ahead) < window:
                     item = next(iterator, None)
                     if item is None:
                         break
@@ -187,7 +185,6 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
                 run_batch(batch_size)
             while waiting:
                 yield finish(waiting.popleft())
-        finally:
-            stop.set()
+        finally:  # an interrupted consumer: drop what has not started
             for future in ahead:
                 future.cancel()
