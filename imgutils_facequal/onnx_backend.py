@@ -8,12 +8,15 @@ once.
 import json
 import os
 import threading
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .errors import ModelNotAvailableError
 from .files import fetch_model_file, read_json_file
 from .models import ModelSource
 from .preprocess import create_stage_transform, images_to_batch
+
+if TYPE_CHECKING:  # annotations only: numpy is imported on first use
+    import numpy as np
 
 __all__ = ['FaceQualityOnnxModel', 'get_onnx_model', 'probabilities_from_output']
 

@@ -6,10 +6,14 @@
 available. Needs the ``torch`` extra: ``pip install 'imgutils-facequal[torch]'``.
 """
 import threading
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .errors import BackendNotAvailableError, ModelNotAvailableError
 from .models import ModelSource
+
+if TYPE_CHECKING:  # annotations only: torch is imported on first use
+    import numpy as np
+    import torch
 
 __all__ = ['FaceQualityTransformersModel', 'get_transformers_model', 'require_torch_extra', 'default_device']
 

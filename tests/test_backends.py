@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from imgutils_facequal import (
-    BackendNotAvailableError,
     ExportCheckError,
     ModelNotAvailableError,
     classify_face_quality_score,

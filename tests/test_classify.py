@@ -1,7 +1,5 @@
 import io
 import math
-import os
-import shutil
 import subprocess
 import sys
 import threading

@@ -7,7 +7,6 @@ Blocks of one page run in order in one namespace, in a folder holding the files 
 examples name (face.png, faces/a.png, faces/b.png, not-an-image.txt, frame.png, and the
 synthetic labelled set in labelled/).
 """
-import os
 import re
 from pathlib import Path
 
