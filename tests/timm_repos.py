@@ -18,7 +18,16 @@ from typing import Dict, List, Sequence
 MODELING_CODE = '''
 import timm
 import torch
+from timm.models import is_model, register_model
+from timm.models.metaformer import Attention, LayerNorm2dNoBias, LayerNormNoBias, MetaFormer, SepConv
 from transformers import PretrainedConfig, PreTrainedModel
+
+if not is_model('test_caformer'):  # the tests' stand-in for caformer_s36: its layer types, a few blocks
+    @register_model
+    def test_caformer(pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None, **kwargs):
+        return MetaFormer(depths=(1, 2, 1, 1), dims=(16, 32, 64, 64),
+                          token_mixers=[SepConv, SepConv, Attention, Attention],
+                          norm_layers=[LayerNorm2dNoBias] * 2 + [LayerNormNoBias] * 2, **kwargs)
 
 
 class TimmModelConfig(PretrainedConfig):
@@ -95,6 +104,24 @@ def timm_stages(size: int) -> List[dict]:
     ]
 
 
+def perturb_metaformer_scales(model) -> None:
+    """Move timm MetaFormer's learnable scales off their initial 1 and 0, as training does.
+
+    StarReLU starts as ``1 * relu(x) ** 2 + 0`` and residual scales at 1, which would make
+    folding them into neighbouring layers trivially exact.
+    """
+    import torch
+    from timm.models.metaformer import Scale, StarReLU
+    generator = torch.Generator().manual_seed(12345)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, StarReLU):
+                module.scale.copy_(0.5 + torch.rand(1, generator=generator))
+                module.bias.copy_(torch.rand(1, generator=generator) - 0.5)
+            elif isinstance(module, Scale):
+                module.scale.copy_(0.5 + torch.rand(module.scale.shape, generator=generator))
+
+
 def _import_modeling(directory: str):
     name = f'facequal_test_modeling_{abs(hash(directory))}'
     spec = importlib.util.spec_from_file_location(name, os.path.join(directory, 'modeling_timm.py'))
@@ -129,6 +156,7 @@ def timm_repo_files(architecture: str = 'test_convnext', size: int = 64, classes
         last_linear = [m for m in model.model.get_classifier().modules() if isinstance(m, torch.nn.Linear)][-1]
         with torch.no_grad():  # spread the logits so the classes differ clearly between images
             last_linear.weight.mul_(20.0)
+            perturb_metaformer_scales(model)
         model.save_pretrained(directory)
         with open(os.path.join(directory, 'preprocessor_config.json'), 'w') as f:
             json.dump({
