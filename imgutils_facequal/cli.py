@@ -406,8 +406,8 @@ def plugins():
 def export(model_name, output_dir, revision, overwrite, atol, literal):
     """Export a model to a local ONNX folder, checked against torch (needs the torch extra).
 
-    Exporting a published model that has its own model.onnx is worth it too: the export
-    (used from then on under the same model name) runs about 10% faster on CPU.
+    Exporting a published model that has its own model.onnx is worth it too: for the
+    MetaFormer models the export (used from then on under the same model name) runs faster.
     """
     from .export import export_onnx
     try:

@@ -11,7 +11,11 @@ that computes the same function with fewer memory passes:
   convolutions as matrix products, the depthwise convolution alone in NCHW;
 * ``folded_star_relu``: ``relu(x) ** 2`` becomes ``r * r``, and where a linear layer
   follows, StarReLU's scale and bias are folded into its weights
-  (``W (s r^2 + b) = (s W) r^2 + b W 1``).
+  (``W (s r^2 + b) = (s W) r^2 + b W 1``);
+* ``fused_attention``: self-attention becomes onnxruntime's ``com.microsoft``
+  ``MultiHeadAttention`` operator (CPU and CUDA providers), which never writes the
+  tokens x tokens attention matrix to memory. The graph then needs onnxruntime, the
+  runtime of the ONNX backend.
 
 Only the float rounding changes; :func:`export_onnx` still checks the exported graph
 against the untouched torch model. Models without these layers are returned as they are.
@@ -32,7 +36,17 @@ def _modules():
     return torch, F, Mlp, MetaFormerStage, Scale, SepConv, StarReLU
 
 
+def _is_fusable_attention(module) -> bool:
+    import torch
+    from timm.models.metaformer import Attention
+    return (isinstance(module, Attention) and isinstance(module.qkv, torch.nn.Linear)
+            and module.qkv.out_features == 3 * module.attention_dim
+            and module.proj.in_features == module.attention_dim and _is_identity(module.proj_drop)
+            and _is_identity(module.attn_drop))
+
+
 def _is_identity(module) -> bool:
+    """Identity in eval mode, the only mode an export traces."""
     import torch
     return isinstance(module, (torch.nn.Identity, torch.nn.Dropout))
 
@@ -142,7 +156,36 @@ def _make_classes():
             y = torch.relu(self.fc1(x))
             return F.linear(y * y, self.fc2_weight, self.fc2_bias)
 
-    return ChannelsLastConvStage, FoldedStarReluMlp
+    class _MultiHeadAttention(torch.autograd.Function):
+        """Scaled dot-product attention over heads; traced as onnxruntime's MultiHeadAttention."""
+
+        @staticmethod
+        def forward(ctx, query, key, value, num_heads, scale):  # N, L, heads * head_dim each
+            batch, length, width = query.shape
+
+            def heads(t):
+                return t.reshape(batch, length, num_heads, width // num_heads).transpose(1, 2)
+            out = F.scaled_dot_product_attention(heads(query), heads(key), heads(value), scale=scale)
+            return out.transpose(1, 2).reshape(batch, length, width)
+
+        @staticmethod
+        def symbolic(g, query, key, value, num_heads, scale):
+            out = g.op('com.microsoft::MultiHeadAttention', query, key, value, num_heads_i=num_heads, scale_f=scale)
+            out.setType(query.type())
+            return out
+
+    class FusedAttention(torch.nn.Module):
+        def __init__(self, attention):
+            super().__init__()
+            self.qkv, self.proj = attention.qkv, attention.proj
+            self.num_heads, self.attention_dim = attention.num_heads, attention.attention_dim
+            self.scale = float(attention.scale)
+
+        def forward(self, x):
+            query, key, value = self.qkv(x).split(self.attention_dim, dim=-1)
+            return self.proj(_MultiHeadAttention.apply(query, key, value, self.num_heads, self.scale))
+
+    return ChannelsLastConvStage, FoldedStarReluMlp, FusedAttention
 
 
 def _foldable_mlp(module) -> bool:
@@ -159,20 +202,20 @@ def rewrite_for_export(model) -> Tuple[object, List[str]]:
     layers, or timm missing) it comes back as it is, with an empty list.
 
     :param model: A torch module in eval mode (any wrapper around a timm model).
-    :return: ``(module, rewrites)``, ``rewrites`` holding ``'channels_last_stages'``
-        and/or ``'folded_star_relu'``.
+    :return: ``(module, rewrites)``, ``rewrites`` holding any of
+        ``'channels_last_stages'``, ``'folded_star_relu'`` and ``'fused_attention'``.
     """
     try:
         _, _, _, MetaFormerStage, _, _, _ = _modules()  # noqa: N806
     except ImportError:
         return model, []
     modules = list(model.modules())
-    conv_stages = [m for m in modules if isinstance(m, MetaFormerStage) and _convertible_conv_stage(m)]
-    if not conv_stages and not any(_foldable_mlp(m) for m in modules):
+    if not any(isinstance(m, MetaFormerStage) and _convertible_conv_stage(m) or _foldable_mlp(m)
+               or _is_fusable_attention(m) for m in modules):
         return model, []
 
     model = copy.deepcopy(model)
-    ChannelsLastConvStage, FoldedStarReluMlp = _make_classes()  # noqa: N806
+    ChannelsLastConvStage, FoldedStarReluMlp, FusedAttention = _make_classes()  # noqa: N806
     rewrites = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
@@ -182,4 +225,7 @@ def rewrite_for_export(model) -> Tuple[object, List[str]]:
             elif _foldable_mlp(child):
                 setattr(parent, name, FoldedStarReluMlp(child))
                 rewrites.append('folded_star_relu')
+            elif _is_fusable_attention(child):
+                setattr(parent, name, FusedAttention(child))
+                rewrites.append('fused_attention')
     return model.eval(), sorted(set(rewrites))
