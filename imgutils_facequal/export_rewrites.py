@@ -46,9 +46,10 @@ def _is_fusable_attention(module) -> bool:
 
 
 def _is_identity(module) -> bool:
-    """Identity in eval mode, the only mode an export traces."""
+    """Identity in eval mode, the only mode an export traces (dropout, drop path)."""
     import torch
-    return isinstance(module, (torch.nn.Identity, torch.nn.Dropout))
+    from timm.layers import DropPath
+    return isinstance(module, (torch.nn.Identity, torch.nn.Dropout, DropPath))
 
 
 def _is_pointwise_conv(module) -> bool:

@@ -40,10 +40,13 @@ def onnx_op_counts(module, path, size=64):
 ALL_REWRITES = ['channels_last_stages', 'folded_star_relu', 'fused_attention']
 
 
-@pytest.mark.parametrize('mixers, expected', [(CAFORMER, ALL_REWRITES), (CONVFORMER, ALL_REWRITES[:2])],
-                         ids=['caformer', 'convformer'])
-def test_rewrite_computes_the_same_function_and_leaves_the_model_alone(mixers, expected):
-    model = tiny_metaformer(mixers)
+@pytest.mark.parametrize('mixers, options, expected', [
+    (CAFORMER, {}, ALL_REWRITES),
+    (CONVFORMER, {}, ALL_REWRITES[:2]),
+    (CAFORMER, {'drop_path_rate': 0.2, 'drop_rate': 0.1, 'proj_drop_rate': 0.1}, ALL_REWRITES),  # trained so
+], ids=['caformer', 'convformer', 'caformer-with-dropout'])
+def test_rewrite_computes_the_same_function_and_leaves_the_model_alone(mixers, options, expected):
+    model = tiny_metaformer(mixers, **options)
     before = {name: value.clone() for name, value in model.state_dict().items()}
     types_before = [type(module) for module in model.modules()]
 
