@@ -31,6 +31,14 @@ def _fail(message: str, code: int = EXIT_UNAVAILABLE):
     sys.exit(code)
 
 
+def _finish(progress, interrupted: bool, message: Optional[str] = None):
+    """Print the run's summary (and ``message``), then exit with the documented code."""
+    progress.summary(interrupted)
+    if message:
+        click.echo(message, err=True)
+    sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
+
+
 def scoring_options(function):
     """The options every command that scores faces shares."""
     options = [
@@ -194,8 +202,7 @@ def score(paths, output, fmt, visualize, quiet, **kwargs):
     finally:
         if output:
             stream.close()
-    progress.summary(interrupted)
-    sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
+    _finish(progress, interrupted)
 
 
 def _passes(result, min_quality: Optional[str], min_score: Optional[float], every_face: bool) -> bool:
@@ -272,11 +279,9 @@ def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry
         interrupted = True
     except FaceQualityError as err:
         _fail(str(err))
-    progress.summary(interrupted)
-    if not quiet:
-        click.echo(f'{"Would keep" if dry_run else "Kept"} {kept} of {progress.images} images'
-                   f'{"" if dry_run else f" ({verb} to {out_dir})"}.', err=True)
-    sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
+    _finish(progress, interrupted, None if quiet else (
+        f'{"Would keep" if dry_run else "Kept"} {kept} of {progress.images} images'
+        f'{"" if dry_run else f" ({verb} to {out_dir})"}.'))
 
 
 @main.command()
@@ -327,10 +332,7 @@ def crop(paths, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
         interrupted = True
     except FaceQualityError as err:
         _fail(str(err))
-    progress.summary(interrupted)
-    if not quiet:
-        click.echo(f'Wrote {written} crops to {out_dir}.', err=True)
-    sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
+    _finish(progress, interrupted, None if quiet else f'Wrote {written} crops to {out_dir}.')
 
 
 @main.command()

@@ -27,15 +27,6 @@ from typing import List, Tuple
 __all__ = ['rewrite_for_export']
 
 
-def _modules():
-    """torch and timm classes, imported on first use."""
-    import torch
-    import torch.nn.functional as F  # noqa: N812
-    from timm.layers import Mlp
-    from timm.models.metaformer import MetaFormerStage, Scale, SepConv, StarReLU
-    return torch, F, Mlp, MetaFormerStage, Scale, SepConv, StarReLU
-
-
 def _is_fusable_attention(module) -> bool:
     import torch
     from timm.models.metaformer import Attention
@@ -59,13 +50,15 @@ def _is_pointwise_conv(module) -> bool:
 
 
 def _scale_or_identity(module) -> bool:
-    _, _, _, _, Scale, _, _ = _modules()  # noqa: N806
+    from timm.models.metaformer import Scale
     return _is_identity(module) or isinstance(module, Scale)
 
 
 def _convertible_conv_stage(stage) -> bool:
     """Whether every block of a MetaFormer stage is a SepConv block we can run channels-last."""
-    torch, _, Mlp, _, _, SepConv, StarReLU = _modules()  # noqa: N806
+    import torch
+    from timm.layers import Mlp
+    from timm.models.metaformer import SepConv, StarReLU
     if not stage.use_nchw or len(stage.blocks) == 0:
         return False
     for block in stage.blocks:
@@ -98,7 +91,9 @@ def _folded_linear(weight, bias, act):
 
 
 def _make_classes():
-    torch, F, _, _, Scale, _, StarReLU = _modules()  # noqa: N806
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from timm.models.metaformer import Scale, StarReLU
 
     def scaled(module, x):
         return x * module.scale if isinstance(module, Scale) else x
@@ -190,7 +185,9 @@ def _make_classes():
 
 
 def _foldable_mlp(module) -> bool:
-    torch, _, Mlp, _, _, _, StarReLU = _modules()  # noqa: N806
+    import torch
+    from timm.layers import Mlp
+    from timm.models.metaformer import StarReLU
     return (isinstance(module, Mlp) and isinstance(module.fc1, torch.nn.Linear)
             and isinstance(module.fc2, torch.nn.Linear) and isinstance(module.act, StarReLU)
             and all(_is_identity(m) for m in (module.drop1, module.norm, module.drop2)))
@@ -207,7 +204,7 @@ def rewrite_for_export(model) -> Tuple[object, List[str]]:
         ``'channels_last_stages'``, ``'folded_star_relu'`` and ``'fused_attention'``.
     """
     try:
-        _, _, _, MetaFormerStage, _, _, _ = _modules()  # noqa: N806
+        from timm.models.metaformer import MetaFormerStage
     except ImportError:
         return model, []
     modules = list(model.modules())

@@ -159,6 +159,11 @@ def get_tagger(name: str) -> Registered:
     return _get('tagger', 'register_taggers', name)
 
 
+def _listing(hook_name: str) -> List[Dict[str, str]]:
+    return [{'name': item.name, 'plugin': item.plugin, 'description': item.description}
+            for item in _registry(hook_name).values()]
+
+
 def list_detectors() -> List[Dict[str, str]]:
     """``[{'name', 'plugin', 'description'}, ...]`` for every registered detector.
 
@@ -167,8 +172,7 @@ def list_detectors() -> List[Dict[str, str]]:
     >>> face['name'], face['plugin']
     ('face', 'imgutils_facequal.default_plugins.imgutils_detectors')
     """
-    return [{'name': item.name, 'plugin': item.plugin, 'description': item.description}
-            for item in _registry('register_detectors').values()]
+    return _listing('register_detectors')
 
 
 def list_taggers() -> List[Dict[str, str]]:
@@ -179,8 +183,7 @@ def list_taggers() -> List[Dict[str, str]]:
     >>> tagger['name'], tagger['plugin']
     ('face_quality', 'imgutils_facequal.default_plugins.face_quality_tagger')
     """
-    return [{'name': item.name, 'plugin': item.plugin, 'description': item.description}
-            for item in _registry('register_taggers').values()]
+    return _listing('register_taggers')
 
 
 def list_plugins() -> List[str]:
