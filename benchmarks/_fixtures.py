@@ -52,3 +52,21 @@ def write_frames(directory: str, count: int, faces_per_image: int, size=(640, 38
         image.save(path)
         paths.append(path)
     return paths
+
+
+def ensure_export(output_dir: str = None, rewrite: bool = True) -> str:
+    """The project's export of the random caformer_s36 (made once per work folder); its folder.
+
+    Without ``output_dir`` it goes where ``imgutils-facequal export`` puts it, so the
+    repository's name finds it. The export runs in a child process, so no torch threads
+    linger in the caller.
+    """
+    import subprocess
+    from imgutils_facequal import exports_dir
+    target = output_dir or os.path.join(exports_dir(), CAFORMER_NO_ONNX_REPO.replace('/', '--'))
+    if not os.path.exists(os.path.join(target, 'model.onnx')):
+        options = (f', output_dir={output_dir!r}' if output_dir else '') + ('' if rewrite else ', rewrite=False')
+        subprocess.run([sys.executable, '-c', 'import _fixtures; from imgutils_facequal import export_onnx; '
+                        f'export_onnx(_fixtures.CAFORMER_NO_ONNX_REPO{options})'], check=True, capture_output=True,
+                       cwd=os.path.dirname(os.path.abspath(__file__)))
+    return target

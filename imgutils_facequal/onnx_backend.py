@@ -79,6 +79,8 @@ class FaceQualityOnnxModel:
     """A loaded face-quality classifier: its session, classes and preprocessing.
 
     Get one with :func:`get_onnx_model`; it is cached and safe to share between threads.
+    ``onnx_path`` is the ONNX file it runs (from the hub cache, a local directory, or an
+    export), ``classes`` its class names, ``session`` its onnxruntime session.
     """
 
     def __init__(self, source: ModelSource, provider_mode: Optional[str] = None):
@@ -92,6 +94,7 @@ class FaceQualityOnnxModel:
                          "Use backend='transformers' (or 'auto'), which needs the torch extra, or make "
                          "a local ONNX copy once with export_onnx(model_name) and use it as before.",
         )
+        self.onnx_path = onnx_path
         preprocessor = read_json_file(source, 'preprocessor_config.json')
         self.stages = preprocessor.get('stages') if isinstance(preprocessor, dict) else None
         self.transform = create_stage_transform(self.stages, where)

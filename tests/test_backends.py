@@ -137,6 +137,7 @@ def test_export_reproduces_transformers_and_loads_by_name_offline(repos, tmp_pat
     images = varied_images()
     by_name = load_face_quality_model(repos['no_onnx'])  # the same name now finds the export
     assert isinstance(by_name, FaceQualityOnnxModel) and by_name.source.local_dir == target
+    assert by_name.onnx_path == os.path.join(target, 'model.onnx')
     exported = classify_face_quality_score_batch(images, model_name=repos['no_onnx'], batch_size=3)
     by_path = classify_face_quality_score_batch(images, model_name=target, batch_size=7)
     reference = classify_face_quality_score_batch(images, model_name=repos['no_onnx'], backend='transformers')

@@ -1,0 +1,154 @@
+"""Reduced-precision variants of an fp32 ONNX classifier, and how far they move its scores.
+
+Shared by ``performance.py`` (speed in the same run as the other paths) and
+``quantization_check.py`` (agreement on any model and image folder, stage by stage).
+A variant would ship only if it passes :data:`SHIP_BAR` against fp32.
+"""
+import os
+import re
+import statistics
+import time
+
+#: A variant ships as an opt-in only when all three hold against the fp32 graph.
+SHIP_BAR = {'speedup': 1.3, 'top_class_agreement': 0.99, 'max_probability_difference': 0.02}
+
+DYNAMIC_PER_CHANNEL_7BIT = 'int8 dynamic, MatMul/Gemm, per channel, 7-bit weights'
+
+
+def _open_session(path: str):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def _input_name(session) -> str:
+    names = [i.name for i in session.get_inputs()]
+    return 'input' if 'input' in names else names[0]
+
+
+def quantized_variants(fp32_path: str, work_dir: str, calibration_batches) -> dict:
+    """The int8 variants of ``fp32_path`` (written under ``work_dir``), by name.
+
+    ``reduce_range`` (7-bit weights) is onnxruntime's advice for CPUs without VNNI, whose
+    u8 x s8 instructions can saturate their 16-bit intermediate sums.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, \
+        quantize_static
+    os.makedirs(work_dir, exist_ok=True)
+    variants = {}
+
+    def dynamic(name, filename, **options):
+        target = os.path.join(work_dir, filename)
+        quantize_dynamic(fp32_path, target, op_types_to_quantize=['MatMul', 'Gemm'], weight_type=QuantType.QInt8,
+                         **options)
+        variants[name] = target
+
+    dynamic('int8 dynamic, MatMul/Gemm', 'int8-matmul.onnx')
+    dynamic(DYNAMIC_PER_CHANNEL_7BIT, 'int8-matmul-per-channel-7bit.onnx', per_channel=True, reduce_range=True)
+    dynamic('int8 dynamic, weight MatMuls only, per channel', 'int8-matmul-constb-per-channel.onnx',
+            per_channel=True, extra_options={'MatMulConstBOnly': True})
+
+    session = _open_session(fp32_path)
+    name = _input_name(session)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter({name: batch} for batch in calibration_batches)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    target = os.path.join(work_dir, 'int8-static-qdq.onnx')
+    quantize_static(fp32_path, target, Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=['MatMul', 'Conv'],
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    reduce_range=True)
+    variants['int8 static QDQ, MatMul+Conv, per channel, 7-bit weights (calibrated)'] = target
+    return variants
+
+
+def stage_of(node_name: str) -> str:
+    """``stage 0`` ... for a node inside a MetaFormer stage, else ``stem and head``."""
+    found = re.search(r'stages\.(\d+)', node_name)
+    return f'stage {found.group(1)}' if found else 'stem and head'
+
+
+def stage_variants(fp32_path: str, work_dir: str) -> dict:
+    """One dynamic int8 variant (per channel, 7-bit weights) per stage, the rest left fp32.
+
+    Stages come from the node names torch's exporter writes (``.../stages.2/...``).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    os.makedirs(work_dir, exist_ok=True)
+    model = onnx.load(fp32_path, load_external_data=False)
+    groups = {}
+    for node in model.graph.node:
+        if node.op_type == 'MatMul':  # dynamic quantisation has no integer Gemm: Gemms stay fp32
+            groups.setdefault(stage_of(node.name), []).append(node.name)
+    variants = {}
+    for group, names in sorted(groups.items()):
+        target = os.path.join(work_dir, f"int8-{group.replace(' ', '-')}.onnx")
+        quantize_dynamic(fp32_path, target, op_types_to_quantize=['MatMul'], weight_type=QuantType.QInt8,
+                         per_channel=True, reduce_range=True, nodes_to_quantize=names)
+        variants[f'{group} only ({len(names)} MatMul)'] = target
+    return variants
+
+
+def probabilities(path: str, batches) -> 'object':
+    import numpy as np
+    from imgutils_facequal.onnx_backend import probabilities_from_output
+    session = _open_session(path)
+    name = _input_name(session)
+    return np.concatenate([probabilities_from_output(session.run(None, {name: batch})[0]) for batch in batches])
+
+
+def top_two_gaps(probabilities):
+    """Per image, how far apart its two most likely classes are, in log-probability."""
+    import numpy as np
+    top_two = np.sort(np.log(np.clip(probabilities, 1e-38, None)), axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0]
+
+
+def agreement(outputs, reference) -> dict:
+    """How far ``outputs`` (probabilities, one row per image) are from the fp32 ``reference``.
+
+    ``moved_top_two_gap_max`` is the widest fp32 top-two gap among the images moved by
+    more than 0.02: how close to a tie an image must be for the variant to move it.
+    """
+    import numpy as np
+    moves = np.abs(outputs - reference).max(axis=1)
+    moved = moves > SHIP_BAR['max_probability_difference']
+    return {'top_class_agreement': float(np.mean(outputs.argmax(1) == reference.argmax(1))),
+            'max_probability_difference': float(moves.max()),
+            'share_within_0_02': float(np.mean(~moved)),
+            'moved_top_two_gap_max': float(top_two_gaps(reference)[moved].max()) if moved.any() else None}
+
+
+def seconds_per_face(paths: dict, batch, rounds: int) -> dict:
+    """Median seconds per face of each graph on ``batch``, the graphs alternating call by call."""
+    sessions = {name: _open_session(path) for name, path in paths.items()}
+    feeds = {name: {_input_name(session): batch} for name, session in sessions.items()}
+    for name, session in sessions.items():
+        session.run(None, feeds[name])
+    times = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            started = time.perf_counter()
+            session.run(None, feeds[name])
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) / len(batch) for name, values in times.items()}
+
+
+def ships(row: dict) -> bool:
+    return (row['speedup'] >= SHIP_BAR['speedup'] and row['top_class_agreement'] >= SHIP_BAR['top_class_agreement']
+            and row['max_probability_difference'] <= SHIP_BAR['max_probability_difference'])
+
+
+def confidence(reference) -> dict:
+    """How decided the fp32 model is: the gap between its top two log-probabilities."""
+    import numpy as np
+    gaps = top_two_gaps(reference)
+    return {'top_two_log_probability_gap_percentiles': {str(p): float(np.percentile(gaps, p)) for p in (10, 50, 90)},
+            'share_top_probability_over_0_999': float(np.mean(reference.max(axis=1) > 0.999))}

@@ -1,0 +1,152 @@
+"""How far int8 variants of a face-quality classifier move its scores, whole and stage by stage.
+
+The performance page ships no reduced-precision variant: none passed the bar (at least
+1.3 x faster than fp32, the same top class on at least 99% of the images, every class
+probability within 0.02) on the random-weight benchmark model. This script is the
+re-check the page asks for, on any model and any face crops:
+
+    # on the published weights and your own face crops (needs the network once)
+    imgutils-facequal crop frames/ --out crops/              # the head crops the classifier sees
+    imgutils-facequal export caformer_s36.head_crop          # optional: the faster fp32 graph
+    python benchmarks/quantization_check.py --model caformer_s36.head_crop --images crops/
+
+    # offline, on the benchmark's random caformer_s36 and 48 cartoon face crops
+    python benchmarks/quantization_check.py
+
+``--images`` holds images scored as they are, so give it crops made the model's way, as
+``imgutils-facequal crop`` writes them. Every third image calibrates the static
+variant and is left out of the comparison. The fp32 graph is the ONNX file the package
+loads for the model (its export, when there is one). Writes ``quantization.json`` and
+``quantization.md`` to ``--output-dir`` (default ``benchmarks/results``).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_crops(directory: str):
+    from imgutils.data import load_image
+    from imgutils_facequal.pipeline import find_images
+    found = find_images([directory])
+    if not found:
+        raise SystemExit(f'--images {directory!r}: no images found; give a folder of face crops.')
+    return [load_image(item.path, mode='RGB', force_background='white') for item in found]
+
+
+def batches_of(model, images, size=8):
+    import numpy as np
+    return [np.concatenate([model.preprocess([image]) for image in images[i:i + size]])
+            for i in range(0, len(images), size)]
+
+
+def check(model_name: str, images, calibration_images, work_dir: str, by_stage: bool, rounds: int) -> dict:
+    import numpy as np
+    from _quantize import agreement, confidence, probabilities, quantized_variants, seconds_per_face, ships, \
+        stage_variants
+    from imgutils_facequal import load_face_quality_model
+    model = load_face_quality_model(model_name, backend='onnx', device='cpu')
+    fp32 = model.onnx_path
+    batches = batches_of(model, images)
+    reference = probabilities(fp32, batches)
+
+    rng = np.random.default_rng(0)
+    step = 1 / 255 / 0.229  # one grey level after the usual normalisation (std 0.229 for red, the smallest)
+    noisy = [batch + rng.uniform(-step, step, batch.shape).astype(np.float32) for batch in batches]
+    report = {'model': model_name, 'fp32_graph': fp32, 'images': len(images),
+              'calibration_images': len(calibration_images), 'fp32_confidence': confidence(reference),
+              'fp32_under_one_grey_level_of_noise': agreement(probabilities(fp32, noisy), reference)}
+
+    variants = quantized_variants(fp32, os.path.join(work_dir, 'variants'),
+                                  [model.preprocess([image]) for image in calibration_images])
+    seconds = seconds_per_face({'fp32': fp32, **variants}, batches[0][:2], rounds)
+    report['fp32_seconds_per_face'] = seconds['fp32']
+    report['variants'] = {}
+    for name, path in variants.items():
+        row = {'seconds_per_face': seconds[name], 'speedup': seconds['fp32'] / seconds[name],
+               **agreement(probabilities(path, batches), reference)}
+        row['ships'] = ships(row)
+        report['variants'][name] = row
+        print(name, row, flush=True)
+    if by_stage:
+        report['by_stage'] = {name: agreement(probabilities(path, batches), reference)
+                              for name, path in stage_variants(fp32, os.path.join(work_dir, 'stages')).items()}
+        for name, row in report['by_stage'].items():
+            print(name, row, flush=True)
+    return report
+
+
+def _gap(row: dict) -> str:
+    return '-' if row['moved_top_two_gap_max'] is None else f"{row['moved_top_two_gap_max']:.2f}"
+
+
+def markdown(report: dict) -> str:
+    gaps = report['fp32_confidence']['top_two_log_probability_gap_percentiles']
+    noise = report['fp32_under_one_grey_level_of_noise']
+    lines = [f"Model `{report['model']}`, {report['images']} images compared, {report['calibration_images']} "
+             f"more for calibration; fp32 {report['fp32_seconds_per_face']:.3f} s per face at batch 2.", '',
+             f"fp32 confidence: {100 * report['fp32_confidence']['share_top_probability_over_0_999']:.0f}% of the "
+             f"images have a top probability over 0.999; the gap between the top two log-probabilities is "
+             f"{gaps['10']:.1f} / {gaps['50']:.1f} / {gaps['90']:.1f} (10th / 50th / 90th percentile); the last column "
+             "below is the widest such gap among the images a variant moves by more than 0.02. Uniform noise "
+             f"of one grey level moves a probability by at most {noise['max_probability_difference']:.4f}.", '',
+             '| variant | s per face | speed-up vs fp32 | top-class agreement | max prob. difference '
+             '| images within 0.02 | widest fp32 top-two gap among the others | ships |',
+             '|---|---|---|---|---|---|---|---|']
+    for name, row in report['variants'].items():
+        lines.append(f"| {name} | {row['seconds_per_face']:.3f} | {row['speedup']:.2f}x | "
+                     f"{100 * row['top_class_agreement']:.1f}% | {row['max_probability_difference']:.4f} | "
+                     f"{100 * row['share_within_0_02']:.1f}% | {_gap(row)} | {'yes' if row['ships'] else 'no'} |")
+    if 'by_stage' in report:
+        lines += ['', 'One stage at a time in int8 (dynamic, per channel, 7-bit weights), the rest fp32:', '',
+                  '| quantised | top-class agreement | max prob. difference | images within 0.02 '
+                  '| widest fp32 top-two gap among the others |', '|---|---|---|---|---|']
+        for name, row in report['by_stage'].items():
+            lines.append(f"| {name} | {100 * row['top_class_agreement']:.1f}% | "
+                         f"{row['max_probability_difference']:.4f} | {100 * row['share_within_0_02']:.1f}% "
+                         f"| {_gap(row)} |")
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', default=None, help='model name, repository or folder (default: the '
+                                                      "benchmark's random caformer_s36, offline)")
+    parser.add_argument('--images', default=None, help='folder of face crops (default: 48 cartoon crops, 16 more to calibrate)')
+    parser.add_argument('--by-stage', action='store_true', help='also quantise one stage at a time')
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--output-dir', default=os.path.join(HERE, 'results'))
+    args = parser.parse_args()
+    warnings.filterwarnings('ignore')
+    sys.path.insert(0, HERE)
+    model_name = args.model
+    if model_name is None:
+        import _fixtures  # offline environment, set before huggingface_hub is imported
+        _fixtures.build_hub()
+        _fixtures.ensure_export()
+        model_name = _fixtures.CAFORMER_NO_ONNX_REPO
+        work_dir = _fixtures.WORK
+    else:
+        work_dir = tempfile.mkdtemp(prefix='facequal-quantization-')
+    if args.images:
+        crops = load_crops(args.images)
+        images = [image for i, image in enumerate(crops) if i % 3 != 2]
+        calibration = [image for i, image in enumerate(crops) if i % 3 == 2]
+    else:
+        from _faces import cartoon_faces
+        images, calibration = cartoon_faces(48, seed=1), cartoon_faces(16, seed=2)  # as in performance.py
+    report = check(model_name, images, calibration, work_dir, args.by_stage, args.rounds)
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, 'quantization.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(args.output_dir, 'quantization.md'), 'w') as f:
+        f.write(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == '__main__':
+    main()
