@@ -12,8 +12,6 @@ import time
 #: A variant ships as an opt-in only when all three hold against the fp32 graph.
 SHIP_BAR = {'speedup': 1.3, 'top_class_agreement': 0.99, 'max_probability_difference': 0.02}
 
-DYNAMIC_PER_CHANNEL_7BIT = 'int8 dynamic, MatMul/Gemm, per channel, 7-bit weights'
-
 
 def _open_session(path: str):
     import onnxruntime as ort
@@ -46,7 +44,8 @@ def quantized_variants(fp32_path: str, work_dir: str, calibration_batches) -> di
         variants[name] = target
 
     dynamic('int8 dynamic, MatMul/Gemm', 'int8-matmul.onnx')
-    dynamic(DYNAMIC_PER_CHANNEL_7BIT, 'int8-matmul-per-channel-7bit.onnx', per_channel=True, reduce_range=True)
+    dynamic('int8 dynamic, MatMul/Gemm, per channel, 7-bit weights', 'int8-matmul-per-channel-7bit.onnx',
+            per_channel=True, reduce_range=True)
     dynamic('int8 dynamic, weight MatMuls only, per channel', 'int8-matmul-constb-per-channel.onnx',
             per_channel=True, extra_options={'MatMulConstBOnly': True})
 
