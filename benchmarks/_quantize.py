@@ -49,8 +49,9 @@ def quantized_variants(fp32_path: str, work_dir: str, calibration_batches) -> di
     dynamic('int8 dynamic, weight MatMuls only, per channel', 'int8-matmul-constb-per-channel.onnx',
             per_channel=True, extra_options={'MatMulConstBOnly': True})
 
-    session = _open_session(fp32_path)
-    name = _input_name(session)
+    import onnx
+    inputs = [i.name for i in onnx.load(fp32_path, load_external_data=False).graph.input]
+    name = 'input' if 'input' in inputs else inputs[0]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
