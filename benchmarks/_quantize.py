@@ -50,7 +50,10 @@ def quantized_variants(fp32_path: str, work_dir: str, calibration_batches) -> di
             per_channel=True, extra_options={'MatMulConstBOnly': True})
 
     import onnx
-    inputs = [i.name for i in onnx.load(fp32_path, load_external_data=False).graph.input]
+    graph = onnx.load(fp32_path, load_external_data=False).graph
+    dynamic('int8 dynamic, per channel, only the MatMuls a layer norm feeds (qkv, fc1, 1 x 1 conv 1)',
+            'int8-matmul-after-layer-norm.onnx', per_channel=True, nodes_to_quantize=matmuls_after_layer_norm(graph))
+    inputs = [i.name for i in graph.input]
     name = 'input' if 'input' in inputs else inputs[0]
 
     class Reader(CalibrationDataReader):
@@ -66,6 +69,16 @@ def quantized_variants(fp32_path: str, work_dir: str, calibration_batches) -> di
                     reduce_range=True)
     variants['int8 static QDQ, MatMul+Conv, per channel, 7-bit weights (calibrated)'] = target
     return variants
+
+
+def matmuls_after_layer_norm(graph) -> list:
+    """Names of the MatMuls whose input a LayerNormalization writes.
+
+    Layer-norm outputs are the best-behaved activations of a MetaFormer block; the other
+    MatMuls read StarReLU's heavy-tailed ``relu(x)^2`` or the attention's output.
+    """
+    normalised = {output for node in graph.node if node.op_type == 'LayerNormalization' for output in node.output}
+    return [node.name for node in graph.node if node.op_type == 'MatMul' and node.input[0] in normalised]
 
 
 def stage_of(node_name: str) -> str:

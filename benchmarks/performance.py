@@ -7,10 +7,12 @@ classifier is the cost being measured. In one run, on the same images, crops and
 
 1. the model card's way: transformers processor and model, one face crop at a time;
 2. this package's default path: ``detect_face_quality`` per image on the published-style
-   ``model.onnx`` (what a user gets without doing anything);
-3. the same call after ``imgutils-facequal export`` (the exact MetaFormer rewrites), and
-   the folder pipeline on that export;
-4. reduced-precision variants of the exported graph, with their agreement with fp32.
+   ``model.onnx`` (what a user gets without doing anything), and the folder pipeline
+   that ``imgutils-facequal score`` runs on the same graph;
+3. both after ``imgutils-facequal export`` (the exact MetaFormer rewrites);
+4. reduced-precision variants of the exported graph, with their agreement with fp32, and
+   the card's model under torch's bf16 autocast where the CPU has bf16 instructions
+   (onnxruntime's CPU provider has no bf16 kernels).
 
 It also measures the machine's fp32 matmul peak, the classifier's achieved GFLOP/s, the
 import time, the time from process start to the first result of the CLI, and peak memory
@@ -163,6 +165,27 @@ def compare_variants(variants, images, rounds, batch_size):
     return rows
 
 
+def bf16_row(measured: dict, rows: dict, images) -> dict:
+    """The bf16 variant's row, against the fp32 export measured in this run (minutes apart, in
+    another process: torch and onnxruntime slow each other down in one)."""
+    import numpy as np
+    from _quantize import agreement, probabilities, ships
+    from imgutils_facequal import load_face_quality_model
+    model = load_face_quality_model(CAFORMER_NO_ONNX_REPO)
+    batches = [np.concatenate([model.preprocess([image]) for image in images[i:i + 8]])
+               for i in range(0, len(images), 8)]
+    reference = probabilities(model.onnx_path, batches)
+    seconds = measured['seconds_per_face']
+    row = {'seconds_per_face': seconds,
+           'speedup_vs_fp32_export': rows[FP32_REFERENCE]['seconds_per_face'] / seconds,
+           'speedup_vs_published_model': rows[FP32_PUBLISHED]['seconds_per_face'] / seconds,
+           'speedup_vs_torch_fp32': measured['fp32_seconds_per_face'] / seconds,
+           'torch_fp32_seconds_per_face': measured['fp32_seconds_per_face'],
+           **agreement(np.asarray(measured['probabilities']), reference)}
+    row['ships'] = ships({**row, 'speedup': row['speedup_vs_fp32_export']})
+    return row
+
+
 SUBPROCESS_MEMORY = textwrap.dedent('''
     import _fixtures, json, sys, time
     import numpy as np
@@ -225,6 +248,7 @@ def frame_groups():
 PATHS = {
     'card': "card's way",
     'default': 'default path',
+    'pipeline_default': 'folder pipeline',
     'exported': 'default path, exported graph',
     'pipeline': 'folder pipeline, exported graph',
 }
@@ -236,11 +260,12 @@ def worker(kind: str, faces: int, batch_size: int) -> dict:
     """One measurement in a fresh process, so torch's and onnxruntime's thread pools never
     compete (torch's OpenMP threads keep spinning after each call and would slow whatever
     runs next in the same process)."""
-    import numpy as np
-    from imgutils_facequal import detect_face_quality, load_face_quality_model
+    from imgutils_facequal import detect_face_quality
     from imgutils_facequal.pipeline import find_images, score_images
     if kind == 'stage':
         return classifier_stage(batch_size)
+    if kind == 'bf16':
+        return bf16_autocast(batch_size, rounds=7)
     group = frame_groups()[faces]
     if kind == 'card':
         run = card_way_runner(EXPORTED_MODEL)  # the same weights; the card's way never reads model.onnx
@@ -249,9 +274,11 @@ def worker(kind: str, faces: int, batch_size: int) -> dict:
 
         def run(paths):
             return sum(len(detect_face_quality(path, model_name=model_name)) for path in paths)
-    elif kind == 'pipeline':
+    elif kind in ('pipeline', 'pipeline_default'):
+        model_name = EXPORTED_MODEL if kind == 'pipeline' else PUBLISHED_MODEL
+
         def run(paths):
-            return sum(len(r.faces) for r in score_images(find_images(paths), model_name=EXPORTED_MODEL))
+            return sum(len(r.faces) for r in score_images(find_images(paths), model_name=model_name))
     else:
         raise ValueError(kind)
     run(group[:2])  # warm-up: models loaded, sessions created, first calls made
@@ -295,6 +322,53 @@ def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
                               for runtime in ('numpy', 'onnxruntime')}}
 
 
+#: The CPU features that decide which reduced-precision kernels exist (read from /proc/cpuinfo).
+CPU_FEATURES = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8')
+
+
+def cpu_features() -> list:
+    with open('/proc/cpuinfo') as f:
+        flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
+    return [feature for feature in CPU_FEATURES if feature in flags]
+
+
+BF16_VARIANT = "bf16 autocast, torch (the card's model)"
+
+
+def bf16_autocast(batch_size: int, rounds: int) -> dict:
+    """The card's model in torch, fp32 and under ``torch.autocast('cpu', torch.bfloat16)``:
+    seconds per face (the two alternating call by call) and the bf16 probabilities of the
+    cartoon crops. oneDNN runs the bf16 products on AMX or AVX512-BF16 where the CPU has them."""
+    import numpy as np
+    import torch
+    from _faces import cartoon_faces
+    from imgutils_facequal import load_face_quality_model
+    model = load_face_quality_model(EXPORTED_MODEL, backend='transformers', device='cpu')
+    onnx_model = load_face_quality_model(EXPORTED_MODEL)  # the same preprocessing as the ONNX variants
+    images = cartoon_faces(48, seed=1)
+
+    def predict(batch, bf16):
+        with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            output = model.model(batch).float()
+        # the infer head's softmax, rounded to bf16 under autocast: rows sum to 1 only within
+        # bf16's rounding, so normalise them (a softmax over them would count them as logits)
+        return (output / output.sum(dim=-1, keepdim=True)).numpy()
+    x = torch.as_tensor(onnx_model.preprocess(images[:batch_size]))
+    times = {False: [], True: []}
+    for bf16 in times:
+        predict(x, bf16)
+    for _ in range(rounds):
+        for bf16 in times:
+            started = time.perf_counter()
+            predict(x, bf16)
+            times[bf16].append(time.perf_counter() - started)
+    probabilities = np.concatenate([predict(torch.as_tensor(onnx_model.preprocess(images[i:i + 8])), True)
+                                    for i in range(0, len(images), 8)])
+    return {'fp32_seconds_per_face': statistics.median(times[False]) / batch_size,
+            'seconds_per_face': statistics.median(times[True]) / batch_size,
+            'probabilities': probabilities.tolist()}
+
+
 def in_worker(kind: str, faces: int = 1, batch_size: int = 4) -> dict:
     output = subprocess.run([sys.executable, os.path.abspath(__file__), '--worker', kind, '--faces', str(faces),
                              '--batch-size', str(batch_size)], capture_output=True, text=True, check=True)
@@ -315,7 +389,7 @@ def main():
         return
     build_hub()
     report = {'machine': {'cpu': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
-                          'python': platform.python_version()}}
+                          'python': platform.python_version(), 'features': cpu_features()}}
     with open('/proc/cpuinfo') as f:
         report['machine']['cpu'] = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
                                         report['machine']['cpu'])
@@ -375,6 +449,11 @@ def main():
     images = cartoon_faces(48, seed=1)
     variants = variant_models(export_dir, literal_export_dir, cartoon_faces(16, seed=2))
     report['variants'] = compare_variants(variants, images, max(5, args.rounds * 2), DEFAULT_BATCH_SIZE)
+    if {'avx512_bf16', 'amx_bf16'} & set(report['machine']['features']):
+        report['variants'][BF16_VARIANT] = bf16_row(in_worker('bf16', batch_size=DEFAULT_BATCH_SIZE),
+                                                    report['variants'], images)
+    else:
+        report['bf16'] = 'not measured: this CPU has neither AVX512-BF16 nor AMX, so bf16 would be emulated'
     for name, row in report['variants'].items():
         print(name, row, flush=True)
 
@@ -414,7 +493,8 @@ def main():
 
 
 def markdown(report) -> str:
-    lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cpus']} CPUs, Python "
+    features = ', '.join(report['machine'].get('features', [])) or 'none of ' + ', '.join(CPU_FEATURES)
+    lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cpus']} CPUs ({features}), Python "
              f"{report['machine']['python']}, onnxruntime {report['versions']['onnxruntime']}, "
              f"torch {report['versions']['torch']}.", '',
              '| images | faces | ' + ' | '.join(f'{label} (faces/s)' for label in PATHS.values()) + ' | '
@@ -456,6 +536,13 @@ def markdown(report) -> str:
                      f"{row['speedup_vs_published_model']:.2f}x | {100 * row['top_class_agreement']:.1f}% | "
                      f"{row['max_probability_difference']:.4f} | {100 * row['share_within_0_02']:.1f}% | "
                      f"{'yes' if row['ships'] else 'no'} |")
+    if BF16_VARIANT in report['variants']:
+        row = report['variants'][BF16_VARIANT]
+        lines += ['', f"The bf16 row is torch, measured in its own process at batch {report['default_batch_size_cpu']}, "
+                      f"where the same model in fp32 took {row['torch_fp32_seconds_per_face']:.3f} s per face "
+                      f"(bf16 {row['speedup_vs_torch_fp32']:.2f}x faster than torch fp32)."]
+    elif 'bf16' in report:
+        lines += ['', f"bf16: {report['bf16']}."]
     lines += ['', '| batch size | s per face | peak RSS (MB) |', '|---|---|---|']
     for row in report['memory_by_batch']:
         lines.append(f"| {row['batch_size']} | {row['seconds_per_face']:.3f} | {row['peak_rss_mb']:.0f} |")

@@ -22,9 +22,10 @@ BACKENDS = ('onnx', 'transformers', 'auto')
 DEFAULT_BACKEND = 'onnx'
 
 #: Crops per forward pass on a CPU. caformer_s36 is compute-bound there: on 2 cores the
-#: time per face does not improve with the batch (0.53-0.63 s from 1 to 8 crops, 0.74 s at
-#: 32) while peak memory grows (430 MB at 1, 515 MB at 2, 1.05 GB at 8, 3.2 GB at 32), so a
-#: small batch wins (benchmarks/performance.py).
+#: time per face does not improve beyond 2 crops (on an AVX-512 Xeon, 0.31 s at 1 and 0.27 s
+#: at 2 call by call, 0.33 s at 8, 0.48 s at 32) while peak memory grows by about 80 MB a
+#: crop (340 MB at 1, 490 MB at 2, 970 MB at 8, 2.9 GB at 32), so a small batch wins
+#: (benchmarks/performance.py; an AVX2 EPYC gave the same shape).
 CPU_BATCH_SIZE = 2
 #: Crops per forward pass on a GPU, where batching is what makes it fast.
 GPU_BATCH_SIZE = 32
