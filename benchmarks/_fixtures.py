@@ -20,8 +20,12 @@ CAFORMER_REPO = 'bench-org/cls-face-quality.caformer_s36'
 CAFORMER_NO_ONNX_REPO = 'bench-org/cls-face-quality.caformer_s36.no-onnx'
 
 
-def build_hub(with_caformer: bool = True) -> dict:
-    """Write the repositories once per work folder; returns what was built."""
+def build_hub(with_caformer: bool = True, published_onnx: bool = True) -> dict:
+    """Write the repositories once per work folder; returns what was built.
+
+    ``published_onnx=False`` leaves out the published-style ``model.onnx`` (and with it the
+    repository that carries one), for runs that only use the transformers backend.
+    """
     from fake_hub import (FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, face_detector_files, head_detector_files,
                           write_repo)
     marker = os.path.join(WORK, 'built')
@@ -30,8 +34,9 @@ def build_hub(with_caformer: bool = True) -> dict:
         write_repo(os.environ['HF_HUB_CACHE'], HEAD_DETECTOR_REPO, head_detector_files())
         if with_caformer:
             from timm_repos import timm_repo_files
-            files = timm_repo_files('caformer_s36', size=384, seed=0)
-            write_repo(os.environ['HF_HUB_CACHE'], CAFORMER_REPO, files)
+            files = timm_repo_files('caformer_s36', size=384, seed=0, with_onnx=published_onnx)
+            if published_onnx:
+                write_repo(os.environ['HF_HUB_CACHE'], CAFORMER_REPO, files)
             write_repo(os.environ['HF_HUB_CACHE'], CAFORMER_NO_ONNX_REPO,
                        {name: data for name, data in files.items() if name != 'model.onnx'})
         open(marker, 'w').close()

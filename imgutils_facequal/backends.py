@@ -7,6 +7,7 @@
 * ``auto``: ONNX when the repository (or a local export) has it, else transformers when
   the ``torch`` extra is installed, else an error saying what to install.
 """
+import os
 from typing import Optional, Union
 
 from .errors import BackendNotAvailableError, MissingModelFileError
@@ -15,8 +16,8 @@ from .models import DEFAULT_MODEL, resolve_model
 from .onnx_backend import FaceQualityOnnxModel, get_onnx_model
 from .transformers_backend import FaceQualityTransformersModel, get_transformers_model, require_torch_extra
 
-__all__ = ['BACKENDS', 'DEFAULT_BACKEND', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'load_face_quality_model',
-           'default_batch_size']
+__all__ = ['BACKENDS', 'DEFAULT_BACKEND', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_WORKERS', 'GPU_WORKERS',
+           'load_face_quality_model', 'default_batch_size', 'default_workers', 'runs_on_gpu']
 
 BACKENDS = ('onnx', 'transformers', 'auto')
 DEFAULT_BACKEND = 'onnx'
@@ -29,6 +30,11 @@ DEFAULT_BACKEND = 'onnx'
 CPU_BATCH_SIZE = 2
 #: Crops per forward pass on a GPU, where batching is what makes it fast.
 GPU_BATCH_SIZE = 32
+#: Threads decoding, detecting and preprocessing ahead of the classifier when it runs on the
+#: CPU: the classifier's own threads already use the cores.
+CPU_WORKERS = 2
+#: The same with a GPU, where the CPU work is what limits the rate (benchmarks/gpu_performance.py).
+GPU_WORKERS = 8
 
 FaceQualityModel = Union[FaceQualityOnnxModel, FaceQualityTransformersModel]
 
@@ -73,10 +79,22 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
         return get_transformers_model(source, device)
 
 
+def runs_on_gpu(model: FaceQualityModel) -> bool:
+    """Whether the model's forward passes run on a GPU (CUDA for torch, any non-CPU provider for ONNX)."""
+    if isinstance(model, FaceQualityTransformersModel):
+        return str(model.device).startswith('cuda')
+    return model.session.get_providers()[0] != 'CPUExecutionProvider'
+
+
 def default_batch_size(model: FaceQualityModel) -> int:
     """:data:`GPU_BATCH_SIZE` when the model runs on a GPU, else :data:`CPU_BATCH_SIZE`."""
-    if isinstance(model, FaceQualityTransformersModel):
-        on_gpu = str(model.device).startswith('cuda')
-    else:
-        on_gpu = model.session.get_providers()[0] != 'CPUExecutionProvider'
-    return GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE
+    return GPU_BATCH_SIZE if runs_on_gpu(model) else CPU_BATCH_SIZE
+
+
+def default_workers(model: FaceQualityModel) -> int:
+    """Threads preparing images for :func:`imgutils_facequal.pipeline.score_images`.
+
+    :data:`CPU_WORKERS` when the model runs on the CPU; with a GPU, :data:`GPU_WORKERS`
+    (at most one per CPU core), enough to decode, detect and preprocess as fast as it scores.
+    """
+    return min(GPU_WORKERS, os.cpu_count() or 1) if runs_on_gpu(model) else CPU_WORKERS

@@ -62,8 +62,9 @@ def scoring_options(function):
         click.option('--detector-version', default=None, help="Detector model version, e.g. v1.4 (imgutils' version)."),
         click.option('--batch-size', type=click.IntRange(min=1), default=None,
                      help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
-        click.option('--workers', type=click.IntRange(min=1), default=2, show_default=True,
-                     help='Threads decoding images and detecting faces ahead of the classifier.'),
+        click.option('--workers', type=click.IntRange(min=1), default=None,
+                     help='Threads decoding, detecting and preprocessing ahead of the classifier '
+                          '(default: 2 on CPU, 8 on GPU).'),
         click.option('--quiet', '-q', is_flag=True, help='No progress bar and no summary.'),
     ]
     for option in reversed(options):

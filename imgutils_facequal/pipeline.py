@@ -1,13 +1,17 @@
 """Scoring many images: folder walking, parallel decoding, crops from several images per
 forward pass, results in input order. The command-line tool is built on this.
 
-Images are decoded and run through the detector in worker threads while the main thread
-runs the classifier, so decoding overlaps inference; the crops of consecutive images are
-pooled into forward passes of ``batch_size`` crops. A file that cannot be read yields a
-result with ``error`` set, and the run goes on.
+Images are decoded, run through the detector, cropped and preprocessed into the
+classifier's input in worker threads while the main thread only runs forward passes, so
+all of that overlaps inference (on a GPU it would otherwise leave the GPU waiting). The
+detector runs on one image at a time: imgutils opens its sessions with one thread per
+core, so concurrent calls only slow each other down. The crops of consecutive images
+are pooled into forward passes of ``batch_size`` crops. A
+file that cannot be read yields a result with ``error`` set, and the run goes on.
 """
 import glob
 import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +20,6 @@ from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequenc
 from .detect import DEFAULT_MARGIN, FaceQualityResult, default_crop_for, locate_faces, warn_if_framing_sensitive
 from .errors import ImageLoadError
 from .models import DEFAULT_MODEL, resolve_model
-from .plugins import get_tagger
 from .preprocess import load_rgb_image
 from .quality import face_quality_value
 
@@ -88,37 +91,40 @@ class ImageResult:
 class _Prepared:
     result: ImageResult
     locations: list
-    crops: list
+    inputs: list  # one preprocessed classifier input per crop, dropped once scored
     face_crop_index: List[int]
     scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
-        return len(self.scores) == len(self.crops)
+        return len(self.scores) == len(self.inputs)
 
 
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                  backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
                  crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
-                 detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None, workers: int = 2,
-                 keep_images: bool = False) -> Iterator[ImageResult]:
+                 detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None,
+                 workers: Optional[int] = None, keep_images: bool = False) -> Iterator[ImageResult]:
     """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
 
     :param batch_size: Crops per forward pass of the classifier, pooled across images;
         default 2 on a CPU, 32 on a GPU.
-    :param workers: Threads that decode images and run the detector ahead of the classifier.
+    :param workers: Threads that decode, detect, crop and preprocess ahead of the classifier;
+        default 2 on a CPU, 8 on a GPU (see :func:`imgutils_facequal.backends.default_workers`).
     :param keep_images: Keep each decoded image on its result (for drawing or cropping).
     """
-    if (batch_size is not None and batch_size < 1) or workers < 1:
+    if (batch_size is not None and batch_size < 1) or (workers is not None and workers < 1):
         raise ValueError('batch_size and workers must be at least 1.')
-    from .backends import default_batch_size, load_face_quality_model
+    import numpy as np
+    from .backends import default_batch_size, default_workers, load_face_quality_model
     source = resolve_model(model_name, revision=revision)
     crop = crop or default_crop_for(source)
     warn_if_framing_sensitive(source, crop)
-    tagger = get_tagger('face_quality')
-    tagger_options = {'model_name': model_name, 'revision': revision, 'backend': backend, 'device': device}
-    # fail fast on a model that cannot be had, before any image
-    batch_size = batch_size or default_batch_size(load_face_quality_model(**tagger_options))
+    # loaded before any image, so a model that cannot be had fails fast
+    model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device)
+    batch_size = batch_size or default_batch_size(model)
+    workers = workers or default_workers(model)
+    one_detection_at_a_time = threading.Lock()
 
     def prepare(item: InputImage) -> _Prepared:
         result = ImageResult(item)
@@ -130,12 +136,13 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
         result.size = decoded.size
         if keep_images:
             result.decoded = decoded
-        locations = locate_faces(decoded, detector=detector, crop=crop, margin=margin,
-                                 head_detector=head_detector, detector_options=detector_options)
+        with one_detection_at_a_time:
+            locations = locate_faces(decoded, detector=detector, crop=crop, margin=margin,
+                                     head_detector=head_detector, detector_options=detector_options)
         if crop == 'full' and locations:  # every face sees the whole frame: score it once
-            return _Prepared(result, locations, [decoded], [0] * len(locations))
-        return _Prepared(result, locations, [decoded.crop(loc.crop_bbox) for loc in locations],
-                         list(range(len(locations))))
+            return _Prepared(result, locations, [np.asarray(model.preprocess([decoded]))], [0] * len(locations))
+        return _Prepared(result, locations, [np.asarray(model.preprocess([decoded.crop(loc.crop_bbox)]))
+                                             for loc in locations], list(range(len(locations))))
 
     def finish(prepared: _Prepared) -> ImageResult:
         result = prepared.result
@@ -154,15 +161,17 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
 
     def run_batch(size: int) -> None:
         batch = [queued_crops.popleft() for _ in range(min(size, len(queued_crops)))]
-        outputs = tagger([prepared.crops[index] for prepared, index in batch], **tagger_options)
-        for (prepared, index), scores in zip(batch, outputs):
-            prepared.scores[index] = scores
-            prepared.crops[index] = None  # free the pixels as soon as they are scored
+        probabilities = model.predict(np.concatenate([prepared.inputs[index] for prepared, index in batch]))
+        for (prepared, index), row in zip(batch, probabilities):
+            prepared.scores[index] = dict(zip(model.classes, map(float, row)))
+            prepared.inputs[index] = None  # free the input as soon as it is scored
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') as pool:
         ahead: Deque = deque()
         iterator = iter(images)
-        window = max(2 * workers, 2)
+        # images in flight: enough for two forward passes even at one face per image, so the
+        # workers keep preparing the next batch while the classifier runs this one
+        window = max(2 * workers, 2 * batch_size)
         try:
             while True:
                 while len(ahead) < window:
@@ -174,7 +183,7 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
                     break
                 prepared = ahead.popleft().result()
                 waiting.append(prepared)
-                queued_crops.extend((prepared, index) for index in range(len(prepared.crops)))
+                queued_crops.extend((prepared, index) for index in range(len(prepared.inputs)))
                 while len(queued_crops) >= batch_size:
                     run_batch(batch_size)
                 if not ahead and queued_crops:

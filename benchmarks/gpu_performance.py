@@ -1,0 +1,180 @@
+"""The performance table on a GPU: the model card's way against batched scoring, on CUDA.
+
+The same architecture, weights, frames and detectors as ``performance.py`` (timm
+caformer_s36, 4 classes, 384 x 384, random weights, in the published layout, served
+offline), with the classifier on CUDA:
+
+1. the model card's way: transformers processor and model on the GPU, one face crop at a
+   time, after imgutils' detector;
+2. ``detect_face_quality`` image by image (transformers backend on CUDA: every crop of an
+   image in one forward pass);
+3. the folder pipeline (``imgutils-facequal score``): decoding, detection, cropping and
+   preprocessing in worker threads, crops of several images in forward passes of 32;
+4. the classifier alone on ready tensors, fp32 at batch 1 and 32 and bf16 autocast at 32:
+   the ceiling the end-to-end paths are measured against.
+
+The ONNX backend on CUDA needs ``onnxruntime-gpu``; where only the CPU build is
+installed, the table says so instead of measuring it. Usage::
+
+    python benchmarks/gpu_performance.py [--rounds 3] [--images 48] [--output-dir DIR]
+
+Writes ``gpu_performance.json`` and ``gpu_performance.md`` (default ``benchmarks/results``).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+
+import _fixtures  # noqa: F401  (sets the offline environment first)
+from _fixtures import CAFORMER_NO_ONNX_REPO, ROOT, WORK, build_hub, write_frames
+
+RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
+MODEL = CAFORMER_NO_ONNX_REPO  # safetensors and remote code only: the card's way and the transformers backend
+
+
+def card_way(device):
+    """The card's code with ``.to(device)``: one crop at a time, each result read back."""
+    import torch
+    from imgutils.data import load_image
+    from transformers import AutoImageProcessor, AutoModel
+    from imgutils_facequal.detect import locate_faces
+    processor = AutoImageProcessor.from_pretrained(MODEL, trust_remote_code=True)
+    model = AutoModel.from_pretrained(MODEL, trust_remote_code=True, use_infer_head=True).eval().to(device)
+
+    def run(paths):
+        faces = 0
+        for path in paths:
+            image = load_image(path, mode='RGB', force_background='white')
+            for location in locate_faces(image):
+                input_ = processor(image.crop(location.crop_bbox), return_tensors='pt')['pixel_values']
+                with torch.no_grad():
+                    output = model(input_.to(device)).cpu()
+                faces += int(output.shape[0])
+        return faces
+    return run
+
+
+def runners(device):
+    from imgutils_facequal import detect_face_quality
+    from imgutils_facequal.pipeline import find_images, score_images
+    options = {'model_name': MODEL, 'backend': 'transformers', 'device': device}
+    return {
+        "card's way": card_way(device),
+        'detect_face_quality, per image': lambda paths: sum(len(detect_face_quality(p, **options)) for p in paths),
+        'folder pipeline': lambda paths: sum(len(r.faces) for r in score_images(find_images(paths), **options)),
+    }
+
+
+def synchronizer(device):
+    import torch
+    return torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+
+
+def end_to_end(groups, device, rounds):
+    """Faces per second of each path on each group of frames, the paths alternating round by round."""
+    synchronize = synchronizer(device)
+    paths = runners(device)
+    table = {}
+    for faces_per_image, frames in groups.items():
+        seconds = {name: [] for name in paths}
+        expected = len(frames) * faces_per_image
+        for run in paths.values():
+            run(frames[:4])  # warm-up: models loaded, kernels chosen
+        for _ in range(rounds):
+            for name, run in paths.items():
+                synchronize()
+                started = time.perf_counter()
+                found = run(frames)
+                synchronize()
+                seconds[name].append(time.perf_counter() - started)
+                assert found == expected, (name, found, expected)
+        row = {name: expected / statistics.median(values) for name, values in seconds.items()}
+        table[f'{faces_per_image}_face'] = {'faces': expected, 'faces_per_s': row,
+                                            'vs_card': {name: rate / row["card's way"] for name, rate in row.items()}}
+        print(faces_per_image, table[f'{faces_per_image}_face'], flush=True)
+    return table
+
+
+def classifier_alone(device, rounds):
+    """Faces per second of the forward pass alone on ready input, CUDA-synchronised."""
+    import torch
+    from imgutils_facequal import load_face_quality_model
+    model = load_face_quality_model(MODEL, backend='transformers', device=device).model
+    synchronize = synchronizer(device)
+    rows = {}
+    for label, batch_size, bf16 in (('fp32, batch 1', 1, False), ('fp32, batch 32', 32, False),
+                                    ('bf16 autocast, batch 32', 32, True)):
+        x = torch.rand(batch_size, 3, 384, 384, device=device)
+
+        def call():
+            with torch.inference_mode(), torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=bf16):
+                model(x)
+        for _ in range(3):
+            call()
+        synchronize()
+        times = []
+        for _ in range(max(rounds, 5)):
+            started = time.perf_counter()
+            call()
+            synchronize()
+            times.append(time.perf_counter() - started)
+        rows[label] = batch_size / statistics.median(times)
+    print('classifier alone', rows, flush=True)
+    return rows
+
+
+def markdown(report) -> str:
+    machine = report['machine']
+    lines = [f"GPU: {machine['gpu']}, {machine['cpus']} CPU cores; torch {machine['torch']}, "
+             f"Python {machine['python']}; onnxruntime providers: {', '.join(machine['onnxruntime_providers'])}.", '']
+    names = list(next(iter(report['paths'].values()))['faces_per_s'])
+    lines += ['| images | faces | ' + ' | '.join(f'{name} (faces/s)' for name in names) + ' | '
+              + ' | '.join(f'{name} ÷ card' for name in names[1:]) + ' |',
+              '|---|---|' + '---|' * (2 * len(names) - 1)]
+    for key, row in report['paths'].items():
+        lines.append(f"| {key.replace('_', ' ')} | {row['faces']} | "
+                     + ' | '.join(f"{row['faces_per_s'][name]:.1f}" for name in names) + ' | '
+                     + ' | '.join(f"{row['vs_card'][name]:.1f}x" for name in names[1:]) + ' |')
+    lines += ['', 'The classifier alone on ready tensors: '
+              + '; '.join(f'{label}: {rate:.0f} faces/s' for label, rate in report['classifier_alone'].items()) + '.',
+              '', report['onnx_cuda']]
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--images', type=int, default=48, help='frames per group (1 and 4 faces each)')
+    parser.add_argument('--device', default='cuda')
+    parser.add_argument('--output-dir', default=RESULTS)
+    args = parser.parse_args()
+    warnings.filterwarnings('ignore')
+    import onnxruntime
+    import torch
+    torch.backends.cudnn.benchmark = True
+    build_hub(published_onnx=False)
+    groups = {1: write_frames(os.path.join(WORK, 'gpu-1face'), args.images, 1),
+              4: write_frames(os.path.join(WORK, 'gpu-4face'), args.images, 4)}
+    providers = onnxruntime.get_available_providers()
+    report = {'machine': {'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else 'none',
+                          'cpus': os.cpu_count(), 'torch': torch.__version__, 'python': platform.python_version(),
+                          'onnxruntime_providers': providers},
+              'paths': end_to_end(groups, args.device, args.rounds),
+              'classifier_alone': classifier_alone(args.device, args.rounds)}
+    report['onnx_cuda'] = ('The ONNX backend on CUDA was not measured: this machine has the CPU build of '
+                           f'onnxruntime {onnxruntime.__version__} (providers above), and onnxruntime-gpu '
+                           'could not be installed there.' if 'CUDAExecutionProvider' not in providers else
+                           'onnxruntime-gpu is installed; this script measures the transformers backend only.')
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, 'gpu_performance.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(args.output_dir, 'gpu_performance.md'), 'w') as f:
+        f.write(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,86 @@
+"""score_images in process: pooled forward passes, work in the worker threads, same scores."""
+import math
+import threading
+import time
+
+import pytest
+
+from fake_hub import CLASS_COLOURS, draw_scene
+from imgutils_facequal import detect_face_quality, load_face_quality_model
+from imgutils_facequal.backends import CPU_WORKERS, default_workers, runs_on_gpu
+from imgutils_facequal.pipeline import find_images, score_images
+
+COLOURS = list(CLASS_COLOURS.values())
+
+
+@pytest.fixture
+def frames(tmp_path):
+    paths = []
+    for index in range(5):
+        heads = [(index % 4, 0, COLOURS[index % 4]), (1, 2, COLOURS[(index + 1) % 4])]
+        image, _ = draw_scene((256, 256), heads=heads)
+        path = tmp_path / f'{index}.png'
+        image.save(path)
+        paths.append(str(path))
+    (tmp_path / 'broken.png').write_bytes(b'not an image')
+    return paths, str(tmp_path / 'broken.png')
+
+
+def test_pooled_batches_give_the_per_image_scores(frames):
+    paths, broken = frames
+    model = load_face_quality_model()
+    before = model.run_count
+    results = list(score_images(find_images([*paths[:2], broken, *paths[2:]]), batch_size=3, workers=2))
+    assert [r.image.path for r in results] == [*paths[:2], broken, *paths[2:]]
+    assert 'broken.png' in results[2].error and results[2].faces == []
+    faces = sum(len(r.faces) for r in results)
+    assert faces == 10
+    assert model.run_count - before == math.ceil(faces / 3)  # crops of several images share a pass
+    for result in results[:2] + results[3:]:
+        alone = detect_face_quality(result.image.path)
+        assert [f.bbox for f in result.faces] == [f.bbox for f in alone]
+        for pooled, single in zip(result.faces, alone):
+            assert pooled.label == single.label
+            assert pooled.scores == pytest.approx(single.scores, abs=1e-6)
+
+
+def test_preprocessing_runs_in_the_worker_threads(frames, monkeypatch):
+    paths, _ = frames
+    model = load_face_quality_model()
+    threads = []
+    original = model.preprocess
+
+    def recording(images):
+        threads.append(threading.current_thread().name)
+        return original(images)
+    monkeypatch.setattr(model, 'preprocess', recording)
+    assert sum(len(r.faces) for r in score_images(find_images(paths), workers=2)) == 10
+    assert len(threads) == 10
+    assert all(name.startswith('facequal-decode') for name in threads), threads
+
+
+def test_default_workers_on_cpu():
+    model = load_face_quality_model()
+    assert not runs_on_gpu(model)
+    assert default_workers(model) == CPU_WORKERS == 2
+    with pytest.raises(ValueError, match='workers'):
+        next(score_images([], workers=0))
+
+
+def test_one_detection_at_a_time(frames, monkeypatch):
+    from imgutils_facequal import pipeline
+    paths, _ = frames
+    running, most = [0], [0]
+    original = pipeline.locate_faces
+
+    def counting(*args, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.02)  # long enough for the other workers to try
+            return original(*args, **kwargs)
+        finally:
+            running[0] -= 1
+    monkeypatch.setattr(pipeline, 'locate_faces', counting)
+    assert sum(len(r.faces) for r in score_images(find_images(paths), workers=4)) == 10
+    assert most[0] == 1
