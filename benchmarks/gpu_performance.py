@@ -21,7 +21,6 @@ installed, the table says so instead of measuring it. Usage::
 Writes ``gpu_performance.json`` and ``gpu_performance.md`` (default ``benchmarks/results``).
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ import warnings
 
 import _fixtures  # noqa: F401  (sets the offline environment first)
 from _fixtures import CAFORMER_NO_ONNX_REPO, ROOT, WORK, build_hub, write_frames
+from _results import write_results
 
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 MODEL = CAFORMER_NO_ONNX_REPO  # safetensors and remote code only: the card's way and the transformers backend
@@ -168,12 +168,7 @@ def main():
                            f'onnxruntime {onnxruntime.__version__} (providers above), and onnxruntime-gpu '
                            'could not be installed there.' if 'CUDAExecutionProvider' not in providers else
                            'onnxruntime-gpu is installed; this script measures the transformers backend only.')
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, 'gpu_performance.json'), 'w') as f:
-        json.dump(report, f, indent=2)
-    with open(os.path.join(args.output_dir, 'gpu_performance.md'), 'w') as f:
-        f.write(markdown(report))
-    print(markdown(report))
+    write_results(args.output_dir, 'gpu_performance', report, markdown(report))
 
 
 if __name__ == '__main__':

@@ -39,6 +39,7 @@ import warnings
 
 import _fixtures  # noqa: F401  (sets the offline environment first)
 from _fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, ensure_export, write_frames
+from _results import write_results
 
 GFLOP_PER_FACE = 44.3  # the card's figure; it leaves out the attention products (see counted_gflops)
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
@@ -485,12 +486,7 @@ def main():
     report['gpu'] = ('The GPU table comes from benchmarks/gpu_performance.py, run on a lent GPU through the '
                      'device tool: see the GPU section below.')
 
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, 'performance.json'), 'w') as f:
-        json.dump(report, f, indent=2)
-    with open(os.path.join(RESULTS, 'performance.md'), 'w') as f:
-        f.write(markdown(report))
-    print(markdown(report))
+    write_results(RESULTS, 'performance', report, markdown(report))
 
 
 def markdown(report) -> str:

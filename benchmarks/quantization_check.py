@@ -20,7 +20,6 @@ loads for the model (its export, when there is one). Writes ``quantization.json`
 ``quantization.md`` to ``--output-dir`` (default ``benchmarks/results``).
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -140,12 +139,8 @@ def main():
         from _faces import cartoon_faces
         images, calibration = cartoon_faces(48, seed=1), cartoon_faces(16, seed=2)  # as in performance.py
     report = check(model_name, images, calibration, work_dir, args.by_stage, args.rounds)
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, 'quantization.json'), 'w') as f:
-        json.dump(report, f, indent=2)
-    with open(os.path.join(args.output_dir, 'quantization.md'), 'w') as f:
-        f.write(markdown(report))
-    print(markdown(report))
+    from _results import write_results
+    write_results(args.output_dir, 'quantization', report, markdown(report))
 
 
 if __name__ == '__main__':
