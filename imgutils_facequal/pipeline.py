@@ -6,8 +6,8 @@ classifier's input in worker threads while the main thread only runs forward pas
 all of that overlaps inference (on a GPU it would otherwise leave the GPU waiting). The
 detector runs on one image at a time: imgutils opens its sessions with one thread per
 core, so concurrent calls only slow each other down. The crops of consecutive images
-are pooled into forward passes of ``batch_size`` crops. A
-file that cannot be read yields a result with ``error`` set, and the run goes on.
+are pooled into forward passes of ``batch_size`` crops. A file that cannot be read
+yields a result with ``error`` set, and the run goes on.
 """
 import glob
 import os
