@@ -109,6 +109,13 @@ def stage_variants(fp32_path: str, work_dir: str) -> dict:
     return variants
 
 
+def batches_of(model, images, size=8):
+    """``images`` preprocessed by a loaded face-quality model, ``size`` to an array."""
+    import numpy as np
+    return [np.concatenate([model.preprocess([image]) for image in images[i:i + size]])
+            for i in range(0, len(images), size)]
+
+
 def probabilities(path: str, batches) -> 'object':
     import numpy as np
     from imgutils_facequal.onnx_backend import probabilities_from_output

@@ -145,12 +145,9 @@ def variant_models(export_dir, literal_export_dir, calibration_images):
 
 
 def compare_variants(variants, images, rounds, batch_size):
-    import numpy as np
-    from _quantize import agreement, probabilities, seconds_per_face, ships
+    from _quantize import agreement, batches_of, probabilities, seconds_per_face, ships
     from imgutils_facequal import load_face_quality_model
-    model = load_face_quality_model(CAFORMER_NO_ONNX_REPO)
-    batches = [np.concatenate([model.preprocess([image]) for image in images[i:i + 8]])
-               for i in range(0, len(images), 8)]
+    batches = batches_of(load_face_quality_model(CAFORMER_NO_ONNX_REPO), images)
     seconds = seconds_per_face(variants, batches[0][:batch_size], rounds)
     reference = probabilities(variants[FP32_REFERENCE], batches)
     rows = {}
@@ -170,12 +167,10 @@ def bf16_row(measured: dict, rows: dict, images) -> dict:
     """The bf16 variant's row, against the fp32 export measured in this run (minutes apart, in
     another process: torch and onnxruntime slow each other down in one)."""
     import numpy as np
-    from _quantize import agreement, probabilities, ships
+    from _quantize import agreement, batches_of, probabilities, ships
     from imgutils_facequal import load_face_quality_model
     model = load_face_quality_model(CAFORMER_NO_ONNX_REPO)
-    batches = [np.concatenate([model.preprocess([image]) for image in images[i:i + 8]])
-               for i in range(0, len(images), 8)]
-    reference = probabilities(model.onnx_path, batches)
+    reference = probabilities(model.onnx_path, batches_of(model, images))
     seconds = measured['seconds_per_face']
     row = {'seconds_per_face': seconds,
            'speedup_vs_fp32_export': rows[FP32_REFERENCE]['seconds_per_face'] / seconds,
@@ -343,6 +338,7 @@ def bf16_autocast(batch_size: int, rounds: int) -> dict:
     import numpy as np
     import torch
     from _faces import cartoon_faces
+    from _quantize import batches_of
     from imgutils_facequal import load_face_quality_model
     model = load_face_quality_model(EXPORTED_MODEL, backend='transformers', device='cpu')
     onnx_model = load_face_quality_model(EXPORTED_MODEL)  # the same preprocessing as the ONNX variants
@@ -363,8 +359,7 @@ def bf16_autocast(batch_size: int, rounds: int) -> dict:
             started = time.perf_counter()
             predict(x, bf16)
             times[bf16].append(time.perf_counter() - started)
-    probabilities = np.concatenate([predict(torch.as_tensor(onnx_model.preprocess(images[i:i + 8])), True)
-                                    for i in range(0, len(images), 8)])
+    probabilities = np.concatenate([predict(torch.as_tensor(batch), True) for batch in batches_of(onnx_model, images)])
     return {'fp32_seconds_per_face': statistics.median(times[False]) / batch_size,
             'seconds_per_face': statistics.median(times[True]) / batch_size,
             'probabilities': probabilities.tolist()}
@@ -535,7 +530,8 @@ def markdown(report) -> str:
                      f"{'yes' if row['ships'] else 'no'} |")
     if BF16_VARIANT in report['variants']:
         row = report['variants'][BF16_VARIANT]
-        lines += ['', f"The bf16 row is torch, measured in its own process at batch {report['default_batch_size_cpu']}, "
+        lines += ['', "The bf16 row is torch, measured in its own process at batch "
+                      f"{report['default_batch_size_cpu']}, "
                       f"where the same model in fp32 took {row['torch_fp32_seconds_per_face']:.3f} s per face "
                       f"(bf16 {row['speedup_vs_torch_fp32']:.2f}x faster than torch fp32)."]
     elif 'bf16' in report:

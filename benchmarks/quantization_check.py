@@ -37,16 +37,10 @@ def load_crops(directory: str):
     return [load_image(item.path, mode='RGB', force_background='white') for item in found]
 
 
-def batches_of(model, images, size=8):
-    import numpy as np
-    return [np.concatenate([model.preprocess([image]) for image in images[i:i + size]])
-            for i in range(0, len(images), size)]
-
-
 def check(model_name: str, images, calibration_images, work_dir: str, by_stage: bool, rounds: int) -> dict:
     import numpy as np
-    from _quantize import agreement, confidence, probabilities, quantized_variants, seconds_per_face, ships, \
-        stage_variants
+    from _quantize import agreement, batches_of, confidence, probabilities, quantized_variants, seconds_per_face, \
+        ships, stage_variants
     from imgutils_facequal import load_face_quality_model
     model = load_face_quality_model(model_name, backend='onnx', device='cpu')
     fp32 = model.onnx_path
