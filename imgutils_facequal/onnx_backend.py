@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .errors import ModelNotAvailableError
 from .files import fetch_model_file, read_json_file
+from .graph_cache import choose_graph
 from .models import ModelSource
 from .preprocess import create_stage_transform, images_to_batch
 
@@ -79,8 +80,10 @@ class FaceQualityOnnxModel:
     """A loaded face-quality classifier: its session, classes and preprocessing.
 
     Get one with :func:`get_onnx_model`; it is cached and safe to share between threads.
-    ``onnx_path`` is the ONNX file it runs (from the hub cache, a local directory, or an
-    export), ``classes`` its class names, ``session`` its onnxruntime session.
+    ``onnx_path`` is the model's ONNX file (from the hub cache, a local directory, or an
+    export); ``run_path`` the file the ``session`` runs, ``onnx_path`` itself or its
+    rewrite for onnxruntime (``graph_rewrites`` lists what changed, see :mod:`graph_cache`);
+    ``classes`` its class names.
     """
 
     def __init__(self, source: ModelSource, provider_mode: Optional[str] = None):
@@ -98,13 +101,26 @@ class FaceQualityOnnxModel:
         preprocessor = read_json_file(source, 'preprocessor_config.json')
         self.stages = preprocessor.get('stages') if isinstance(preprocessor, dict) else None
         self.transform = create_stage_transform(self.stages, where)
-        try:
-            self.session = open_onnx_model(onnx_path, mode=provider_mode)
-        except Exception as err:
-            raise ModelNotAvailableError(
-                f'{where}: onnxruntime cannot open {onnx_path!r}: {err}. The file may be '
-                f'corrupt: delete it from the cache and download it again.'
-            ) from err
+
+        def open_session(path):
+            try:
+                return open_onnx_model(path, mode=provider_mode)
+            except Exception as err:
+                raise ModelNotAvailableError(
+                    f'{where}: onnxruntime cannot open {path!r}: {err}. The file may be '
+                    f'corrupt: delete it from the cache and download it again.'
+                ) from err
+
+        def check_batch():
+            from .export import check_images
+            return self.preprocess(check_images())
+
+        graph = choose_graph(onnx_path, _provider_key(provider_mode), open_session, check_batch)
+        #: The ONNX file that runs: ``onnx_path`` itself or its checked rewrite (see :mod:`graph_cache`).
+        self.run_path = graph.path
+        self.graph_rewrites = graph.rewrites
+        self.graph_note = graph.note
+        self.session = graph.session or open_session(graph.path)
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
         self.input_name = next((i.name for i in inputs if i.name == 'input'), inputs[0].name)

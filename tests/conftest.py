@@ -67,6 +67,7 @@ TIMM_REPO = 'test-org/timm-face-quality'
 TIMM_NO_ONNX_REPO = 'test-org/timm-face-quality-no-onnx'
 TIMM_BROKEN_EXPORT_REPO = 'test-org/timm-face-quality-trace-mismatch'
 TIMM_CAFORMER_NO_ONNX_REPO = 'test-org/timm-face-quality-caformer-no-onnx'
+TIMM_CAFORMER_REPO = 'test-org/timm-face-quality-caformer'
 
 
 @pytest.fixture(scope='session')
@@ -77,5 +78,6 @@ def timm_repos(hub_cache_dir):
     write_repo(hub_cache_dir, TIMM_NO_ONNX_REPO, timm_repo_files(seed=2, with_onnx=False))
     write_repo(hub_cache_dir, TIMM_BROKEN_EXPORT_REPO, timm_repo_files(seed=3, with_onnx=False, trace_mismatch=True))
     write_repo(hub_cache_dir, TIMM_CAFORMER_NO_ONNX_REPO, timm_repo_files('test_caformer', seed=4, with_onnx=False))
+    write_repo(hub_cache_dir, TIMM_CAFORMER_REPO, timm_repo_files('test_caformer', seed=5))
     return {'with_onnx': TIMM_REPO, 'no_onnx': TIMM_NO_ONNX_REPO, 'broken_export': TIMM_BROKEN_EXPORT_REPO,
-            'caformer_no_onnx': TIMM_CAFORMER_NO_ONNX_REPO}
+            'caformer_no_onnx': TIMM_CAFORMER_NO_ONNX_REPO, 'caformer': TIMM_CAFORMER_REPO}

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ['geometry', 'quality', 'models', 'plugins', 'classify', 'detect', 'evaluate', 'export']
+MODULES = ['geometry', 'quality', 'models', 'plugins', 'classify', 'detect', 'evaluate', 'export', 'onnx_rewrites']
 
 
 @pytest.mark.parametrize('name', MODULES)
@@ -12,5 +12,5 @@ def test_docstring_examples(name):
     module = importlib.import_module(f'imgutils_facequal.{name}')
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
-    if name in ('geometry', 'quality', 'models', 'plugins', 'evaluate', 'export'):
+    if name in ('geometry', 'quality', 'models', 'plugins', 'evaluate', 'export', 'onnx_rewrites'):
         assert result.attempted > 0

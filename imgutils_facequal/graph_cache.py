@@ -1,0 +1,159 @@
+"""Published ONNX graphs rewritten once, checked against the original, and cached on disk.
+
+The first time the ONNX backend opens a classifier's ``model.onnx`` on the CPU or CUDA
+provider, it applies :func:`onnx_rewrites.rewrite_onnx_graph`, runs the rewritten and the
+original graph on the export's check images (:func:`export.check_images`, through the
+repository's preprocessing) and keeps the rewrite only when every class probability
+agrees within :data:`export.DEFAULT_EXPORT_TOLERANCE`. The result, a rewritten
+``model.onnx`` or a note that the original is to be used, is cached under
+``$IMGUTILS_FACEQUAL_HOME/rewritten``, keyed by the source file, so later loads (offline
+too) open the rewritten graph directly. Set ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` to
+run the original graphs as they are.
+"""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, List
+
+from .export import DEFAULT_EXPORT_TOLERANCE, facequal_home
+
+__all__ = ['REWRITE_ENV', 'REWRITE_PROVIDERS', 'GraphChoice', 'rewrites_enabled', 'rewritten_dir', 'choose_graph']
+
+REWRITE_ENV = 'IMGUTILS_FACEQUAL_REWRITE_ONNX'
+
+#: The execution providers with a ``com.microsoft`` ``MultiHeadAttention`` kernel.
+REWRITE_PROVIDERS = ('CPUExecutionProvider', 'CUDAExecutionProvider')
+
+# part of the cache key: bump when the rewrites change what they produce
+_REWRITES_VERSION = 1
+
+
+@dataclass
+class GraphChoice:
+    """The graph the backend runs, and why.
+
+    :param path: The ONNX file to open.
+    :param rewrites: The rewrites in it (empty when ``path`` is the original).
+    :param note: How it was chosen, for ``imgutils-facequal models`` and messages.
+    :param session: An already open session of ``path``, when choosing opened one.
+    """
+    path: str
+    rewrites: List[str] = field(default_factory=list)
+    note: str = ''
+    session: object = None
+
+
+def rewrites_enabled() -> bool:
+    return os.environ.get(REWRITE_ENV, '1').strip().lower() not in ('0', 'false', 'no', 'off')
+
+
+def rewritten_dir() -> str:
+    """``{facequal_home()}/rewritten``: one folder per rewritten source file."""
+    return os.path.join(facequal_home(), 'rewritten')
+
+
+def _cache_folder(onnx_path: str) -> str:
+    real = os.path.realpath(onnx_path)
+    stat = os.stat(real)
+    key = f'{real}|{stat.st_size}|{stat.st_mtime_ns}|{_REWRITES_VERSION}'
+    return os.path.join(rewritten_dir(), hashlib.sha256(key.encode()).hexdigest()[:20])
+
+
+def _max_difference(original_session, rewritten_session, batch) -> float:
+    import numpy as np
+
+    from .onnx_backend import probabilities_from_output
+
+    def probabilities(session, images):
+        feed = {session.get_inputs()[0].name: images}
+        return probabilities_from_output(session.run([session.get_outputs()[0].name], feed)[0])
+    # two images a run: the check then needs no more memory than scoring at the default batch size
+    return max(float(np.abs(probabilities(original_session, batch[start:start + 2])
+                            - probabilities(rewritten_session, batch[start:start + 2])).max())
+               for start in range(0, len(batch), 2))
+
+
+def _rewrite_and_check(onnx_path: str, folder: str, open_session: Callable, check_batch) -> GraphChoice:
+    import onnx
+    import onnxruntime
+
+    from .onnx_rewrites import rewrite_onnx_graph
+
+    started = time.perf_counter()
+    model, rewrites = rewrite_onnx_graph(onnx.load(onnx_path))
+    report = {'source': os.path.realpath(onnx_path), 'rewrites': rewrites, 'onnxruntime': onnxruntime.__version__,
+              'tolerance': DEFAULT_EXPORT_TOLERANCE}
+    os.makedirs(rewritten_dir(), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix='.staging-', dir=rewritten_dir())
+    try:
+        choice = GraphChoice(path=onnx_path, note='the original graph: nothing to rewrite')
+        if rewrites:
+            staged = os.path.join(staging, 'model.onnx')
+            onnx.save(model, staged)
+            del model
+            original_session, rewritten_session = open_session(onnx_path), open_session(staged)
+            difference = _max_difference(original_session, rewritten_session, check_batch)
+            report['max_difference'] = difference
+            if difference <= DEFAULT_EXPORT_TOLERANCE:
+                choice = GraphChoice(path=os.path.join(folder, 'model.onnx'), rewrites=rewrites,
+                                     note=f'rewritten ({", ".join(rewrites)}), checked: largest difference '
+                                          f'{difference:.1e}', session=rewritten_session)
+            else:
+                os.remove(staged)
+                choice = GraphChoice(path=onnx_path, session=original_session,
+                                     note=f'the original graph: the rewrite differed by {difference:.1e}')
+                warnings.warn(f'The rewritten graph of {onnx_path} gives probabilities up to {difference:.1e} '
+                              f'away from the original (allowed {DEFAULT_EXPORT_TOLERANCE:g}); running the '
+                              f'original graph. Please report this with the model name.', RuntimeWarning,
+                              stacklevel=4)
+        report['note'] = choice.note
+        report['seconds'] = round(time.perf_counter() - started, 2)
+        with open(os.path.join(staging, 'rewrite.json'), 'w') as file:
+            json.dump(report, file, indent=2)
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process finished first; its result is as good
+            if not os.path.isfile(os.path.join(folder, 'rewrite.json')):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return choice
+
+
+def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_batch: Callable) -> GraphChoice:
+    """The graph to run for ``onnx_path``: its cached rewrite, a new checked rewrite, or itself.
+
+    :param onnx_path: The classifier's ``model.onnx``, as fetched.
+    :param provider: The execution provider it will run on.
+    :param open_session: Opens an onnxruntime session of a path on that provider.
+    :param check_batch: Returns the preprocessed check images, called only to check a new rewrite.
+    """
+    if not rewrites_enabled():
+        return GraphChoice(path=onnx_path, note=f'the original graph ({REWRITE_ENV}=0)')
+    if provider not in REWRITE_PROVIDERS:
+        return GraphChoice(path=onnx_path, note=f'the original graph (no rewrites for {provider})')
+    folder = _cache_folder(onnx_path)
+    try:
+        with open(os.path.join(folder, 'rewrite.json')) as file:
+            report = json.load(file)
+        rewritten = os.path.join(folder, 'model.onnx')
+        if os.path.isfile(rewritten):
+            return GraphChoice(path=rewritten, rewrites=report.get('rewrites', []), note=report.get('note', ''))
+        return GraphChoice(path=onnx_path, note=report.get('note', ''))
+    except (OSError, ValueError):
+        pass
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return GraphChoice(path=onnx_path, note='the original graph (the onnx package is not installed)')
+    try:
+        return _rewrite_and_check(onnx_path, folder, open_session, check_batch())
+    except Exception as err:  # noqa: BLE001 - a rewrite must never stop a model from loading
+        warnings.warn(f'Could not rewrite {onnx_path} for speed ({type(err).__name__}: {err}); running the '
+                      f'original graph.', RuntimeWarning, stacklevel=3)
+        return GraphChoice(path=onnx_path, note=f'the original graph: rewriting failed ({type(err).__name__})')

@@ -1,0 +1,150 @@
+"""The published graph's rewrites for onnxruntime: exact up to rounding, checked, cached, optional."""
+import collections
+import json
+import os
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from huggingface_hub import hf_hub_download
+
+from imgutils_facequal import graph_cache, onnx_backend, onnx_rewrites
+from imgutils_facequal.models import resolve_model
+
+pytestmark = pytest.mark.usefixtures('timm_repos')
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty facequal home and no model loaded yet."""
+    monkeypatch.setenv('IMGUTILS_FACEQUAL_HOME', str(tmp_path))
+    monkeypatch.setattr(onnx_backend, '_models', {})
+    return tmp_path
+
+
+def _published_caformer(timm_repos) -> str:
+    return hf_hub_download(timm_repos['caformer'], 'model.onnx')
+
+
+def _ops(model) -> collections.Counter:
+    return collections.Counter(node.op_type for node in model.graph.node)
+
+
+def _run(model_or_path, batch):
+    source = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+    session = ort.InferenceSession(source, providers=['CPUExecutionProvider'])
+    return session.run(None, {'input': batch})[0]
+
+
+def test_rewrites_of_the_published_caformer_graph_change_only_rounding(timm_repos):
+    path = _published_caformer(timm_repos)
+    original = onnx.load(path)
+    before = _ops(original)
+    rewritten, rewrites = onnx_rewrites.rewrite_onnx_graph(onnx.load(path))
+    after = _ops(rewritten)
+
+    assert rewrites == ['fused_layer_norm', 'channels_last_stages', 'fused_attention', 'folded_star_relu']
+    # test_caformer: 2 norms in each of its 5 blocks, the stem's and 3 downsamplings' norms, the head's
+    assert after['LayerNormalization'] == 15 and after['ReduceMean'] == 0
+    assert after['MultiHeadAttention'] == 2 and after['Softmax'] == before['Softmax'] - 2
+    assert after['Pow'] == 0
+    assert after['Transpose'] < before['Transpose']
+    # channels-last: no 1 x 1 convolution left, the depthwise ones alone run NCHW, between two
+    # transposes, and no transpose is undone by the next or made twice
+    consumers = collections.defaultdict(list)
+    for node in rewritten.graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    perm = {node.output[0]: tuple(node.attribute[0].ints)
+            for node in rewritten.graph.node if node.op_type == 'Transpose'}
+    convs = {node.name: onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == 'kernel_shape'))
+             for node in rewritten.graph.node if node.op_type == 'Conv'}
+    assert [1, 1] not in convs.values()
+    depthwise = [node for node in rewritten.graph.node if node.op_type == 'Conv' and 'dwconv' in node.name]
+    assert len(depthwise) == 3
+    for conv in depthwise:
+        assert perm.get(conv.input[0]) == (0, 3, 1, 2)
+        assert [perm.get(user.output[0]) for user in consumers[conv.output[0]]] == [(0, 2, 3, 1)]
+    for node in rewritten.graph.node:
+        if node.op_type == 'Transpose':
+            assert not (perm[node.output[0]] == (0, 2, 3, 1) and perm.get(node.input[0]) == (0, 3, 1, 2))
+    pairs = [(node.input[0], perm[node.output[0]]) for node in rewritten.graph.node if node.op_type == 'Transpose']
+    assert len(pairs) == len(set(pairs))
+    assert {entry.key for entry in rewritten.metadata_props} == {entry.key for entry in original.metadata_props}
+
+    batch = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    expected, actual = _run(path, batch), _run(rewritten, batch)
+    assert actual.shape == expected.shape == (3, 4)
+    assert np.abs(actual - expected).max() < 1e-5
+    assert np.abs(expected - expected[0]).max() > 0.01  # the images are told apart, so the check means something
+
+
+def test_graph_without_the_patterns_is_left_alone():
+    from fake_hub import classifier_repo_files
+    model = onnx.load_from_string(classifier_repo_files()['model.onnx'])
+    before = model.SerializeToString()
+    rewritten, rewrites = onnx_rewrites.rewrite_onnx_graph(model)
+    assert rewrites == []
+    assert rewritten.SerializeToString() == before
+
+
+def test_backend_runs_the_checked_rewrite_and_caches_it(timm_repos, fresh_cache, monkeypatch):
+    source = resolve_model(timm_repos['caformer'])
+    model = onnx_backend.get_onnx_model(source)
+    assert model.run_path.startswith(str(fresh_cache / 'rewritten'))
+    assert model.graph_rewrites == ['fused_layer_norm', 'channels_last_stages', 'fused_attention', 'folded_star_relu']
+    with open(os.path.join(os.path.dirname(model.run_path), 'rewrite.json')) as file:
+        report = json.load(file)
+    assert report['max_difference'] <= report['tolerance'] == 1e-4
+    assert report['source'] == os.path.realpath(model.onnx_path)
+
+    from imgutils_facequal.export import check_images
+    images = check_images()
+    rewritten_scores = model.scores(images)
+
+    monkeypatch.setattr(onnx_backend, '_models', {})
+    monkeypatch.setenv(graph_cache.REWRITE_ENV, '0')
+    as_published = onnx_backend.get_onnx_model(source)
+    assert as_published.run_path == as_published.onnx_path and as_published.graph_rewrites == []
+    published_scores = as_published.scores(images)
+    assert max(abs(a[name] - b[name]) for a, b in zip(rewritten_scores, published_scores) for name in a) < 1e-5
+
+    # a second load finds the cached graph and rewrites nothing
+    def no_rewriting(model):
+        raise AssertionError('rewrote the graph again')
+    monkeypatch.setattr(onnx_backend, '_models', {})
+    monkeypatch.delenv(graph_cache.REWRITE_ENV)
+    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', no_rewriting)
+    again = onnx_backend.get_onnx_model(source)
+    assert again.run_path == model.run_path and again.graph_rewrites == model.graph_rewrites
+
+
+def test_a_rewrite_that_changes_the_numbers_is_refused(timm_repos, fresh_cache, monkeypatch):
+    real_rewrite = onnx_rewrites.rewrite_onnx_graph
+
+    def wrong_rewrite(model):  # the real rewrites, then one layer norm weight off by 10%
+        model, rewrites = real_rewrite(model)
+        weight = next(t for t in model.graph.initializer if t.name.startswith('layer_norm_weight'))
+        weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) * 1.1, weight.name))
+        return model, rewrites
+
+    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', wrong_rewrite)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        model = onnx_backend.get_onnx_model(resolve_model(timm_repos['caformer']))
+    assert model.run_path == model.onnx_path and model.graph_rewrites == []
+    assert 'the rewrite differed' in model.graph_note
+    assert any('running the original graph' in str(w.message) for w in caught)
+    folder = os.path.join(str(fresh_cache), 'rewritten')
+    (entry,) = os.listdir(folder)
+    assert not os.path.exists(os.path.join(folder, entry, 'model.onnx'))
+    with open(os.path.join(folder, entry, 'rewrite.json')) as file:
+        assert json.load(file)['max_difference'] > 1e-4
+
+
+def test_graphs_with_nothing_to_rewrite_run_as_they_are(fresh_cache):
+    model = onnx_backend.get_onnx_model(resolve_model('caformer_s36.head_crop'))
+    assert model.run_path == model.onnx_path and model.graph_rewrites == []
+    assert model.graph_note == 'the original graph: nothing to rewrite'
