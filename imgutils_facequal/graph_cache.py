@@ -18,11 +18,12 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from .export import DEFAULT_EXPORT_TOLERANCE, facequal_home
 
-__all__ = ['REWRITE_ENV', 'REWRITE_PROVIDERS', 'GraphChoice', 'rewrites_enabled', 'rewritten_dir', 'choose_graph']
+__all__ = ['REWRITE_ENV', 'REWRITE_PROVIDERS', 'GraphChoice', 'rewrites_enabled', 'rewritten_dir', 'cached_graph',
+           'choose_graph']
 
 REWRITE_ENV = 'IMGUTILS_FACEQUAL_REWRITE_ONNX'
 
@@ -125,6 +126,20 @@ def _rewrite_and_check(onnx_path: str, folder: str, open_session: Callable, chec
     return choice
 
 
+def cached_graph(onnx_path: str) -> Optional[GraphChoice]:
+    """What an earlier load decided for ``onnx_path`` (its rewrite, or the original), if any."""
+    try:
+        folder = _cache_folder(onnx_path)
+        with open(os.path.join(folder, 'rewrite.json')) as file:
+            report = json.load(file)
+    except (OSError, ValueError):
+        return None
+    rewritten = os.path.join(folder, 'model.onnx')
+    if os.path.isfile(rewritten):
+        return GraphChoice(path=rewritten, rewrites=report.get('rewrites', []), note=report.get('note', ''))
+    return GraphChoice(path=onnx_path, note=report.get('note', ''))
+
+
 def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_batch: Callable) -> GraphChoice:
     """The graph to run for ``onnx_path``: its cached rewrite, a new checked rewrite, or itself.
 
@@ -137,23 +152,25 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
         return GraphChoice(path=onnx_path, note=f'the original graph ({REWRITE_ENV}=0)')
     if provider not in REWRITE_PROVIDERS:
         return GraphChoice(path=onnx_path, note=f'the original graph (no rewrites for {provider})')
-    folder = _cache_folder(onnx_path)
-    try:
-        with open(os.path.join(folder, 'rewrite.json')) as file:
-            report = json.load(file)
-        rewritten = os.path.join(folder, 'model.onnx')
-        if os.path.isfile(rewritten):
-            return GraphChoice(path=rewritten, rewrites=report.get('rewrites', []), note=report.get('note', ''))
-        return GraphChoice(path=onnx_path, note=report.get('note', ''))
-    except (OSError, ValueError):
-        pass
+    cached = cached_graph(onnx_path)
+    if cached is not None:
+        return cached
     try:
         import onnx  # noqa: F401
     except ImportError:
         return GraphChoice(path=onnx_path, note='the original graph (the onnx package is not installed)')
+    folder = _cache_folder(onnx_path)
     try:
         return _rewrite_and_check(onnx_path, folder, open_session, check_batch())
     except Exception as err:  # noqa: BLE001 - a rewrite must never stop a model from loading
         warnings.warn(f'Could not rewrite {onnx_path} for speed ({type(err).__name__}: {err}); running the '
-                      f'original graph.', RuntimeWarning, stacklevel=3)
-        return GraphChoice(path=onnx_path, note=f'the original graph: rewriting failed ({type(err).__name__})')
+                      f'original graph. Please report this with the model name.', RuntimeWarning, stacklevel=3)
+        choice = GraphChoice(path=onnx_path, note=f'the original graph: rewriting failed ({type(err).__name__})')
+        try:  # remembered, so later loads do not try again
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, 'rewrite.json'), 'w') as file:
+                json.dump({'source': os.path.realpath(onnx_path), 'rewrites': [], 'note': choice.note,
+                           'error': f'{type(err).__name__}: {err}'}, file, indent=2)
+        except OSError:
+            pass
+        return choice

@@ -401,17 +401,20 @@ def _unbound_heads(graph: _Graph, names: List[str]):
 def _attention_scale(graph: _Graph, operand: str, head_size: int) -> Tuple[str, float]:
     """The tensor under an optional scaling ``Mul`` and the factor (``None`` if unknown)."""
     node = graph.producer.get(operand)
-    if node is None or node.op_type != 'Mul':
+    if node is None or node.op_type != 'Mul' or len(node.input) != 2:
         return operand, 1.0
-    factor = graph.constant(node.input[1])
-    if _is_scalar(factor):
-        return node.input[0], float(factor.reshape(()))
+    tensor, factor = node.input
+    if graph.constant(tensor) is not None:
+        tensor, factor = factor, tensor
+    value = graph.constant(factor)
+    if _is_scalar(value):
+        return tensor, float(value.reshape(()))
     # scaled_dot_product_attention traced at opset 14 scales q and k^T each by
     # sqrt(1 / sqrt(head_size)), computed from the shape at run time
-    root = graph.producer.get(node.input[1])
+    root = graph.producer.get(factor)
     if root is not None and root.op_type == 'Sqrt':
-        return node.input[0], float(head_size) ** -0.25
-    return node.input[0], None
+        return tensor, float(head_size) ** -0.25
+    return tensor, None
 
 
 def _fuse_attention(graph: _Graph) -> int:

@@ -4,6 +4,7 @@ from typing import Iterator, List, Optional
 from .errors import MissingModelFileError, ModelNotAvailableError
 from .export import exported_source
 from .files import fetch_model_file
+from .graph_cache import cached_graph
 from .models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
 
 __all__ = ['model_status', 'download_model', 'download_detectors', 'DETECTOR_FILES']
@@ -36,6 +37,9 @@ def model_status() -> List[dict]:
                 status = 'the repo has no model.onnx: run `imgutils-facequal export` (torch extra) or use --backend transformers'
             elif cached:
                 status = f'cached: {cached}'
+                graph = cached_graph(cached)
+                if graph is not None and graph.rewrites:
+                    status += f'; runs its checked rewrite {graph.path}'
             else:
                 status = 'not cached (run `imgutils-facequal download` once online)'
         rows.append({'name': name, 'default': name == DEFAULT_MODEL, 'repo_id': info.repo_id,

@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from huggingface_hub import hf_hub_download
+from PIL import Image
 
 from imgutils_facequal import graph_cache, onnx_backend, onnx_rewrites
 from imgutils_facequal.models import resolve_model
@@ -148,3 +149,25 @@ def test_graphs_with_nothing_to_rewrite_run_as_they_are(fresh_cache):
     model = onnx_backend.get_onnx_model(resolve_model('caformer_s36.head_crop'))
     assert model.run_path == model.onnx_path and model.graph_rewrites == []
     assert model.graph_note == 'the original graph: nothing to rewrite'
+
+
+def test_a_rewrite_onnxruntime_cannot_open_is_dropped_and_remembered(timm_repos, fresh_cache, monkeypatch):
+    def unrunnable_rewrite(model):  # a graph with an operator no provider has
+        node = model.graph.node.add()
+        node.CopyFrom(onnx.helper.make_node('NoSuchOperator', ['input'], ['unused'], domain='test.nowhere'))
+        model.graph.output.add().name = 'unused'
+        return model, ['fused_layer_norm']
+
+    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', unrunnable_rewrite)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        model = onnx_backend.get_onnx_model(resolve_model(timm_repos['caformer']))
+    assert model.run_path == model.onnx_path and 'rewriting failed' in model.graph_note
+    assert any('Could not rewrite' in str(w.message) and model.onnx_path in str(w.message) for w in caught)
+    assert len(model.scores([Image.new('RGB', (64, 64))])) == 1  # the original graph runs
+
+    def no_rewriting(model):
+        raise AssertionError('tried to rewrite again')
+    monkeypatch.setattr(onnx_backend, '_models', {})
+    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', no_rewriting)
+    assert 'rewriting failed' in onnx_backend.get_onnx_model(resolve_model(timm_repos['caformer'])).graph_note
