@@ -3,7 +3,7 @@
 The first time the ONNX backend opens a classifier's ``model.onnx`` on the CPU or CUDA
 provider, it applies :func:`onnx_rewrites.rewrite_onnx_graph`, runs the rewritten and the
 original graph on the export's check images (:func:`export.check_images`, through the
-repository's preprocessing) and keeps the rewrite only when every class probability
+repository's preprocessing, on the CPU provider) and keeps the rewrite only when every class probability
 agrees within :data:`export.DEFAULT_EXPORT_TOLERANCE`. The result, a rewritten
 ``model.onnx`` or a note that the original is to be used, is cached under
 ``$IMGUTILS_FACEQUAL_HOME/rewritten``, keyed by the source file, so later loads (offline
@@ -79,7 +79,8 @@ def _max_difference(original_session, rewritten_session, batch) -> float:
                for start in range(0, len(batch), 2))
 
 
-def _rewrite_and_check(onnx_path: str, folder: str, open_session: Callable, check_batch) -> GraphChoice:
+def _rewrite_and_check(onnx_path: str, folder: str, open_session: Callable, check_batch,
+                       keep_sessions: bool) -> GraphChoice:
     import onnx
     import onnxruntime
 
@@ -103,10 +104,10 @@ def _rewrite_and_check(onnx_path: str, folder: str, open_session: Callable, chec
             if difference <= DEFAULT_EXPORT_TOLERANCE:
                 choice = GraphChoice(path=os.path.join(folder, 'model.onnx'), rewrites=rewrites,
                                      note=f'rewritten ({", ".join(rewrites)}), checked: largest difference '
-                                          f'{difference:.1e}', session=rewritten_session)
+                                          f'{difference:.1e}', session=rewritten_session if keep_sessions else None)
             else:
                 os.remove(staged)
-                choice = GraphChoice(path=onnx_path, session=original_session,
+                choice = GraphChoice(path=onnx_path, session=original_session if keep_sessions else None,
                                      note=f'the original graph: the rewrite differed by {difference:.1e}')
                 warnings.warn(f'The rewritten graph of {onnx_path} gives probabilities up to {difference:.1e} '
                               f'away from the original (allowed {DEFAULT_EXPORT_TOLERANCE:g}); running the '
@@ -145,7 +146,9 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
 
     :param onnx_path: The classifier's ``model.onnx``, as fetched.
     :param provider: The execution provider it will run on.
-    :param open_session: Opens an onnxruntime session of a path on that provider.
+    :param open_session: Opens an onnxruntime session of a path on the CPU, for the check:
+        float32 there is the same on every machine (CUDA may multiply in TF32), and a
+        rewrite's arithmetic does not depend on the provider.
     :param check_batch: Returns the preprocessed check images, called only to check a new rewrite.
     """
     if not rewrites_enabled():
@@ -161,7 +164,8 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
         return GraphChoice(path=onnx_path, note='the original graph (the onnx package is not installed)')
     folder = _cache_folder(onnx_path)
     try:
-        return _rewrite_and_check(onnx_path, folder, open_session, check_batch())
+        return _rewrite_and_check(onnx_path, folder, open_session, check_batch(),
+                                  keep_sessions=provider == 'CPUExecutionProvider')
     except Exception as err:  # noqa: BLE001 - a rewrite must never stop a model from loading
         warnings.warn(f'Could not rewrite {onnx_path} for speed ({type(err).__name__}: {err}); running the '
                       f'original graph. Please report this with the model name.', RuntimeWarning, stacklevel=3)

@@ -102,9 +102,9 @@ class FaceQualityOnnxModel:
         self.stages = preprocessor.get('stages') if isinstance(preprocessor, dict) else None
         self.transform = create_stage_transform(self.stages, where)
 
-        def open_session(path):
+        def open_session(path, mode=provider_mode):
             try:
-                return open_onnx_model(path, mode=provider_mode)
+                return open_onnx_model(path, mode=mode)
             except Exception as err:
                 raise ModelNotAvailableError(
                     f'{where}: onnxruntime cannot open {path!r}: {err}. The file may be '
@@ -115,7 +115,8 @@ class FaceQualityOnnxModel:
             from .export import check_images
             return self.preprocess(check_images())
 
-        graph = choose_graph(onnx_path, _provider_key(provider_mode), open_session, check_batch)
+        graph = choose_graph(onnx_path, _provider_key(provider_mode), lambda path: open_session(path, 'cpu'),
+                             check_batch)
         #: The ONNX file that runs: ``onnx_path`` itself or its checked rewrite (see :mod:`graph_cache`).
         self.run_path = graph.path
         self.graph_rewrites = graph.rewrites
