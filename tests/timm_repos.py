@@ -5,7 +5,8 @@ A small timm model wrapped the way the model card's repositories are: a ``TimmMo
 ``task_type`` and ``task_config.classes``, remote code that these tests write, an
 ``ImgutilsBasedImageProcessor`` whose ``stages`` are in imgutils' format, saved with
 ``save_pretrained``, plus a ``model.onnx`` exported the way the published exporter does
-(``use_infer_head=True``, opset 14, dynamic batch, JSON-encoded metadata).
+(``use_infer_head=True``, opset 14, dynamic batch, graph simplified with onnxsim,
+JSON-encoded metadata).
 """
 import importlib.util
 import json
@@ -105,10 +106,11 @@ def timm_stages(size: int) -> List[dict]:
 
 
 def perturb_metaformer_scales(model) -> None:
-    """Move timm MetaFormer's learnable scales off their initial 1 and 0, as training does.
+    """Move timm MetaFormer's learnable scales and norm weights off their initial 1 and 0, as training does.
 
-    StarReLU starts as ``1 * relu(x) ** 2 + 0`` and residual scales at 1, which would make
-    folding them into neighbouring layers trivially exact.
+    StarReLU starts as ``1 * relu(x) ** 2 + 0``, residual scales and layer norm weights at
+    1, which would make folding them into neighbouring layers trivially exact, and lets
+    onnxsim drop the norms' multiplications by one (a trained graph keeps them).
     """
     import torch
     from timm.models.metaformer import Scale, StarReLU
@@ -120,6 +122,11 @@ def perturb_metaformer_scales(model) -> None:
                 module.bias.copy_(torch.rand(1, generator=generator) - 0.5)
             elif isinstance(module, Scale):
                 module.scale.copy_(0.5 + torch.rand(module.scale.shape, generator=generator))
+            elif isinstance(module, torch.nn.LayerNorm):  # timm's LayerNorm2d and NoBias variants too
+                if module.weight is not None:
+                    module.weight.copy_(0.8 + 0.4 * torch.rand(module.weight.shape, generator=generator))
+                if module.bias is not None:
+                    module.bias.copy_(0.2 * torch.rand(module.bias.shape, generator=generator) - 0.1)
 
 
 def _import_modeling(directory: str):
@@ -179,6 +186,7 @@ def timm_repo_files(architecture: str = 'test_convnext', size: int = 64, classes
 
 def _export_like_the_publisher(modeling, directory: str, size: int, classes: List[str]) -> None:
     import onnx
+    import onnxsim
     import torch
 
     model = modeling.TimmModel.from_pretrained(directory, use_infer_head=True).eval()
@@ -188,7 +196,8 @@ def _export_like_the_publisher(modeling, directory: str, size: int, classes: Lis
         torch.onnx.export(model, (torch.randn(1, 3, size, size),), path, input_names=['input'],
                           output_names=['output'], dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
                           opset_version=14, dynamo=False)
-    graph = onnx.load(path)
+    graph, simplified = onnxsim.simplify(onnx.load(path))
+    assert simplified, 'onnxsim could not check its simplified graph'
     for key, value in {'classes': classes, 'task_type': 'classification',
                        'model_name': model.config.model_name}.items():
         entry = graph.metadata_props.add()
