@@ -79,7 +79,7 @@ def _max_difference(original_session, rewritten_session, batch) -> float:
                for start in range(0, len(batch), 2))
 
 
-def _rewrite_and_check(onnx_path: str, folder: str, open_session: Callable, check_batch,
+def _rewrite_and_check(onnx_path: str, model, folder: str, open_session: Callable, check_batch,
                        keep_sessions: bool) -> GraphChoice:
     import onnx
     import onnxruntime
@@ -87,7 +87,7 @@ def _rewrite_and_check(onnx_path: str, folder: str, open_session: Callable, chec
     from .onnx_rewrites import rewrite_onnx_graph
 
     started = time.perf_counter()
-    model, rewrites = rewrite_onnx_graph(onnx.load(onnx_path))
+    model, rewrites = rewrite_onnx_graph(model)
     report = {'source': os.path.realpath(onnx_path), 'rewrites': rewrites, 'onnxruntime': onnxruntime.__version__,
               'tolerance': DEFAULT_EXPORT_TOLERANCE}
     os.makedirs(rewritten_dir(), exist_ok=True)
@@ -159,12 +159,16 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
     if cached is not None:
         return cached
     try:
-        import onnx  # noqa: F401
+        import onnx
     except ImportError:
         return GraphChoice(path=onnx_path, note='the original graph (the onnx package is not installed)')
+    try:
+        model = onnx.load(onnx_path)
+    except Exception:  # noqa: BLE001 - not an ONNX file: opening it reports the problem, not the rewrite
+        return GraphChoice(path=onnx_path, note='the original graph (not readable as ONNX)')
     folder = _cache_folder(onnx_path)
     try:
-        return _rewrite_and_check(onnx_path, folder, open_session, check_batch(),
+        return _rewrite_and_check(onnx_path, model, folder, open_session, check_batch(),
                                   keep_sessions=provider == 'CPUExecutionProvider')
     except Exception as err:  # noqa: BLE001 - a rewrite must never stop a model from loading
         warnings.warn(f'Could not rewrite {onnx_path} for speed ({type(err).__name__}: {err}); running the '

@@ -173,3 +173,16 @@ def test_a_rewrite_onnxruntime_cannot_open_is_dropped_and_remembered(timm_repos,
     monkeypatch.setattr(onnx_backend, '_models', {})
     monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', no_rewriting)
     assert 'rewriting failed' in onnx_backend.get_onnx_model(resolve_model(timm_repos['caformer'])).graph_note
+
+
+def test_a_corrupt_model_file_is_reported_as_corrupt_not_as_a_rewrite_failure(tmp_path, fresh_cache):
+    from fake_hub import classifier_repo_files
+    from imgutils_facequal.errors import ModelNotAvailableError
+    for name, data in classifier_repo_files().items():
+        (tmp_path / name).write_bytes(b'not an onnx graph' if name == 'model.onnx' else data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        with pytest.raises(ModelNotAvailableError, match='corrupt'):
+            onnx_backend.get_onnx_model(resolve_model(str(tmp_path)))
+    assert not any('rewrite' in str(w.message) for w in caught)
+    assert not os.path.exists(os.path.join(str(fresh_cache), 'rewritten'))
