@@ -398,8 +398,14 @@ def _unbound_heads(graph: _Graph, names: List[str]):
     return reshape.input[0], tail[1], tail[2]
 
 
-def _attention_scale(graph: _Graph, operand: str, head_size: int) -> Tuple[str, float]:
-    """The tensor under an optional scaling ``Mul`` and the factor (``None`` if unknown)."""
+#: The scale of a side that scaled_dot_product_attention, traced at opset 14, multiplies by
+#: sqrt(1 / sqrt(head_size)) computed from the shape at run time.
+_SDPA_SCALE = 'sdpa'
+
+
+def _attention_scale(graph: _Graph, operand: str):
+    """The tensor under an optional scaling ``Mul``, and the factor: a number,
+    :data:`_SDPA_SCALE`, or ``None`` when unknown."""
     node = graph.producer.get(operand)
     if node is None or node.op_type != 'Mul' or len(node.input) != 2:
         return operand, 1.0
@@ -409,12 +415,8 @@ def _attention_scale(graph: _Graph, operand: str, head_size: int) -> Tuple[str, 
     value = graph.constant(factor)
     if _is_scalar(value):
         return tensor, float(value.reshape(()))
-    # scaled_dot_product_attention traced at opset 14 scales q and k^T each by
-    # sqrt(1 / sqrt(head_size)), computed from the shape at run time
     root = graph.producer.get(factor)
-    if root is not None and root.op_type == 'Sqrt':
-        return tensor, float(head_size) ** -0.25
-    return tensor, None
+    return tensor, (_SDPA_SCALE if root is not None and root.op_type == 'Sqrt' else None)
 
 
 def _fuse_attention(graph: _Graph) -> int:
@@ -439,19 +441,17 @@ def _fuse_attention(graph: _Graph) -> int:
         flatten = graph.sole_consumer(merge.output[0], 'Reshape')
         if flatten is None:
             continue
-        query_side, key_side = scores.input
-        key_transpose = graph.producer.get(_attention_scale(graph, key_side, 1)[0])
-        if _perm(key_transpose) != [0, 1, 3, 2]:
+        query, query_scale = _attention_scale(graph, scores.input[0])
+        key_transposed, key_scale = _attention_scale(graph, scores.input[1])
+        key_transpose = graph.producer.get(key_transposed)
+        if _perm(key_transpose) != [0, 1, 3, 2] or query_scale is None or key_scale is None:
             continue
-        query = _attention_scale(graph, query_side, 1)[0]
         heads = _unbound_heads(graph, [query, key_transpose.input[0], weighted.input[1]])
         if heads is None:
             continue
         qkv, head_count, head_size = heads
-        query_scale = _attention_scale(graph, query_side, head_size)[1]
-        key_scale = _attention_scale(graph, key_side, head_size)[1]
-        if query_scale is None or key_scale is None:
-            continue
+        query_scale, key_scale = (float(head_size) ** -0.25 if scale == _SDPA_SCALE else scale
+                                  for scale in (query_scale, key_scale))
         width = head_count * head_size
         tokens = graph.unique('qkv_tokens')
         q, k, v, attended = (graph.unique(name) for name in ('query', 'key', 'value', 'attended'))
