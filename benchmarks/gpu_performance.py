@@ -9,7 +9,8 @@ offline), with the classifier on CUDA:
 2. ``detect_face_quality`` image by image (transformers backend on CUDA: every crop of an
    image in one forward pass);
 3. the folder pipeline (``imgutils-facequal score``): decoding, detection, cropping and
-   preprocessing in worker threads, crops of several images in forward passes of 32;
+   preprocessing in worker threads, crops of several images in forward passes of 32,
+   with the detectors in one thread of their own (the default) and in every worker;
 4. the classifier alone on ready tensors, fp32 at batch 1 and 32 and bf16 autocast at 32:
    the ceiling the end-to-end paths are measured against.
 
@@ -59,12 +60,16 @@ def card_way(device):
 
 def runners(device):
     from imgutils_facequal import detect_face_quality
+    from imgutils_facequal.backends import GPU_WORKERS
     from imgutils_facequal.pipeline import find_images, score_images
+    default_workers = min(GPU_WORKERS, os.cpu_count() or 1)
     options = {'model_name': MODEL, 'backend': 'transformers', 'device': device}
     return {
         "card's way": card_way(device),
         'detect_face_quality, per image': lambda paths: sum(len(detect_face_quality(p, **options)) for p in paths),
         'folder pipeline': lambda paths: sum(len(r.faces) for r in score_images(find_images(paths), **options)),
+        'folder pipeline, detection in every worker': lambda paths: sum(
+            len(r.faces) for r in score_images(find_images(paths), concurrent_detections=default_workers, **options)),
     }
 
 

@@ -3,9 +3,11 @@ forward pass, results in input order. The command-line tool is built on this.
 
 Images are decoded, run through the detector, cropped and preprocessed into the
 classifier's input in worker threads while the main thread only runs forward passes, so
-all of that overlaps inference (on a GPU it would otherwise leave the GPU waiting). The
-detector runs on one image at a time: imgutils opens its sessions with one thread per
-core, so concurrent calls only slow each other down. The crops of consecutive images
+all of that overlaps inference (on a GPU it would otherwise leave the GPU waiting).
+Detection runs in a thread of its own, one image at a time: imgutils opens a session per
+detector per calling thread, each with a thread per core, so detecting in every worker
+loads the detectors once per worker and leaves their sessions fighting over the cores.
+The crops of consecutive images
 are pooled into forward passes of ``batch_size`` crops. A file that cannot be read
 yields a result with ``error`` set, and the run goes on.
 """
@@ -100,11 +102,25 @@ class _Prepared:
         return len(self.scores) == len(self.inputs)
 
 
+_detection_pools: Dict[int, ThreadPoolExecutor] = {}
+_detection_pools_lock = threading.Lock()
+
+
+def _detection_pool(threads: int) -> ThreadPoolExecutor:
+    # kept for the life of the process: imgutils opens its sessions per thread, so fresh
+    # threads would load the detectors again on every call
+    with _detection_pools_lock:
+        if threads not in _detection_pools:
+            _detection_pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix='facequal-detect')
+        return _detection_pools[threads]
+
+
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                  backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
                  crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
                  detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None,
-                 workers: Optional[int] = None, keep_images: bool = False) -> Iterator[ImageResult]:
+                 workers: Optional[int] = None, keep_images: bool = False,
+                 concurrent_detections: int = 1) -> Iterator[ImageResult]:
     """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
 
     :param batch_size: Crops per forward pass of the classifier, pooled across images;
@@ -112,9 +128,12 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
     :param workers: Threads that decode, detect, crop and preprocess ahead of the classifier;
         default 2 on a CPU, 8 on a GPU (see :func:`imgutils_facequal.backends.default_workers`).
     :param keep_images: Keep each decoded image on its result (for drawing or cropping).
+    :param concurrent_detections: Threads that run the detectors, each on one image at a
+        time with its own sessions (imgutils keeps them per thread). One is fastest with
+        imgutils' CPU sessions, which already use every core (``benchmarks/gpu_performance.py``).
     """
-    if (batch_size is not None and batch_size < 1) or (workers is not None and workers < 1):
-        raise ValueError('batch_size and workers must be at least 1.')
+    if any(value is not None and value < 1 for value in (batch_size, workers, concurrent_detections)):
+        raise ValueError('batch_size, workers and concurrent_detections must be at least 1.')
     import numpy as np
     from .backends import default_batch_size, default_workers, load_face_quality_model
     source = resolve_model(model_name, revision=revision)
@@ -124,7 +143,6 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
     model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device)
     batch_size = batch_size or default_batch_size(model)
     workers = workers or default_workers(model)
-    one_detection_at_a_time = threading.Lock()
 
     def prepare(item: InputImage) -> _Prepared:
         result = ImageResult(item)
@@ -136,9 +154,8 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
         result.size = decoded.size
         if keep_images:
             result.decoded = decoded
-        with one_detection_at_a_time:
-            locations = locate_faces(decoded, detector=detector, crop=crop, margin=margin,
-                                     head_detector=head_detector, detector_options=detector_options)
+        locations = detection_pool.submit(locate_faces, decoded, detector=detector, crop=crop, margin=margin,
+                                          head_detector=head_detector, detector_options=detector_options).result()
         if crop == 'full' and locations:  # every face sees the whole frame: score it once
             return _Prepared(result, locations, [np.asarray(model.preprocess([decoded]))], [0] * len(locations))
         return _Prepared(result, locations, [np.asarray(model.preprocess([decoded.crop(loc.crop_bbox)]))
@@ -166,6 +183,7 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
             prepared.scores[index] = dict(zip(model.classes, map(float, row)))
             prepared.inputs[index] = None  # free the input as soon as it is scored
 
+    detection_pool = _detection_pool(concurrent_detections)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') as pool:
         ahead: Deque = deque()
         iterator = iter(images)

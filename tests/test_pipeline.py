@@ -67,20 +67,41 @@ def test_default_workers_on_cpu():
         next(score_images([], workers=0))
 
 
-def test_one_detection_at_a_time(frames, monkeypatch):
+def _detections(frames, monkeypatch, **options):
+    """The most detections running at once, and the threads they ran in."""
     from imgutils_facequal import pipeline
     paths, _ = frames
-    running, most = [0], [0]
+    running, most, threads = [0], [0], set()
+    lock = threading.Lock()
     original = pipeline.locate_faces
 
     def counting(*args, **kwargs):
-        running[0] += 1
-        most[0] = max(most[0], running[0])
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            threads.add(threading.current_thread())
         try:
-            time.sleep(0.02)  # long enough for the other workers to try
+            time.sleep(0.05)  # long enough for the other workers to try
             return original(*args, **kwargs)
         finally:
-            running[0] -= 1
+            with lock:
+                running[0] -= 1
     monkeypatch.setattr(pipeline, 'locate_faces', counting)
-    assert sum(len(r.faces) for r in score_images(find_images(paths), workers=4)) == 10
-    assert most[0] == 1
+    assert sum(len(r.faces) for r in score_images(find_images(paths), workers=4, **options)) == 10
+    return most[0], threads
+
+
+def test_detection_in_one_thread_kept_across_calls(frames, monkeypatch):
+    most, threads = _detections(frames, monkeypatch)
+    assert most == 1 and len(threads) == 1
+    thread, = threads
+    assert thread.name.startswith('facequal-detect')
+    # the same thread next time, so imgutils' per-thread detector sessions are reused
+    assert _detections(frames, monkeypatch)[1] == {thread}
+
+
+def test_concurrent_detections_up_to_the_limit(frames, monkeypatch):
+    most, threads = _detections(frames, monkeypatch, concurrent_detections=3)
+    assert 1 < most <= 3 and 1 < len(threads) <= 3
+    with pytest.raises(ValueError, match='concurrent_detections'):
+        next(score_images([], concurrent_detections=0))
