@@ -35,7 +35,8 @@ def _top(scores: Dict[str, float]) -> Tuple[str, float]:
 
 def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                                 crop: str = 'full', margin: Optional[float] = None,
-                                backend: str = DEFAULT_BACKEND, device: Optional[str] = None) -> Dict[str, float]:
+                                backend: str = DEFAULT_BACKEND, device: Optional[str] = None,
+                                precision: str = 'fp32') -> Dict[str, float]:
     """The probability of every quality class for one face image.
 
     :param image: A face image: path, bytes, file object or PIL image.
@@ -48,6 +49,8 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, rev
         size (default :data:`imgutils_facequal.detect.DEFAULT_MARGIN`).
     :param backend: ``onnx`` (default), ``transformers`` or ``auto``.
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
+    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+        :func:`imgutils_facequal.backends.load_face_quality_model`).
     :return: ``{class: probability}`` for every class of the model, in the model's own class
         order, summing to 1.
     :raises NoFaceFoundError: With ``crop='head'`` or ``'face'``, when no face is found.
@@ -59,12 +62,13 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, rev
         {'poor': 0.0012, 'ok': 0.0331, 'good': 0.8875, 'excellent': 0.0782}
     """
     return classify_face_quality_score_batch([image], model_name=model_name, revision=revision, crop=crop,
-                                             margin=margin, backend=backend, device=device)[0]
+                                             margin=margin, backend=backend, device=device, precision=precision)[0]
 
 
 def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                           crop: str = 'full', margin: Optional[float] = None,
-                          backend: str = DEFAULT_BACKEND, device: Optional[str] = None) -> Tuple[str, float]:
+                          backend: str = DEFAULT_BACKEND, device: Optional[str] = None,
+                          precision: str = 'fp32') -> Tuple[str, float]:
     """The most likely quality class of one face image, and its probability.
 
     Same arguments as :func:`classify_face_quality_score`.
@@ -76,12 +80,13 @@ def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL, revision:
         ('good', 0.8875)
     """
     return _top(classify_face_quality_score(image, model_name=model_name, revision=revision, crop=crop,
-                                            margin=margin, backend=backend, device=device))
+                                            margin=margin, backend=backend, device=device, precision=precision))
 
 
 def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                                 crop: str = 'full', margin: Optional[float] = None,
-                                backend: str = DEFAULT_BACKEND, device: Optional[str] = None) -> float:
+                                backend: str = DEFAULT_BACKEND, device: Optional[str] = None,
+                                precision: str = 'fp32') -> float:
     """The continuous quality value in [0, 1] of one face image, for ranking and thresholds.
 
     The probability-weighted class rank, scaled to [0, 1] (see
@@ -95,7 +100,8 @@ def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL, rev
         0.6809
     """
     return face_quality_value(classify_face_quality_score(image, model_name=model_name, revision=revision,
-                                                          crop=crop, margin=margin, backend=backend, device=device))
+                                                          crop=crop, margin=margin, backend=backend, device=device,
+                                                          precision=precision))
 
 
 def _face_region(decoded, original: Any, crop: str, margin: Optional[float]):
@@ -120,7 +126,7 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
                                       revision: Optional[str] = None, batch_size: Optional[int] = None,
                                       crop: str = 'full', margin: Optional[float] = None,
                                       backend: str = DEFAULT_BACKEND,
-                                      device: Optional[str] = None) -> List[Dict[str, float]]:
+                                      device: Optional[str] = None, precision: str = 'fp32') -> List[Dict[str, float]]:
     """Class probabilities for many face images, ``batch_size`` images per forward pass.
 
     :param images: Face images, each anything :func:`classify_face_quality_score` takes.
@@ -143,7 +149,8 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
     if crop != 'full':
         from .detect import warn_if_framing_sensitive
         warn_if_framing_sensitive(resolve_model(model_name, revision=revision), crop)
-    model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device)
+    model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
+                                    precision=precision)
     batch_size = batch_size or default_batch_size(model)
     images = list(images)
     results: List[Dict[str, float]] = []
@@ -164,7 +171,7 @@ def classify_face_quality_batch(images: Iterable[Any], model_name: str = DEFAULT
                                 revision: Optional[str] = None, batch_size: Optional[int] = None,
                                 crop: str = 'full', margin: Optional[float] = None,
                                 backend: str = DEFAULT_BACKEND,
-                                device: Optional[str] = None) -> List[Tuple[str, float]]:
+                                device: Optional[str] = None, precision: str = 'fp32') -> List[Tuple[str, float]]:
     """The top quality class and its probability for many face images, batched.
 
     Same arguments as :func:`classify_face_quality_score_batch`; one ``(class, probability)``
@@ -172,4 +179,4 @@ def classify_face_quality_batch(images: Iterable[Any], model_name: str = DEFAULT
     """
     return [_top(scores) for scores in classify_face_quality_score_batch(
         images, model_name=model_name, revision=revision, batch_size=batch_size, crop=crop, margin=margin,
-        backend=backend, device=device)]
+        backend=backend, device=device, precision=precision)]

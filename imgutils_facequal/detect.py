@@ -173,7 +173,8 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
                         iou_threshold: Optional[float] = None, level: Optional[str] = None,
                         version: Optional[str] = None, detector_model_name: Optional[str] = None,
                         head_detector: Optional[str] = 'head', revision: Optional[str] = None,
-                        backend: str = 'onnx', device: Optional[str] = None) -> List[FaceQualityResult]:
+                        backend: str = 'onnx', device: Optional[str] = None,
+                        precision: str = 'fp32') -> List[FaceQualityResult]:
     """Find every face in an image and score its quality.
 
     :param image: Anything imgutils' ``ImageTyping`` accepts; decoded once.
@@ -195,6 +196,8 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
     :param backend: ``onnx`` (default), ``transformers`` or ``auto`` (see
         :func:`imgutils_facequal.backends.load_face_quality_model`).
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
+    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+        :func:`imgutils_facequal.backends.load_face_quality_model`).
     :return: One :class:`FaceQualityResult` per face, in the detector's order.
 
     Example::
@@ -216,6 +219,8 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
         return []
     tagger = get_tagger('face_quality')
     options = {'model_name': model_name, 'revision': revision, 'backend': backend, 'device': device}
+    if precision != 'fp32':  # so that taggers from before the option keep working
+        options['precision'] = precision
     if crop == 'full':  # every face sees the same frame: score it once
         all_scores = tagger(_crops(decoded, locations[:1]), **options) * len(locations)
     else:

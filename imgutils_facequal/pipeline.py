@@ -3,7 +3,10 @@ forward pass, results in input order. The command-line tool is built on this.
 
 Images are decoded, run through the detector, cropped and preprocessed into the
 classifier's input in worker threads while the main thread only runs forward passes, so
-all of that overlaps inference (on a GPU it would otherwise leave the GPU waiting).
+all of that overlaps inference (on a GPU it would otherwise leave the GPU waiting). The
+one exception is the transformers backend on a CPU: its preprocessing runs torch
+operations, whose thread pools would fight the forward pass for the cores, so the main
+thread preprocesses each batch just before running it.
 Detection runs in a thread of its own, one image at a time: imgutils opens a session per
 detector per calling thread, each with a thread per core, so detecting in every worker
 loads the detectors once per worker and leaves their sessions fighting over the cores.
@@ -93,7 +96,7 @@ class ImageResult:
 class _Prepared:
     result: ImageResult
     locations: list
-    inputs: list  # one preprocessed classifier input per crop, dropped once scored
+    inputs: list  # one classifier input (or crop, see score_images) per crop, dropped once scored
     face_crop_index: List[int]
     scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
 
@@ -116,13 +119,15 @@ def _detection_pool(threads: int) -> ThreadPoolExecutor:
 
 
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
-                 backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
+                 backend: str = 'onnx', device: Optional[str] = None, precision: str = 'fp32', detector: str = 'face',
                  crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
                  detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None,
                  workers: Optional[int] = None, keep_images: bool = False,
                  concurrent_detections: int = 1) -> Iterator[ImageResult]:
     """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
 
+    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+        :func:`imgutils_facequal.backends.load_face_quality_model`).
     :param batch_size: Crops per forward pass of the classifier, pooled across images;
         default 2 on a CPU, 32 on a GPU.
     :param workers: Threads that decode, detect, crop and preprocess ahead of the classifier;
@@ -135,14 +140,22 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
     if any(value is not None and value < 1 for value in (batch_size, workers, concurrent_detections)):
         raise ValueError('batch_size, workers and concurrent_detections must be at least 1.')
     import numpy as np
-    from .backends import default_batch_size, default_workers, load_face_quality_model
+    from .backends import (FaceQualityTransformersModel, default_batch_size, default_workers, load_face_quality_model,
+                           runs_on_gpu)
     source = resolve_model(model_name, revision=revision)
     crop = crop or default_crop_for(source)
     warn_if_framing_sensitive(source, crop)
     # loaded before any image, so a model that cannot be had fails fast
-    model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device)
+    model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
+                                    precision=precision)
     batch_size = batch_size or default_batch_size(model)
     workers = workers or default_workers(model)
+    # torch's preprocessing in the workers would start thread pools that fight the forward
+    # pass for the cores; on a CPU it runs in the main thread, just before the forward pass
+    preprocess_in_workers = not (isinstance(model, FaceQualityTransformersModel) and not runs_on_gpu(model))
+
+    def model_input(image):
+        return np.asarray(model.preprocess([image])) if preprocess_in_workers else image
 
     def prepare(item: InputImage) -> _Prepared:
         result = ImageResult(item)
@@ -157,9 +170,9 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
         locations = detection_pool.submit(locate_faces, decoded, detector=detector, crop=crop, margin=margin,
                                           head_detector=head_detector, detector_options=detector_options).result()
         if crop == 'full' and locations:  # every face sees the whole frame: score it once
-            return _Prepared(result, locations, [np.asarray(model.preprocess([decoded]))], [0] * len(locations))
-        return _Prepared(result, locations, [np.asarray(model.preprocess([decoded.crop(loc.crop_bbox)]))
-                                             for loc in locations], list(range(len(locations))))
+            return _Prepared(result, locations, [model_input(decoded)], [0] * len(locations))
+        return _Prepared(result, locations, [model_input(decoded.crop(loc.crop_bbox)) for loc in locations],
+                         list(range(len(locations))))
 
     def finish(prepared: _Prepared) -> ImageResult:
         result = prepared.result
@@ -178,7 +191,8 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
 
     def run_batch(size: int) -> None:
         batch = [queued_crops.popleft() for _ in range(min(size, len(queued_crops)))]
-        probabilities = model.predict(np.concatenate([prepared.inputs[index] for prepared, index in batch]))
+        inputs = [prepared.inputs[index] for prepared, index in batch]
+        probabilities = model.predict(np.concatenate(inputs) if preprocess_in_workers else model.preprocess(inputs))
         for (prepared, index), row in zip(batch, probabilities):
             prepared.scores[index] = dict(zip(model.classes, map(float, row)))
             prepared.inputs[index] = None  # free the input as soon as it is scored

@@ -59,6 +59,25 @@ def test_preprocessing_runs_in_the_worker_threads(frames, monkeypatch):
     assert all(name.startswith('facequal-decode') for name in threads), threads
 
 
+def test_torch_preprocessing_on_a_cpu_runs_in_the_main_thread(frames, timm_repos, monkeypatch):
+    paths, _ = frames
+    model = load_face_quality_model(timm_repos['with_onnx'], backend='transformers', device='cpu')
+    threads = []
+    original = model.preprocess
+
+    def recording(images):
+        threads.append((threading.current_thread() is threading.main_thread(), len(images)))
+        return original(images)
+    monkeypatch.setattr(model, 'preprocess', recording)
+    results = list(score_images(find_images(paths), model_name=timm_repos['with_onnx'], backend='transformers',
+                                device='cpu', batch_size=3, workers=2))
+    assert threads == [(True, 3)] * 3 + [(True, 1)]  # one call per forward pass, 10 crops in passes of 3
+    for result in results[:2]:
+        alone = detect_face_quality(result.image.path, model_name=timm_repos['with_onnx'], backend='transformers')
+        for pooled, single in zip(result.faces, alone):
+            assert pooled.scores == pytest.approx(single.scores, abs=1e-5)
+
+
 def test_default_workers_on_cpu():
     model = load_face_quality_model()
     assert not runs_on_gpu(model)
