@@ -10,9 +10,13 @@ offline), with the classifier on CUDA:
    image in one forward pass);
 3. the folder pipeline (``imgutils-facequal score``): decoding, detection, cropping and
    preprocessing in worker threads, crops of several images in forward passes of 32,
-   with the detectors in one thread of their own (the default) and in every worker;
-4. the classifier alone on ready tensors, fp32 at batch 1 and 32 and bf16 autocast at 32:
-   the ceiling the end-to-end paths are measured against.
+   with the detectors in one thread of their own (the default) and in every worker, and
+   with the ``precision='bf16'`` opt-in;
+4. the classifier alone on ready tensors, fp32 at batch 1 and 32, the whole model under
+   bf16 autocast and the ``precision='bf16'`` opt-in at 32: the ceiling the end-to-end
+   paths are measured against;
+5. how far the opt-in moves the probabilities from fp32 on CUDA, on the cartoon face crops
+   of the CPU benchmark.
 
 The ONNX backend on CUDA needs ``onnxruntime-gpu``; where only the CPU build is
 installed, the table says so instead of measuring it. Usage::
@@ -70,6 +74,8 @@ def runners(device):
         'folder pipeline': lambda paths: sum(len(r.faces) for r in score_images(find_images(paths), **options)),
         'folder pipeline, detection in every worker': lambda paths: sum(
             len(r.faces) for r in score_images(find_images(paths), concurrent_detections=default_workers, **options)),
+        "folder pipeline, precision='bf16'": lambda paths: sum(
+            len(r.faces) for r in score_images(find_images(paths), precision='bf16', **options)),
     }
 
 
@@ -108,15 +114,17 @@ def classifier_alone(device, rounds):
     import torch
     from imgutils_facequal import load_face_quality_model
     model = load_face_quality_model(MODEL, backend='transformers', device=device).model
+    opt_in = load_face_quality_model(MODEL, backend='transformers', device=device, precision='bf16').model
     synchronize = synchronizer(device)
     rows = {}
-    for label, batch_size, bf16 in (('fp32, batch 1', 1, False), ('fp32, batch 32', 32, False),
-                                    ('bf16 autocast, batch 32', 32, True)):
+    for label, batch_size, bf16, network in (('fp32, batch 1', 1, False, model), ('fp32, batch 32', 32, False, model),
+                                             ('bf16 autocast, batch 32', 32, True, model),
+                                             ("precision='bf16', batch 32", 32, False, opt_in)):
         x = torch.rand(batch_size, 3, 384, 384, device=device)
 
         def call():
             with torch.inference_mode(), torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=bf16):
-                model(x)
+                network(x)
         for _ in range(3):
             call()
         synchronize()
@@ -129,6 +137,23 @@ def classifier_alone(device, rounds):
         rows[label] = batch_size / statistics.median(times)
     print('classifier alone', rows, flush=True)
     return rows
+
+
+def bf16_agreement(device) -> dict:
+    """The opt-in against fp32, both on ``device``, on the CPU benchmark's 240 cartoon crops."""
+    import numpy as np
+    from _faces import cartoon_faces
+    from _quantize import agreement
+    from imgutils_facequal import load_face_quality_model
+    crops = cartoon_faces(48, seed=1) + cartoon_faces(192, seed=7)
+    outputs = {}
+    for precision in ('fp32', 'bf16'):
+        model = load_face_quality_model(MODEL, backend='transformers', device=device, precision=precision)
+        outputs[precision] = np.concatenate([model.predict(model.preprocess(crops[start:start + 32]))
+                                             for start in range(0, len(crops), 32)])
+    row = {'crops': len(crops), **agreement(outputs['bf16'], outputs['fp32'])}
+    print('bf16 agreement', row, flush=True)
+    return row
 
 
 def markdown(report) -> str:
@@ -145,7 +170,14 @@ def markdown(report) -> str:
                      + ' | '.join(f"{row['vs_card'][name]:.1f}x" for name in names[1:]) + ' |')
     lines += ['', 'The classifier alone on ready tensors: '
               + '; '.join(f'{label}: {rate:.0f} faces/s' for label, rate in report['classifier_alone'].items()) + '.',
-              '', report['onnx_cuda']]
+              '']
+    if 'bf16_agreement' in report:
+        row = report['bf16_agreement']
+        lines += [f"`precision='bf16'` against fp32, both on this GPU, on {row['crops']} cartoon face crops: top-class "
+                  f"agreement {100 * row['top_class_agreement']:.1f}%, largest probability move "
+                  f"{row['max_probability_difference']:.4f}, {100 * row['share_within_0_02']:.1f}% of the crops "
+                  "within 0.02.", '']
+    lines += [report['onnx_cuda']]
     return '\n'.join(lines) + '\n'
 
 
@@ -168,7 +200,8 @@ def main():
                           'cpus': os.cpu_count(), 'torch': torch.__version__, 'python': platform.python_version(),
                           'onnxruntime_providers': providers},
               'paths': end_to_end(groups, args.device, args.rounds),
-              'classifier_alone': classifier_alone(args.device, args.rounds)}
+              'classifier_alone': classifier_alone(args.device, args.rounds),
+              'bf16_agreement': bf16_agreement(args.device)}
     report['onnx_cuda'] = ('The ONNX backend on CUDA was not measured: this machine has the CPU build of '
                            f'onnxruntime {onnxruntime.__version__} (providers above), and onnxruntime-gpu '
                            'could not be installed there.' if 'CUDAExecutionProvider' not in providers else

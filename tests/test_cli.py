@@ -136,6 +136,12 @@ def test_missing_model_exits_3(folder):
     assert result.stdout == ''
 
 
+def _default_sigint():
+    # a shell running the suite in the background leaves SIGINT ignored, and the child would
+    # inherit that; Python installs its KeyboardInterrupt handler only over the default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_resumes_with_every_image_once(tmp_path, sig):
     root = tmp_path / 'many'
@@ -144,7 +150,8 @@ def test_interrupted_run_resumes_with_every_image_once(tmp_path, sig):
         scene(index)[0].save(root / f'{index:03d}.png')
     output = tmp_path / 'scores.jsonl'
     process = subprocess.Popen([SCRIPT, 'score', str(root), '-o', str(output), '--batch-size', '2', '--workers', '1'],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               preexec_fn=_default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline:
         if output.exists() and output.read_bytes().count(b'\n') >= 30:
