@@ -200,7 +200,8 @@ def bf16_rows(measured: dict, rows: dict, images) -> dict:
 SUBPROCESS_LOAD = textwrap.dedent('''
     import _fixtures, json, os, time
     # _fixtures points the home at the work folder; the caller may want another (an empty one)
-    os.environ['IMGUTILS_FACEQUAL_HOME'] = os.environ.get('FACEQUAL_BENCH_LOAD_HOME', os.environ['IMGUTILS_FACEQUAL_HOME'])
+    if 'FACEQUAL_BENCH_LOAD_HOME' in os.environ:
+        os.environ['IMGUTILS_FACEQUAL_HOME'] = os.environ['FACEQUAL_BENCH_LOAD_HOME']
     from imgutils_facequal.models import resolve_model
     from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
     started = time.perf_counter()

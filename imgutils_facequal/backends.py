@@ -34,7 +34,7 @@ DEFAULT_BACKEND = 'onnx'
 CPU_BATCH_SIZE = 2
 #: Crops per forward pass on a GPU, where batching is what makes it fast.
 GPU_BATCH_SIZE = 32
-#: Threads decoding, detecting and preprocessing ahead of the classifier when it runs on the
+#: Threads decoding, cropping and preprocessing ahead of the classifier when it runs on the
 #: CPU: the classifier's own threads already use the cores.
 CPU_WORKERS = 2
 #: The same with a GPU, where the CPU work is what limits the rate (benchmarks/gpu_performance.py).
@@ -108,6 +108,6 @@ def default_workers(model: FaceQualityModel) -> int:
     """Threads preparing images for :func:`imgutils_facequal.pipeline.score_images`.
 
     :data:`CPU_WORKERS` when the model runs on the CPU; with a GPU, :data:`GPU_WORKERS`
-    (at most one per CPU core), enough to decode, detect and preprocess as fast as it scores.
+    (at most one per CPU core), enough to decode and preprocess as fast as it scores.
     """
     return min(GPU_WORKERS, os.cpu_count() or 1) if runs_on_gpu(model) else CPU_WORKERS

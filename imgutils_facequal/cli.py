@@ -66,7 +66,7 @@ def scoring_options(function):
         click.option('--batch-size', type=click.IntRange(min=1), default=None,
                      help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
         click.option('--workers', type=click.IntRange(min=1), default=None,
-                     help='Threads decoding, detecting and preprocessing ahead of the classifier '
+                     help='Threads decoding, cropping and preprocessing ahead of the classifier '
                           '(default: 2 on CPU, 8 on GPU).'),
         click.option('--quiet', '-q', is_flag=True, help='No progress bar and no summary.'),
     ]
@@ -82,8 +82,7 @@ def _pipeline_options(kwargs) -> dict:
     }.items() if value is not None}
     return dict(model_name=kwargs.pop('model_name'), revision=kwargs.pop('revision'), backend=kwargs.pop('backend'),
                 device=kwargs.pop('device'), precision=kwargs.pop('precision'), detector=kwargs.pop('detector'),
-                crop=kwargs.pop('crop'),
-                margin=kwargs.pop('margin'), detector_options=detector_options,
+                crop=kwargs.pop('crop'), margin=kwargs.pop('margin'), detector_options=detector_options,
                 batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
 
 

@@ -7,12 +7,14 @@ all of that overlaps inference (on a GPU it would otherwise leave the GPU waitin
 one exception is the transformers backend on a CPU: its preprocessing runs torch
 operations, whose thread pools would fight the forward pass for the cores, so the main
 thread preprocesses each batch just before running it.
-Detection runs in a thread of its own, one image at a time: imgutils opens a session per
-detector per calling thread, each with a thread per core, so detecting in every worker
-loads the detectors once per worker and leaves their sessions fighting over the cores.
-The crops of consecutive images
-are pooled into forward passes of ``batch_size`` crops. A file that cannot be read
-yields a result with ``error`` set, and the run goes on.
+
+Detection runs in a thread of its own, one image at a time, which the workers hand their
+decoded images to: imgutils opens a session per detector per calling thread, each with a
+thread per core, so detecting in every worker loads the detectors once per worker and
+leaves their sessions fighting over the cores.
+
+The crops of consecutive images are pooled into forward passes of ``batch_size`` crops.
+A file that cannot be read yields a result with ``error`` set, and the run goes on.
 """
 import glob
 import os
@@ -119,23 +121,24 @@ def _detection_pool(threads: int) -> ThreadPoolExecutor:
 
 
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
-                 backend: str = 'onnx', device: Optional[str] = None, precision: str = 'fp32', detector: str = 'face',
+                 backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
                  crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
                  detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None,
                  workers: Optional[int] = None, keep_images: bool = False,
-                 concurrent_detections: int = 1) -> Iterator[ImageResult]:
+                 concurrent_detections: int = 1, precision: str = 'fp32') -> Iterator[ImageResult]:
     """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
 
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
-        :func:`imgutils_facequal.backends.load_face_quality_model`).
     :param batch_size: Crops per forward pass of the classifier, pooled across images;
         default 2 on a CPU, 32 on a GPU.
-    :param workers: Threads that decode, detect, crop and preprocess ahead of the classifier;
-        default 2 on a CPU, 8 on a GPU (see :func:`imgutils_facequal.backends.default_workers`).
+    :param workers: Threads that decode, crop and preprocess ahead of the classifier, handing
+        each image to the detection thread; default 2 on a CPU, 8 on a GPU (see
+        :func:`imgutils_facequal.backends.default_workers`).
     :param keep_images: Keep each decoded image on its result (for drawing or cropping).
     :param concurrent_detections: Threads that run the detectors, each on one image at a
         time with its own sessions (imgutils keeps them per thread). One is fastest with
         imgutils' CPU sessions, which already use every core (``benchmarks/gpu_performance.py``).
+    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+        :func:`imgutils_facequal.backends.load_face_quality_model`).
     """
     if any(value is not None and value < 1 for value in (batch_size, workers, concurrent_detections)):
         raise ValueError('batch_size, workers and concurrent_detections must be at least 1.')
