@@ -17,7 +17,7 @@ from .errors import BackendNotAvailableError, MissingModelFileError
 from .export import exported_source
 from .models import DEFAULT_MODEL, resolve_model
 from .onnx_backend import FaceQualityOnnxModel, get_onnx_model
-from .transformers_backend import (PRECISIONS, FaceQualityTransformersModel, get_transformers_model,
+from .transformers_backend import (FaceQualityTransformersModel, check_precision, get_transformers_model,
                                    require_torch_extra)
 
 __all__ = ['BACKENDS', 'DEFAULT_BACKEND', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_WORKERS', 'GPU_WORKERS',
@@ -71,8 +71,7 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
     """
     if backend not in BACKENDS:
         raise ValueError(f'backend must be one of {", ".join(BACKENDS)}; got {backend!r}.')
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}; got {precision!r}.')
+    check_precision(precision)
     if precision != 'fp32' and backend == 'onnx':
         raise ValueError(f"precision={precision!r} runs in torch: pass backend='transformers' (or 'auto'), "
                          f"with the torch extra installed. The onnx backend runs fp32.")

@@ -7,7 +7,7 @@ available. Needs the ``torch`` extra: ``pip install 'imgutils-facequal[torch]'``
 
 ``precision='bf16'`` (opt-in) runs each of the model's repeated blocks under
 ``torch.autocast`` in bfloat16 and keeps the stem, the downsampling layers and the head in
-fp32: on CPUs with AVX512-BF16 or AMX it scores 1.6 × faster than fp32 in torch, and its
+fp32: on CPUs with AVX512-BF16 or AMX it scores 1.6 × to 2 × faster than fp32 in torch, and its
 probabilities stayed within 0.02 of fp32 on the benchmark's crops (see the Performance
 page, and re-check on your own images: with the benchmark's random weights that
 agreement is a numerical check only).
@@ -64,7 +64,8 @@ def bf16_blocks(model) -> list:
     return [name for name, _ in model.named_modules() if _BLOCK_NAME.search(name)]
 
 
-def _check_precision(precision: str) -> None:
+def check_precision(precision: str) -> None:
+    """Raise ``ValueError`` unless ``precision`` is one of :data:`PRECISIONS`."""
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}; got {precision!r}.')
 
@@ -73,7 +74,7 @@ class FaceQualityTransformersModel:
     """A face-quality classifier loaded with transformers, as in the model card."""
 
     def __init__(self, source: ModelSource, device: Optional[str] = None, precision: str = 'fp32'):
-        _check_precision(precision)
+        check_precision(precision)
         require_torch_extra()
         from transformers import AutoImageProcessor, AutoModel
 
@@ -169,7 +170,6 @@ _models_lock = threading.Lock()
 def get_transformers_model(source: ModelSource, device: Optional[str] = None,
                            precision: str = 'fp32') -> FaceQualityTransformersModel:
     """The cached transformers model for a source, device and precision."""
-    _check_precision(precision)
     require_torch_extra()
     device = device or default_device()
     key = (source.repo_id, source.revision, source.local_dir, device, precision)
