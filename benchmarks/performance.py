@@ -397,11 +397,30 @@ def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
     def speedup(slower, faster):
         return statistics.median(s / f for s, f in zip(times[slower], times[faster]))
     matmul_flops = 2 * STAGE_MATMUL_SIZE ** 3
+    from profile_onnx import products_ceiling, profile
     return {**{name: statistics.median(times[name]) / batch_size for name in models},
+            'default_products': products_ceiling(profile(models['default'].run_path, batch_size, runs=5)),
             'exported_speedup': speedup('as_published', 'exported'),
             'rewritten_speedup': speedup('as_published', 'default'),
             'matmul_gflops': {runtime: matmul_flops / statistics.median(times[f'matmul_{runtime}']) / 1e9
                               for runtime in ('numpy', 'onnxruntime')}}
+
+
+STAGE_TARGET_SHARE = 0.75  # of the fp32 matmul peak, on the card's FLOPs (the issue's target)
+
+
+def stage_ceiling(seconds_per_face: float, products: dict, peak: float) -> dict:
+    """What the products alone allow the default graph, against the peak on the card's FLOPs.
+
+    ``products`` is the profile's share of kernel time in the products (``profile_onnx``),
+    applied to the timed seconds per face. With every other kernel free the stage would
+    reach ``ceiling_share_of_peak``; ``other_seconds_per_face_for_target`` is how long
+    everything else could take for the stage to reach the target share."""
+    products_seconds = products['products_share_of_kernel_time'] * seconds_per_face
+    return {**products, 'products_seconds_per_face': products_seconds,
+            'ceiling_share_of_peak': GFLOP_PER_FACE / products_seconds / peak,
+            'other_seconds_per_face': seconds_per_face - products_seconds,
+            'other_seconds_per_face_for_target': GFLOP_PER_FACE / (STAGE_TARGET_SHARE * peak) - products_seconds}
 
 
 #: The CPU features that decide which reduced-precision kernels exist (read from /proc/cpuinfo).
@@ -540,6 +559,7 @@ def main():
                 'counted_share_of_peak': counted / stage / peak,
                 'share_of_onnxruntime_matmul': GFLOP_PER_FACE / stage / matmul['onnxruntime'],
             }
+        rows['default'].update(stage_ceiling(rows['default']['seconds_per_face'], measured['default_products'], peak))
     print('stage', report['classifier_stage'], flush=True)
 
     from _faces import cartoon_faces
@@ -618,6 +638,22 @@ def markdown(report) -> str:
                          f"{100 * row['share_of_peak']:.0f}% | {row['counted_gflops']:.0f} | "
                          f"{100 * row['counted_share_of_peak']:.0f}% | {100 * row['share_of_onnxruntime_matmul']:.0f}% "
                          f"| {alongside['numpy']:.0f} / {alongside['onnxruntime']:.0f} |")
+    for key, rows in report['classifier_stage'].items():
+        row = rows['default']
+        if 'ceiling_share_of_peak' in row:
+            batch = key.split('_')[1]
+            lines += ['', f"Ceiling of the graph rewritten at load, batch {batch} (onnxruntime's profiler): "
+                          "its products (matrix products, attention, dense convolutions) take "
+                          f"{100 * row['products_share_of_kernel_time']:.0f}% of the kernel time, "
+                          f"{row['products_seconds_per_face']:.3f} s per face; with every other kernel free the "
+                          f"stage would reach {100 * row['ceiling_share_of_peak']:.0f}% of the peak on the card's "
+                          "FLOPs. " + (
+                              f"For {100 * STAGE_TARGET_SHARE:.0f}%, everything else would have to take "
+                              f"{1000 * row['other_seconds_per_face_for_target']:.0f} ms per face, against "
+                              f"{1000 * row['other_seconds_per_face']:.0f} ms."
+                              if row['other_seconds_per_face_for_target'] > 0 else
+                              f"The products alone are too slow for {100 * STAGE_TARGET_SHARE:.0f}%; everything "
+                              f"else takes {1000 * row['other_seconds_per_face']:.0f} ms per face.")]
     lines += ['', 'Against the published graph as it is, median of the call-by-call ratios: rewritten at load '
               + ', '.join(f"{rows['rewritten_speedup']:.2f}x at batch {key.split('_')[1]}"
                           for key, rows in report['classifier_stage'].items()) + '; the export '

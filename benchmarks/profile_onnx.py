@@ -6,8 +6,10 @@ Usage::
 
 Runs each graph on random 384 x 384 input with the session options of the ONNX backend
 (all graph optimisations, one thread per CPU) and prints, per operator type, its share of
-the kernel time and milliseconds per run. The performance page quotes it for the
-published-style graph and the export that ``performance.py`` builds.
+the kernel time and milliseconds per run, and how much of it the products take (see
+``products_ceiling``). The performance page quotes it for the published-style graph and
+the export that ``performance.py`` builds; ``performance.py`` uses ``products_ceiling``
+for its classifier-stage ceiling.
 """
 import argparse
 import collections
@@ -34,12 +36,39 @@ def profile(path: str, batch_size: int, runs: int) -> dict:
     with open(trace) as f:
         events = json.load(f)
     os.remove(trace)
-    by_op = collections.Counter()
+    by_op, by_kind = collections.Counter(), collections.Counter()
     for event in events:
         if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time'):
             by_op[event['args']['op_name']] += event['dur']
-    by_op = {op: micros / (runs + 1) / 1000 for op, micros in by_op.items()}  # the warm-up is profiled too
-    return {'seconds_per_face_profiled': seconds_per_face, 'ms_per_run_by_op': by_op}
+            by_kind[kernel_kind(event['args']['op_name'], event['name'])] += event['dur']
+    per_run = 1 / (runs + 1) / 1000  # the warm-up is profiled too
+    return {'seconds_per_face_profiled': seconds_per_face,
+            'ms_per_run_by_op': {op: micros * per_run for op, micros in by_op.items()},
+            'ms_per_run_by_kind': {kind: micros * per_run for kind, micros in by_kind.items()}}
+
+
+#: Kernels that do the multiply-adds counted in the model's FLOPs: the matrix products
+#: (linear layers, 1 x 1 convolutions), attention, and the dense convolutions (stem, downsampling).
+PRODUCT_OPS = ('MatMul', 'FusedMatMul', 'Gemm', 'FusedGemm', 'MultiHeadAttention', 'Attention')
+
+
+def kernel_kind(op_type: str, node_name: str) -> str:
+    """'products' for the kernels above and the dense convolutions, 'other' for the rest:
+    layer norms, depthwise convolutions, element-wise arithmetic and layout changes."""
+    if op_type in PRODUCT_OPS or (op_type == 'Conv' and 'dwconv' not in node_name):
+        return 'products'
+    return 'other'
+
+
+def products_ceiling(result: dict) -> dict:
+    """The products' share of the kernel time, and their seconds per face at the measured speed.
+
+    If every other kernel took no time, the graph could not run faster than its products:
+    ``products_seconds_per_face`` is that bound, as onnxruntime's kernels run them."""
+    kinds = result['ms_per_run_by_kind']
+    share = kinds.get('products', 0.0) / sum(kinds.values())
+    return {'products_share_of_kernel_time': share,
+            'products_seconds_per_face': share * result['seconds_per_face_profiled']}
 
 
 def main():
@@ -51,8 +80,11 @@ def main():
     for path in args.models:
         result = profile(path, args.batch_size, args.runs)
         total = sum(result['ms_per_run_by_op'].values())
+        ceiling = products_ceiling(result)
         print(f"{path}: {result['seconds_per_face_profiled']:.3f} s per face while profiled, "
-              f"batch {args.batch_size}")
+              f"batch {args.batch_size}; products (matrix products, attention, dense convolutions) "
+              f"{100 * ceiling['products_share_of_kernel_time']:.0f}% of the kernel time, "
+              f"{ceiling['products_seconds_per_face']:.3f} s per face")
         for op, ms in sorted(result['ms_per_run_by_op'].items(), key=lambda item: -item[1]):
             if ms >= 0.005 * total:
                 print(f'  {op:<22} {100 * ms / total:5.1f}%  {ms:8.1f} ms per run')
