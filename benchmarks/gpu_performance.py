@@ -18,8 +18,11 @@ offline), with the classifier on CUDA:
 5. how far the opt-in moves the probabilities from fp32 on CUDA, on the cartoon face crops
    of the CPU benchmark.
 
-The ONNX backend on CUDA needs ``onnxruntime-gpu``; where only the CPU build is
-installed, the table says so instead of measuring it. Usage::
+With ``onnxruntime-gpu`` installed, the ONNX backend on CUDA too: ``detect_face_quality``
+and the folder pipeline on the published-style ``model.onnx`` (rewritten at load, as the
+default path runs it), the classifier alone on that graph and on the graph as published,
+and how far the CUDA provider's probabilities are from the CPU provider's on the same
+input. Where only the CPU build is installed, the table says so instead. Usage::
 
     python benchmarks/gpu_performance.py [--rounds 3] [--images 48] [--output-dir DIR]
 
@@ -33,11 +36,13 @@ import time
 import warnings
 
 import _fixtures  # noqa: F401  (sets the offline environment first)
-from _fixtures import CAFORMER_NO_ONNX_REPO, ROOT, WORK, build_hub, write_frames
+from _fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, write_frames
 from _results import write_results
+from imgutils_facequal.graph_cache import REWRITE_ENV
 
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 MODEL = CAFORMER_NO_ONNX_REPO  # safetensors and remote code only: the card's way and the transformers backend
+ONNX_MODEL = CAFORMER_REPO  # the same weights with a published-style model.onnx
 
 
 def card_way(device):
@@ -62,12 +67,19 @@ def card_way(device):
     return run
 
 
-def runners(device):
+def runners(device, with_onnx: bool):
     from imgutils_facequal import detect_face_quality
     from imgutils_facequal.backends import GPU_WORKERS
     from imgutils_facequal.pipeline import find_images, score_images
     default_workers = min(GPU_WORKERS, os.cpu_count() or 1)
     options = {'model_name': MODEL, 'backend': 'transformers', 'device': device}
+    onnx_options = {'model_name': ONNX_MODEL, 'backend': 'onnx', 'device': device}
+    onnx_paths = {
+        'detect_face_quality, ONNX, per image': lambda paths: sum(
+            len(detect_face_quality(p, **onnx_options)) for p in paths),
+        'folder pipeline, ONNX': lambda paths: sum(
+            len(r.faces) for r in score_images(find_images(paths), **onnx_options)),
+    } if with_onnx else {}
     return {
         "card's way": card_way(device),
         'detect_face_quality, per image': lambda paths: sum(len(detect_face_quality(p, **options)) for p in paths),
@@ -76,6 +88,7 @@ def runners(device):
             len(r.faces) for r in score_images(find_images(paths), concurrent_detections=default_workers, **options)),
         "folder pipeline, precision='bf16'": lambda paths: sum(
             len(r.faces) for r in score_images(find_images(paths), precision='bf16', **options)),
+        **onnx_paths,
     }
 
 
@@ -84,10 +97,10 @@ def synchronizer(device):
     return torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
 
 
-def end_to_end(groups, device, rounds):
+def end_to_end(groups, device, rounds, with_onnx):
     """Faces per second of each path on each group of frames, the paths alternating round by round."""
     synchronize = synchronizer(device)
-    paths = runners(device)
+    paths = runners(device, with_onnx)
     table = {}
     for faces_per_image, frames in groups.items():
         seconds = {name: [] for name in paths}
@@ -139,6 +152,48 @@ def classifier_alone(device, rounds):
     return rows
 
 
+def onnx_on_cuda(device, rounds) -> dict:
+    """The ONNX backend's classifier on CUDA: faces per second on input in host memory (as
+    ``predict`` gets it), rewritten at load and as published, and its agreement with the
+    CPU provider on the same input (the rewrite is checked on the CPU provider only)."""
+    import numpy as np
+    from _faces import cartoon_faces
+    from _quantize import agreement
+    from imgutils_facequal import load_face_quality_model
+    from imgutils_facequal.backends import runs_on_gpu
+    from imgutils_facequal.models import resolve_model
+    from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
+    rewritten = load_face_quality_model(ONNX_MODEL, backend='onnx', device=device)
+    assert runs_on_gpu(rewritten) and rewritten.graph_rewrites, rewritten.session.get_providers()
+    os.environ[REWRITE_ENV] = '0'
+    try:
+        as_published = FaceQualityOnnxModel(resolve_model(ONNX_MODEL), 'gpu')
+    finally:
+        del os.environ[REWRITE_ENV]
+    rows = {}
+    for label, batch_size, model in (('rewritten at load, batch 1', 1, rewritten),
+                                     ('rewritten at load, batch 32', 32, rewritten),
+                                     ('as published, batch 32', 32, as_published)):
+        x = np.random.rand(batch_size, 3, 384, 384).astype(np.float32)
+        for _ in range(3):
+            model.predict(x)
+        times = []
+        for _ in range(max(rounds, 5)):
+            started = time.perf_counter()
+            model.predict(x)
+            times.append(time.perf_counter() - started)
+        rows[label] = batch_size / statistics.median(times)
+    crops = cartoon_faces(48, seed=1) + cartoon_faces(192, seed=7)
+    on_cpu = load_face_quality_model(ONNX_MODEL, backend='onnx', device='cpu')
+    outputs = {name: np.concatenate([model.predict(rewritten.preprocess(crops[start:start + 32]))
+                                     for start in range(0, len(crops), 32)])
+               for name, model in (('cuda', rewritten), ('cpu', on_cpu))}
+    report = {'classifier_faces_per_s': rows, 'graph_rewrites': rewritten.graph_rewrites,
+              'agreement_with_cpu': {'crops': len(crops), **agreement(outputs['cuda'], outputs['cpu'])}}
+    print('onnx on cuda', report, flush=True)
+    return report
+
+
 def bf16_agreement(device) -> dict:
     """The opt-in against fp32, both on ``device``, on the CPU benchmark's 240 cartoon crops."""
     import numpy as np
@@ -177,7 +232,19 @@ def markdown(report) -> str:
                   f"agreement {100 * row['top_class_agreement']:.1f}%, largest probability move "
                   f"{row['max_probability_difference']:.4f}, {100 * row['share_within_0_02']:.1f}% of the crops "
                   "within 0.02.", '']
-    lines += [report['onnx_cuda']]
+    onnx_cuda = report['onnx_cuda']
+    if isinstance(onnx_cuda, str):
+        lines += [onnx_cuda]
+    else:
+        row = onnx_cuda['agreement_with_cpu']
+        lines += ['The ONNX backend\'s classifier alone on CUDA (onnxruntime-gpu '
+                  f"{onnx_cuda['onnxruntime']}), input in host memory: "
+                  + '; '.join(f'{label}: {rate:.0f} faces/s' for label, rate in
+                              onnx_cuda['classifier_faces_per_s'].items())
+                  + f". The rewrite at load ({', '.join(onnx_cuda['graph_rewrites'])}) against the CPU provider on "
+                  f"the same {row['crops']} cartoon crops: top-class agreement "
+                  f"{100 * row['top_class_agreement']:.1f}%, largest probability difference "
+                  f"{row['max_probability_difference']:.4f}."]
     return '\n'.join(lines) + '\n'
 
 
@@ -192,20 +259,38 @@ def main():
     import onnxruntime
     import torch
     torch.backends.cudnn.benchmark = True
-    build_hub(published_onnx=False)
+    with_onnx = 'CUDAExecutionProvider' in onnxruntime.get_available_providers()
+    if with_onnx and hasattr(onnxruntime, 'preload_dlls'):
+        onnxruntime.preload_dlls()  # CUDA and cuDNN from the nvidia-* wheels torch brought
+    onnx_note = ('The ONNX backend on CUDA was not measured: this machine has the CPU build of onnxruntime '
+                 f'{onnxruntime.__version__} (providers above).')
+    try:
+        build_hub(published_onnx=with_onnx)
+    except Exception as error:  # the published-style export needs onnxsim; the transformers rows do not
+        if not with_onnx:
+            raise
+        with_onnx = False
+        onnx_note = f'The ONNX backend on CUDA was not measured: building its model.onnx failed ({error!r}).'
+        build_hub(published_onnx=False)
+    if with_onnx:  # the graph is rewritten and checked here, at its first load, before anything is timed
+        from imgutils_facequal import load_face_quality_model
+        from imgutils_facequal.backends import runs_on_gpu
+        model = load_face_quality_model(ONNX_MODEL, backend='onnx', device=args.device)
+        if not runs_on_gpu(model):
+            with_onnx = False
+            onnx_note = (f'The ONNX backend on CUDA was not measured: onnxruntime-gpu {onnxruntime.__version__} is '
+                         f'installed, but its session ran on {model.session.get_providers()}.')
     groups = {1: write_frames(os.path.join(WORK, 'gpu-1face'), args.images, 1),
               4: write_frames(os.path.join(WORK, 'gpu-4face'), args.images, 4)}
     providers = onnxruntime.get_available_providers()
     report = {'machine': {'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else 'none',
                           'cpus': os.cpu_count(), 'torch': torch.__version__, 'python': platform.python_version(),
                           'onnxruntime_providers': providers},
-              'paths': end_to_end(groups, args.device, args.rounds),
+              'paths': end_to_end(groups, args.device, args.rounds, with_onnx),
               'classifier_alone': classifier_alone(args.device, args.rounds),
               'bf16_agreement': bf16_agreement(args.device)}
-    report['onnx_cuda'] = ('The ONNX backend on CUDA was not measured: this machine has the CPU build of '
-                           f'onnxruntime {onnxruntime.__version__} (providers above), and onnxruntime-gpu '
-                           'could not be installed there.' if 'CUDAExecutionProvider' not in providers else
-                           'onnxruntime-gpu is installed; this script measures the transformers backend only.')
+    report['onnx_cuda'] = ({**onnx_on_cuda(args.device, args.rounds), 'onnxruntime': onnxruntime.__version__}
+                           if with_onnx else onnx_note)
     write_results(args.output_dir, 'gpu_performance', report, markdown(report))
 
 
