@@ -43,6 +43,18 @@ def build_hub(with_caformer: bool = True, published_onnx: bool = True) -> dict:
     return {'work': WORK, 'classifier': CAFORMER_REPO}
 
 
+def graph_as_published(model_name: str, provider_mode: str = None):
+    """``model_name``'s model.onnx run exactly as published, not rewritten (a model the backend does not cache)."""
+    from imgutils_facequal.graph_cache import REWRITE_ENV
+    from imgutils_facequal.models import resolve_model
+    from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
+    os.environ[REWRITE_ENV] = '0'
+    try:
+        return FaceQualityOnnxModel(resolve_model(model_name), provider_mode)
+    finally:
+        del os.environ[REWRITE_ENV]
+
+
 def write_frames(directory: str, count: int, faces_per_image: int, size=(640, 384)):
     """Frames with heads and faces on the tiny detectors' grids; returns the paths."""
     from fake_hub import CLASS_COLOURS, draw_scene

@@ -36,9 +36,8 @@ import time
 import warnings
 
 import _fixtures  # noqa: F401  (sets the offline environment first)
-from _fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, write_frames
+from _fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, graph_as_published, write_frames
 from _results import write_results
-from imgutils_facequal.graph_cache import REWRITE_ENV
 
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 MODEL = CAFORMER_NO_ONNX_REPO  # safetensors and remote code only: the card's way and the transformers backend
@@ -122,6 +121,20 @@ def end_to_end(groups, device, rounds, with_onnx):
     return table
 
 
+def faces_per_second(call, batch_size, rounds, synchronize=lambda: None):
+    """Faces per second of ``call`` (a forward pass of ``batch_size``), median of at least 5 after 3 warm-ups."""
+    for _ in range(3):
+        call()
+    synchronize()
+    times = []
+    for _ in range(max(rounds, 5)):
+        started = time.perf_counter()
+        call()
+        synchronize()
+        times.append(time.perf_counter() - started)
+    return batch_size / statistics.median(times)
+
+
 def classifier_alone(device, rounds):
     """Faces per second of the forward pass alone on ready input, CUDA-synchronised."""
     import torch
@@ -138,16 +151,7 @@ def classifier_alone(device, rounds):
         def call():
             with torch.inference_mode(), torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=bf16):
                 network(x)
-        for _ in range(3):
-            call()
-        synchronize()
-        times = []
-        for _ in range(max(rounds, 5)):
-            started = time.perf_counter()
-            call()
-            synchronize()
-            times.append(time.perf_counter() - started)
-        rows[label] = batch_size / statistics.median(times)
+        rows[label] = faces_per_second(call, batch_size, rounds, synchronize)
     print('classifier alone', rows, flush=True)
     return rows
 
@@ -161,28 +165,15 @@ def onnx_on_cuda(device, rounds) -> dict:
     from _quantize import agreement
     from imgutils_facequal import load_face_quality_model
     from imgutils_facequal.backends import runs_on_gpu
-    from imgutils_facequal.models import resolve_model
-    from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
     rewritten = load_face_quality_model(ONNX_MODEL, backend='onnx', device=device)
     assert runs_on_gpu(rewritten) and rewritten.graph_rewrites, rewritten.session.get_providers()
-    os.environ[REWRITE_ENV] = '0'
-    try:
-        as_published = FaceQualityOnnxModel(resolve_model(ONNX_MODEL), 'gpu')
-    finally:
-        del os.environ[REWRITE_ENV]
+    as_published = graph_as_published(ONNX_MODEL, 'gpu')
     rows = {}
     for label, batch_size, model in (('rewritten at load, batch 1', 1, rewritten),
                                      ('rewritten at load, batch 32', 32, rewritten),
                                      ('as published, batch 32', 32, as_published)):
         x = np.random.rand(batch_size, 3, 384, 384).astype(np.float32)
-        for _ in range(3):
-            model.predict(x)
-        times = []
-        for _ in range(max(rounds, 5)):
-            started = time.perf_counter()
-            model.predict(x)
-            times.append(time.perf_counter() - started)
-        rows[label] = batch_size / statistics.median(times)
+        rows[label] = faces_per_second(lambda model=model, x=x: model.predict(x), batch_size, rounds)
     crops = cartoon_faces(48, seed=1) + cartoon_faces(192, seed=7)
     on_cpu = load_face_quality_model(ONNX_MODEL, backend='onnx', device='cpu')
     outputs = {name: np.concatenate([model.predict(rewritten.preprocess(crops[start:start + 32]))

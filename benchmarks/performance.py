@@ -38,7 +38,8 @@ import time
 import warnings
 
 import _fixtures  # noqa: F401  (sets the offline environment first)
-from _fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, ensure_export, write_frames
+from _fixtures import (CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, ensure_export, graph_as_published,
+                       write_frames)
 from _results import write_results
 from imgutils_facequal.graph_cache import REWRITE_ENV
 
@@ -355,17 +356,6 @@ def worker(kind: str, faces: int, batch_size: int) -> dict:
 STAGE_MATMUL_SIZE = 4096
 
 
-def published_graph_as_is():
-    """The published-style model.onnx run as it is, not rewritten (a model the backend does not cache)."""
-    from imgutils_facequal.models import resolve_model
-    from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
-    os.environ[REWRITE_ENV] = '0'
-    try:
-        return FaceQualityOnnxModel(resolve_model(PUBLISHED_MODEL))
-    finally:
-        del os.environ[REWRITE_ENV]
-
-
 #: The graphs of the classifier-stage table: the published file as it is, as the package runs it, the export.
 STAGE_GRAPHS = {'as_published': 'published model.onnx, as published',
                 'default': 'published model.onnx, rewritten at load', 'exported': 'export'}
@@ -380,7 +370,7 @@ def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
     """
     import numpy as np
     from imgutils_facequal import load_face_quality_model
-    models = {'as_published': published_graph_as_is(), 'default': load_face_quality_model(PUBLISHED_MODEL),
+    models = {'as_published': graph_as_published(PUBLISHED_MODEL), 'default': load_face_quality_model(PUBLISHED_MODEL),
               'exported': load_face_quality_model(EXPORTED_MODEL)}
     assert models['default'].graph_rewrites and not models['as_published'].graph_rewrites
     x = np.random.rand(batch_size, 3, 384, 384).astype(np.float32)
