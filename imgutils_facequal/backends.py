@@ -1,14 +1,17 @@
-"""Choosing and loading a backend: ``onnx`` (default), ``transformers`` or ``auto``.
+"""Choosing and loading a backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto``.
 
 * ``onnx``: onnxruntime on the repository's ``model.onnx`` (or a local export of it, see
   :func:`imgutils_facequal.export.export_onnx`); no torch.
+* ``openvino``: Intel's OpenVINO on the same ``model.onnx``, on the CPU; needs the
+  ``openvino`` extra (see :mod:`imgutils_facequal.openvino_backend`).
 * ``transformers``: the model card's way, ``AutoModel`` with remote code; needs the
   ``torch`` extra.
 * ``auto``: ONNX when the repository (or a local export) has it, else transformers when
   the ``torch`` extra is installed, else an error saying what to install.
 
-``precision='bf16'`` is an opt-in of the transformers backend (see
-:mod:`imgutils_facequal.transformers_backend`); ``auto`` picks transformers for it.
+``precision='bf16'`` is an opt-in of the openvino backend (the whole graph in bfloat16, on
+CPUs with AVX512-BF16 or AMX) and of the transformers backend (its repeated blocks, on such
+CPUs and on GPUs); ``auto`` picks transformers for it.
 """
 import os
 from typing import Optional, Union
@@ -17,13 +20,14 @@ from .errors import BackendNotAvailableError, MissingModelFileError
 from .export import exported_source
 from .models import DEFAULT_MODEL, resolve_model
 from .onnx_backend import FaceQualityOnnxModel, get_onnx_model
+from .openvino_backend import FaceQualityOpenVINOModel, get_openvino_model
 from .transformers_backend import (FaceQualityTransformersModel, check_precision, get_transformers_model,
                                    require_torch_extra)
 
 __all__ = ['BACKENDS', 'DEFAULT_BACKEND', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_WORKERS', 'GPU_WORKERS',
            'load_face_quality_model', 'default_batch_size', 'default_workers', 'runs_on_gpu']
 
-BACKENDS = ('onnx', 'transformers', 'auto')
+BACKENDS = ('onnx', 'openvino', 'transformers', 'auto')
 DEFAULT_BACKEND = 'onnx'
 
 #: Crops per forward pass on a CPU. caformer_s36 is compute-bound there: on 2 cores the
@@ -40,7 +44,7 @@ CPU_WORKERS = 2
 #: The same with a GPU, where the CPU work is what limits the rate (benchmarks/gpu_performance.py).
 GPU_WORKERS = 8
 
-FaceQualityModel = Union[FaceQualityOnnxModel, FaceQualityTransformersModel]
+FaceQualityModel = Union[FaceQualityOnnxModel, FaceQualityOpenVINOModel, FaceQualityTransformersModel]
 
 
 def _onnx_mode(device: Optional[str]) -> Optional[str]:
@@ -58,13 +62,15 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
     read its ``classes``. Every backend's model has ``classes``, ``scores(images)`` (one
     forward pass over decoded RGB images) and ``preprocess(images)``.
 
-    :param backend: ``onnx``, ``transformers`` or ``auto`` (see the module docs).
+    :param backend: ``onnx``, ``openvino``, ``transformers`` or ``auto`` (see the module docs).
     :param device: ``cpu``, ``cuda``, ``cuda:1``... For ``onnx``, ``cpu`` or ``cuda`` pick the
         execution provider (default: ``ONNX_MODE``, else CUDA when onnxruntime has it); for
-        ``transformers``, the torch device (default: CUDA when available).
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in that
-        runs the model's repeated blocks in bfloat16 (faster on CPUs with AVX512-BF16 or
-        AMX, and on GPUs; see the Performance page for how far it moves the scores).
+        ``transformers``, the torch device (default: CUDA when available); ``openvino`` runs
+        on the CPU only.
+    :param precision: ``fp32`` (default) or ``bf16``, an opt-in of the ``openvino`` backend
+        (the whole graph in bfloat16, on CPUs with AVX512-BF16 or AMX) and of the
+        ``transformers`` backend (its repeated blocks, on such CPUs and on GPUs); see the
+        Performance page for how fast each is and how far it moves the scores.
     :raises UnknownModelError: When ``model_name`` cannot be resolved.
     :raises ModelNotAvailableError: When the model's files cannot be had.
     :raises BackendNotAvailableError: When the backend's packages are not installed.
@@ -73,9 +79,11 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
         raise ValueError(f'backend must be one of {", ".join(BACKENDS)}; got {backend!r}.')
     check_precision(precision)
     if precision != 'fp32' and backend == 'onnx':
-        raise ValueError(f"precision={precision!r} runs in torch: pass backend='transformers' (or 'auto'), "
-                         f"with the torch extra installed. The onnx backend runs fp32.")
+        raise ValueError(f"The onnx backend runs fp32; precision={precision!r} needs backend='openvino' "
+                         f"(the openvino extra) or backend='transformers' (the torch extra).")
     source = resolve_model(model_name, revision=revision)
+    if backend == 'openvino':
+        return get_openvino_model(exported_source(source) or source, device, precision)
     if backend == 'transformers' or precision != 'fp32':
         return get_transformers_model(source, device, precision)
     onnx_source = exported_source(source) or source
@@ -93,13 +101,16 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
 
 def runs_on_gpu(model: FaceQualityModel) -> bool:
     """Whether the model's forward passes run on a GPU (CUDA for torch, any non-CPU provider for ONNX)."""
-    if isinstance(model, FaceQualityTransformersModel):
+    if isinstance(model, (FaceQualityTransformersModel, FaceQualityOpenVINOModel)):
         return str(model.device).startswith('cuda')
     return model.session.get_providers()[0] != 'CPUExecutionProvider'
 
 
 def default_batch_size(model: FaceQualityModel) -> int:
-    """:data:`GPU_BATCH_SIZE` when the model runs on a GPU, else :data:`CPU_BATCH_SIZE`."""
+    """:data:`GPU_BATCH_SIZE` when the model runs on a GPU, else :data:`CPU_BATCH_SIZE`; for the
+    openvino backend, at least as many crops as it scores at once."""
+    if isinstance(model, FaceQualityOpenVINOModel):
+        return max(CPU_BATCH_SIZE, model.requests)
     return GPU_BATCH_SIZE if runs_on_gpu(model) else CPU_BATCH_SIZE
 
 

@@ -5,7 +5,7 @@ object or a PIL image) and decodes it once. Common options:
 
 * ``model_name``: a registered name (default ``caformer_s36.head_crop``), a hub
   repository id or a local directory; ``revision``: its hub revision.
-* ``backend``: ``onnx`` (default, no torch), ``transformers`` or ``auto``; ``device``:
+* ``backend``: ``onnx`` (default, no torch), ``openvino``, ``transformers`` or ``auto``; ``device``:
   ``cpu`` or ``cuda`` (see :func:`imgutils_facequal.backends.load_face_quality_model`).
 * ``crop``: ``full`` (default) scores the image as given, for images that are face crops
   already (or whole frames, for the baseline ``caformer_s36``); ``head`` or ``face``
@@ -47,9 +47,9 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, rev
         (see :func:`imgutils_facequal.detect_face_quality`).
     :param margin: Margin per side for ``head`` and ``face`` crops, as a multiple of the box
         size (default :data:`imgutils_facequal.detect.DEFAULT_MARGIN`).
-    :param backend: ``onnx`` (default), ``transformers`` or ``auto``.
+    :param backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto``.
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+    :param precision: ``fp32`` (default) or ``bf16``, an opt-in of the openvino and transformers backends (see
         :func:`imgutils_facequal.backends.load_face_quality_model`).
     :return: ``{class: probability}`` for every class of the model, in the model's own class
         order, summing to 1.

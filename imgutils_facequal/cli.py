@@ -45,12 +45,12 @@ def scoring_options(function):
         click.option('--model', 'model_name', default=DEFAULT_MODEL, show_default=True,
                      help='Face-quality model: registered name, hub repo id (org/name) or local directory.'),
         click.option('--revision', default=None, help='Hub revision of the model.'),
-        click.option('--backend', type=click.Choice(['onnx', 'transformers', 'auto']), default='onnx',
+        click.option('--backend', type=click.Choice(['onnx', 'openvino', 'transformers', 'auto']), default='onnx',
                      show_default=True, help='Inference backend.'),
         click.option('--device', default=None, help='cpu, cuda, cuda:1... (default: the backend picks).'),
         click.option('--precision', type=click.Choice(['fp32', 'bf16']), default='fp32', show_default=True,
-                     help='bf16: the transformers backend runs the model\'s blocks in bfloat16 (opt-in, needs '
-                          '--backend transformers; faster on CPUs with AVX512-BF16 or AMX).'),
+                     help='bf16: opt-in bfloat16, with --backend openvino (the whole graph, on CPUs with '
+                          'AVX512-BF16 or AMX) or --backend transformers (its repeated blocks).'),
         click.option('--detector', default='face', show_default=True,
                      help='Registered detector (see the plugins command).'),
         click.option('--crop', type=click.Choice(CROP_MODES), default=None,
@@ -449,7 +449,8 @@ def export(model_name, output_dir, revision, overwrite, atol, literal):
               help='Or four columns holding the head box.')
 @click.option('--head-detector', default='head', show_default=True,
               help='Detector giving head boxes to images that have none.')
-@click.option('--backend', type=click.Choice(['onnx', 'transformers', 'auto']), default='onnx', show_default=True)
+@click.option('--backend', type=click.Choice(['onnx', 'openvino', 'transformers', 'auto']), default='onnx',
+              show_default=True)
 @click.option('--device', default=None)
 @click.option('--batch-size', type=click.IntRange(min=1), default=None,
               help='Crops per forward pass (default: 2 on CPU, 32 on GPU).')

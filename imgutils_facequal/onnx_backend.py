@@ -19,7 +19,8 @@ from .preprocess import create_stage_transform, images_to_batch
 if TYPE_CHECKING:  # annotations only: numpy is imported on first use
     import numpy as np
 
-__all__ = ['FaceQualityOnnxModel', 'get_onnx_model', 'probabilities_from_output']
+__all__ = ['FaceQualityOnnxModel', 'get_onnx_model', 'probabilities_from_output', 'checked_probabilities',
+           'read_classes']
 
 _PROBABILITY_TOLERANCE = 1e-3
 
@@ -45,8 +46,18 @@ def probabilities_from_output(output):
     return probabilities / probabilities.sum(axis=-1, keepdims=True)
 
 
-def _classes_from_metadata(session) -> Optional[List[str]]:
-    raw = session.get_modelmeta().custom_metadata_map.get('classes')
+def checked_probabilities(source: ModelSource, output, classes: List[str]) -> 'np.ndarray':
+    """:func:`probabilities_from_output`, after checking the output has one column per class."""
+    if output.ndim != 2 or output.shape[1] != len(classes):
+        raise ModelNotAvailableError(
+            f'Model {source.model_name!r} ({source.location}) returned shape {tuple(output.shape)}, but has '
+            f'{len(classes)} classes {classes}. The ONNX file and the class list do not belong together.'
+        )
+    return probabilities_from_output(output)
+
+
+def _classes_from_metadata(metadata: Dict[str, str]) -> Optional[List[str]]:
+    raw = metadata.get('classes')
     if raw is None:
         return None
     try:
@@ -56,9 +67,9 @@ def _classes_from_metadata(session) -> Optional[List[str]]:
     return value if isinstance(value, list) else None
 
 
-def _read_classes(source: ModelSource, session) -> Tuple[List[str], str]:
-    """Class names, from ONNX metadata, else config.json, else meta.json."""
-    classes = _classes_from_metadata(session)
+def read_classes(source: ModelSource, metadata: Dict[str, str]) -> Tuple[List[str], str]:
+    """Class names, from the ONNX file's metadata, else config.json, else meta.json; and where they came from."""
+    classes = _classes_from_metadata(metadata)
     if classes:
         return [str(c) for c in classes], 'model.onnx metadata'
     config = read_json_file(source, 'config.json', required=False) or {}
@@ -126,7 +137,7 @@ class FaceQualityOnnxModel:
         outputs = self.session.get_outputs()
         self.input_name = next((i.name for i in inputs if i.name == 'input'), inputs[0].name)
         self.output_name = next((o.name for o in outputs if o.name == 'output'), outputs[0].name)
-        self.classes, self.classes_from = _read_classes(source, self.session)
+        self.classes, self.classes_from = read_classes(source, self.session.get_modelmeta().custom_metadata_map)
         self.run_count = 0
         self._count_lock = threading.Lock()
 
@@ -139,13 +150,7 @@ class FaceQualityOnnxModel:
         output = self.session.run([self.output_name], {self.input_name: batch})[0]
         with self._count_lock:
             self.run_count += 1
-        if output.ndim != 2 or output.shape[1] != len(self.classes):
-            raise ModelNotAvailableError(
-                f'Model {self.source.model_name!r} ({self.source.location}) returned shape '
-                f'{tuple(output.shape)}, but has {len(self.classes)} classes {self.classes}. '
-                f'The ONNX file and the class list do not belong together.'
-            )
-        return probabilities_from_output(output)
+        return checked_probabilities(self.source, output, self.classes)
 
     def scores(self, images: Sequence) -> List[Dict[str, float]]:
         """Class probabilities for decoded RGB images, in one forward pass."""

@@ -1,0 +1,135 @@
+"""backend='openvino': the same model.onnx through OpenVINO, against the ONNX backend."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import HEAD_CROP_REPO
+from fake_hub import CLASS_COLOURS, draw_scene
+from imgutils_facequal import (MissingModelFileError, classify_face_quality_score_batch,
+                               detect_face_quality, export_onnx, load_face_quality_model)
+from imgutils_facequal.backends import CPU_BATCH_SIZE, CPU_WORKERS, default_batch_size, default_workers, runs_on_gpu
+from imgutils_facequal.openvino_backend import FaceQualityOpenVINOModel
+from imgutils_facequal.pipeline import find_images, score_images
+from test_backends import varied_images
+
+SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
+COLOURS = list(CLASS_COLOURS.values())
+
+
+def as_rows(scores):
+    return np.array([list(s.values()) for s in scores])
+
+
+def cpu_has_bf16() -> bool:
+    import openvino
+    return 'BF16' in openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+
+
+@pytest.mark.parametrize('repo, classes_from', [
+    (HEAD_CROP_REPO, 'model.onnx metadata'),
+    ('test-org/logits-config-classes', 'config.json'),  # returns logits, classes not in the metadata
+    ('test-org/meta-classes-only', 'meta.json'),
+    ('test-org/reversed-classes', 'model.onnx metadata'),
+])
+def test_openvino_reads_classes_and_scores_like_onnx(repo, classes_from):
+    model = load_face_quality_model(repo, backend='openvino')
+    reference = load_face_quality_model(repo)
+    assert isinstance(model, FaceQualityOpenVINOModel) and model.precision == 'fp32'
+    assert model.classes == reference.classes and model.classes_from == reference.classes_from == classes_from
+    assert load_face_quality_model(repo, backend='openvino') is model
+    images = varied_images()
+    before = model.run_count
+    scores = classify_face_quality_score_batch(images, model_name=repo, backend='openvino', batch_size=5)
+    assert model.run_count - before == 3  # 5 + 5 + 2 crops, one forward pass each
+    expected = classify_face_quality_score_batch(images, model_name=repo, batch_size=5)
+    assert [list(s) for s in scores] == [list(s) for s in expected]
+    assert np.abs(as_rows(scores) - as_rows(expected)).max() < 1e-5
+    assert len({max(s, key=s.get) for s in scores}) > 1  # the images really differ in the model's eyes
+
+
+def test_openvino_caformer_fp32_and_bf16(timm_repos):
+    repo = timm_repos['caformer']
+    images = varied_images()
+    reference = as_rows(classify_face_quality_score_batch(images, model_name=repo, batch_size=4))
+    fp32 = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino', batch_size=4))
+    assert np.abs(fp32 - reference).max() < 1e-4
+    if not cpu_has_bf16():
+        with pytest.raises(ValueError, match='AVX512-BF16 or AMX'):
+            load_face_quality_model(repo, backend='openvino', precision='bf16')
+        return
+    model = load_face_quality_model(repo, backend='openvino', precision='bf16')
+    assert model.precision == 'bf16' and model is not load_face_quality_model(repo, backend='openvino')
+    bf16 = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino',
+                                                     precision='bf16', batch_size=4))
+    assert np.allclose(bf16.sum(axis=1), 1, atol=1e-5)
+    assert 0 < np.abs(bf16 - reference).max() < 0.05  # bf16 really ran, and stayed close
+
+
+def test_openvino_reads_a_local_export(timm_repos):
+    repo = timm_repos['caformer_no_onnx']
+    with pytest.raises(MissingModelFileError, match='export_onnx'):
+        load_face_quality_model(repo, backend='openvino')
+    export_onnx(repo)
+    model = load_face_quality_model(repo, backend='openvino')
+    assert model.onnx_path.startswith(os.environ['IMGUTILS_FACEQUAL_HOME'])
+    images = varied_images()[:3]
+    expected = as_rows(classify_face_quality_score_batch(images, model_name=repo))
+    assert np.abs(as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino'))
+                  - expected).max() < 1e-4
+
+
+@pytest.fixture
+def frames(tmp_path):
+    paths = []
+    for index in range(4):
+        heads = [(index % 4, 0, COLOURS[index % 4]), (1, 2, COLOURS[(index + 1) % 4])]
+        image, _ = draw_scene((256, 256), heads=heads)
+        path = tmp_path / f'{index}.png'
+        image.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_openvino_through_detection_the_pipeline_and_the_cli(frames, tmp_path):
+    model = load_face_quality_model(backend='openvino')
+    assert not runs_on_gpu(model) and default_workers(model) == CPU_WORKERS
+    assert default_batch_size(model) == max(CPU_BATCH_SIZE, model.requests) and model.requests >= 1
+    for path in frames:
+        faces = detect_face_quality(path, backend='openvino')
+        expected = detect_face_quality(path)
+        assert [f.bbox for f in faces] == [f.bbox for f in expected] and len(faces) == 2
+        for face, single in zip(faces, expected):
+            assert face.scores == pytest.approx(single.scores, abs=1e-5)
+            runner_up, top = sorted(single.scores.values())[-2:]
+            if top - runner_up > 1e-4:  # the colour classifier ties some classes exactly
+                assert face.label == single.label
+    pooled = list(score_images(find_images(frames), backend='openvino', batch_size=3))
+    assert [len(r.faces) for r in pooled] == [2] * 4
+    # one crop per OpenVINO request: the same scores however the crops are batched
+    assert [f.scores for r in pooled for f in r.faces] == [
+        f.scores for path in frames for f in detect_face_quality(path, backend='openvino')]
+    out = tmp_path / 'scores.jsonl'
+    done = subprocess.run([SCRIPT, 'score', *frames, '--backend', 'openvino', '-o', str(out), '--quiet'],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row['label'] for row in rows] == [f.label for r in pooled for f in r.faces]
+
+
+def test_openvino_errors_say_what_to_do():
+    with pytest.raises(ValueError, match="runs on the CPU; got device='cuda'"):
+        load_face_quality_model(backend='openvino', device='cuda')
+    with pytest.raises(ValueError, match="needs backend='openvino'"):
+        load_face_quality_model(precision='bf16')
+    # without the package: the same call in a process where `import openvino` fails
+    code = ("import sys; sys.modules['openvino'] = None\n"
+            "from imgutils_facequal import load_face_quality_model, BackendNotAvailableError\n"
+            "try:\n    load_face_quality_model(backend='openvino')\n"
+            "except BackendNotAvailableError as err:\n    print(err)\n")
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'imgutils-facequal[openvino]'" in done.stdout
