@@ -10,9 +10,12 @@ classifier is the cost being measured. In one run, on the same images, crops and
    ``model.onnx`` (what a user gets without doing anything), and the folder pipeline
    that ``imgutils-facequal score`` runs on the same graph;
 3. both after ``imgutils-facequal export`` (the exact MetaFormer rewrites);
-4. reduced-precision variants of the exported graph, with their agreement with fp32, and
-   the card's model under torch's bf16 autocast where the CPU has bf16 instructions
-   (onnxruntime's CPU provider has no bf16 kernels).
+4. the openvino backend (the same published-style ``model.onnx`` through OpenVINO), per
+   image and in the folder pipeline, in fp32 and with ``precision='bf16'``;
+5. reduced-precision variants of the exported graph, with their agreement with fp32, and
+   bf16 where the CPU has bf16 instructions (onnxruntime's CPU provider has no bf16
+   kernels): the card's model under torch's autocast, and the two opt-ins
+   (``precision='bf16'`` in the transformers and the openvino backends).
 
 It also measures the machine's fp32 matmul peak, the classifier's achieved GFLOP/s, the
 import time, the time from process start to the first result of the CLI, and peak memory
@@ -240,8 +243,8 @@ SUBPROCESS_MEMORY = textwrap.dedent('''
     import _fixtures, json, sys, time
     import numpy as np
     from imgutils_facequal import load_face_quality_model
-    batch_size = int(sys.argv[1])
-    model = load_face_quality_model(_fixtures.CAFORMER_REPO)  # the published-style model.onnx
+    batch_size, backend = int(sys.argv[1]), sys.argv[2]
+    model = load_face_quality_model(_fixtures.CAFORMER_REPO, backend=backend)  # the published-style model.onnx
     x = np.random.rand(batch_size, 3, 384, 384).astype(np.float32)
     model.predict(x)
     started = time.perf_counter()
@@ -250,15 +253,17 @@ SUBPROCESS_MEMORY = textwrap.dedent('''
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across fork and exec
     with open('/proc/self/status') as f:
         peak_kb = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
-    print(json.dumps({'batch_size': batch_size, 'peak_rss_mb': peak_kb / 1024, 'seconds_per_face': seconds / batch_size}))
+    print(json.dumps({'batch_size': batch_size, 'backend': backend, 'peak_rss_mb': peak_kb / 1024,
+                      'seconds_per_face': seconds / batch_size}))
 ''')
 
 
-def memory_by_batch(batch_sizes):
+def memory_by_batch(batch_sizes, backend='onnx'):
     rows = []
     for batch_size in batch_sizes:
-        output = subprocess.run([sys.executable, '-c', SUBPROCESS_MEMORY, str(batch_size)], capture_output=True,
-                                text=True, check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        output = subprocess.run([sys.executable, '-c', SUBPROCESS_MEMORY, str(batch_size), backend],
+                                capture_output=True, text=True, check=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)))
         rows.append(json.loads(output.stdout.strip().splitlines()[-1]))
     return rows
 
@@ -304,7 +309,13 @@ PATHS = {
     'pipeline': 'folder pipeline, exported graph',
     'opt_in_bf16': "default path, precision='bf16'",
     'pipeline_bf16': "folder pipeline, precision='bf16'",
+    'openvino': "default path, backend='openvino'",
+    'pipeline_openvino': "folder pipeline, backend='openvino'",
+    'pipeline_openvino_bf16': "folder pipeline, backend='openvino', precision='bf16'",
 }
+#: The openvino backend's paths and their options.
+OPENVINO_PATHS = {'openvino': {'backend': 'openvino'}, 'pipeline_openvino': {'backend': 'openvino'},
+                  'pipeline_openvino_bf16': {'backend': 'openvino', 'precision': 'bf16'}}
 #: The published-style repository (its own model.onnx) and the one whose model.onnx is our export.
 PUBLISHED_MODEL, EXPORTED_MODEL = CAFORMER_REPO, CAFORMER_NO_ONNX_REPO
 
@@ -319,6 +330,8 @@ def worker(kind: str, faces: int, batch_size: int) -> dict:
         return classifier_stage(batch_size)
     if kind == 'bf16':
         return bf16_autocast(batch_size, rounds=7)
+    if kind == 'openvino_bf16':
+        return openvino_bf16(batch_size, rounds=7)
     group = frame_groups()[faces]
     if kind == 'as_published':  # the package before it rewrote graphs at load
         os.environ[REWRITE_ENV] = '0'
@@ -335,6 +348,15 @@ def worker(kind: str, faces: int, batch_size: int) -> dict:
 
         def run(paths):
             return sum(len(r.faces) for r in score_images(find_images(paths), model_name=model_name))
+    elif kind in OPENVINO_PATHS:
+        options = OPENVINO_PATHS[kind]
+        if kind == 'openvino':
+            def run(paths):
+                return sum(len(detect_face_quality(path, model_name=PUBLISHED_MODEL, **options)) for path in paths)
+        else:
+            def run(paths):
+                return sum(len(r.faces) for r in score_images(find_images(paths), model_name=PUBLISHED_MODEL,
+                                                              **options))
     elif kind == 'opt_in_bf16':  # the transformers backend with its blocks in bf16
         def run(paths):
             return sum(len(detect_face_quality(path, model_name=PUBLISHED_MODEL, **BF16_OPTIONS)) for path in paths)
@@ -354,16 +376,21 @@ def worker(kind: str, faces: int, batch_size: int) -> dict:
 
 #: The matmul measured alongside the classifier stage, as the peak that stage is compared with.
 STAGE_MATMUL_SIZE = 4096
+#: Seconds of rest before each timed call of the stage: OpenBLAS's and onnxruntime's threads
+#: keep spinning for a moment after a call, and would slow whichever call came next.
+PAUSE_BEFORE_CALL = 0.3
 
 
 #: The graphs of the classifier-stage table: the published file as it is, as the package runs it, the export.
 STAGE_GRAPHS = {'as_published': 'published model.onnx, as published',
-                'default': 'published model.onnx, rewritten at load', 'exported': 'export'}
+                'default': 'published model.onnx, rewritten at load', 'exported': 'export',
+                'openvino': "published model.onnx, OpenVINO (backend='openvino')"}
 
 
 def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
-    """Seconds per face of the published graph (as it is and rewritten at load) and of the
-    export, interleaved in one process with a large matmul in numpy and in onnxruntime.
+    """Seconds per face of the published graph (as it is, rewritten at load, and through
+    OpenVINO) and of the export, interleaved in one process with a large matmul in numpy
+    and in onnxruntime.
 
     Alternating them call by call cancels the machine's drift: the per-call ratios between
     the graphs, and the share of the matmul peak, compare times taken in the same minute.
@@ -371,7 +398,8 @@ def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
     import numpy as np
     from imgutils_facequal import load_face_quality_model
     models = {'as_published': graph_as_published(PUBLISHED_MODEL), 'default': load_face_quality_model(PUBLISHED_MODEL),
-              'exported': load_face_quality_model(EXPORTED_MODEL)}
+              'exported': load_face_quality_model(EXPORTED_MODEL),
+              'openvino': load_face_quality_model(PUBLISHED_MODEL, backend='openvino')}
     assert models['default'].graph_rewrites and not models['as_published'].graph_rewrites
     x = np.random.rand(batch_size, 3, 384, 384).astype(np.float32)
     calls = {name: (lambda model=model: model.predict(x)) for name, model in models.items()}
@@ -381,6 +409,7 @@ def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
         call()
     for _ in range(rounds):
         for name, call in calls.items():
+            time.sleep(PAUSE_BEFORE_CALL)
             started = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - started)
@@ -392,6 +421,7 @@ def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
             'default_products': products_ceiling(profile(models['default'].run_path, batch_size, runs=5)),
             'exported_speedup': speedup('as_published', 'exported'),
             'rewritten_speedup': speedup('as_published', 'default'),
+            'openvino_speedup': speedup('default', 'openvino'),
             'matmul_gflops': {runtime: matmul_flops / statistics.median(times[f'matmul_{runtime}']) / 1e9
                               for runtime in ('numpy', 'onnxruntime')}}
 
@@ -472,6 +502,69 @@ def bf16_autocast(batch_size: int, rounds: int) -> dict:
             'blocks_probabilities_extra': probabilities('blocks', cartoon_faces(*BF16_EXTRA_IMAGES)).tolist()}
 
 
+OPENVINO_BF16_VARIANT = "bf16, OpenVINO (backend='openvino', precision='bf16')"
+OPENVINO_FP32_VARIANT = "fp32, OpenVINO (backend='openvino')"
+
+
+def openvino_bf16(batch_size: int, rounds: int) -> dict:
+    """The openvino backend on the published-style model.onnx, fp32 and ``precision='bf16'``
+    alternating call by call: seconds per face, and the probabilities of the cartoon crops
+    (the bf16 ones also of the opt-in's extra crops)."""
+    import numpy as np
+    from _faces import cartoon_faces
+    from _quantize import batches_of
+    from imgutils_facequal import load_face_quality_model
+    models = {precision: load_face_quality_model(PUBLISHED_MODEL, backend='openvino', precision=precision)
+              for precision in ('fp32', 'bf16')}
+    images = cartoon_faces(48, seed=1)
+    batches = batches_of(models['fp32'], images)
+    x = batches[0][:batch_size]
+    times = {precision: [] for precision in models}
+    for model in models.values():
+        model.predict(x)
+    for _ in range(rounds):
+        for precision, model in models.items():
+            started = time.perf_counter()
+            model.predict(x)
+            times[precision].append(time.perf_counter() - started)
+
+    def probabilities(precision, crops_batches):
+        return np.concatenate([models[precision].predict(batch) for batch in crops_batches]).tolist()
+    extra = batches_of(models['bf16'], cartoon_faces(*BF16_EXTRA_IMAGES))
+    return {'fp32_seconds_per_face': statistics.median(times['fp32']) / batch_size,
+            'seconds_per_face': statistics.median(times['bf16']) / batch_size,
+            'fp32_probabilities': probabilities('fp32', batches), 'probabilities': probabilities('bf16', batches),
+            'probabilities_extra': probabilities('bf16', extra)}
+
+
+def openvino_rows(measured: dict, rows: dict, images) -> dict:
+    """The openvino backend's rows, fp32 and bf16, against the fp32 export measured in this
+    run (in another process); bf16 ships only if it also passes the bar on the extra crops."""
+    import numpy as np
+    from _faces import cartoon_faces
+    from _quantize import agreement, batches_of, probabilities, ships
+    from imgutils_facequal import load_face_quality_model
+    model = load_face_quality_model(CAFORMER_NO_ONNX_REPO)
+    reference = probabilities(model.onnx_path, batches_of(model, images))
+    result = {}
+    for name, prefix in ((OPENVINO_FP32_VARIANT, 'fp32_'), (OPENVINO_BF16_VARIANT, '')):
+        seconds = measured[f'{prefix}seconds_per_face']
+        row = result[name] = {
+            'seconds_per_face': seconds,
+            'speedup_vs_fp32_export': rows[FP32_REFERENCE]['seconds_per_face'] / seconds,
+            'speedup_vs_published_model': rows[FP32_PUBLISHED]['seconds_per_face'] / seconds,
+            'speedup_vs_default_graph': rows[FP32_DEFAULT]['seconds_per_face'] / seconds,
+            **agreement(np.asarray(measured[f'{prefix}probabilities']), reference)}
+        row['ships'] = ships({**row, 'speedup': row['speedup_vs_fp32_export']})
+    row = result[OPENVINO_BF16_VARIANT]
+    row['speedup_vs_openvino_fp32'] = measured['fp32_seconds_per_face'] / measured['seconds_per_face']
+    extra = cartoon_faces(*BF16_EXTRA_IMAGES)
+    row['extra_crops'] = {'count': len(extra), **agreement(np.asarray(measured['probabilities_extra']),
+                                                          probabilities(model.onnx_path, batches_of(model, extra)))}
+    row['ships'] = row['ships'] and ships({**row['extra_crops'], 'speedup': row['speedup_vs_fp32_export']})
+    return result
+
+
 def in_worker(kind: str, faces: int = 1, batch_size: int = 4) -> dict:
     output = subprocess.run([sys.executable, os.path.abspath(__file__), '--worker', kind, '--faces', str(faces),
                              '--batch-size', str(batch_size)], capture_output=True, text=True, check=True)
@@ -500,7 +593,8 @@ def main():
     from importlib.metadata import version
     from imgutils_facequal import detect_face_quality
     from imgutils_facequal.backends import CPU_BATCH_SIZE as DEFAULT_BATCH_SIZE
-    report['versions'] = {'onnxruntime': version('onnxruntime'), 'torch': version('torch')}
+    report['versions'] = {'onnxruntime': version('onnxruntime'), 'openvino': version('openvino'),
+                          'torch': version('torch')}
     started = time.perf_counter()
     export_dir = ensure_export()
     if time.perf_counter() - started > 1:
@@ -540,7 +634,7 @@ def main():
         peak = max(matmul.values())
         rows = report['classifier_stage'][f'batch_{batch_size}'] = {
             'exported_speedup': measured['exported_speedup'], 'rewritten_speedup': measured['rewritten_speedup'],
-            'matmul_gflops_alongside': matmul}
+            'openvino_speedup': measured['openvino_speedup'], 'matmul_gflops_alongside': matmul}
         for kind in STAGE_GRAPHS:
             stage = measured[kind]
             rows[kind] = {
@@ -559,14 +653,17 @@ def main():
     if {'avx512_bf16', 'amx_bf16'} & set(report['machine']['features']):
         report['variants'].update(bf16_rows(in_worker('bf16', batch_size=DEFAULT_BATCH_SIZE),
                                             report['variants'], images))
+        report['variants'].update(openvino_rows(in_worker('openvino_bf16', batch_size=DEFAULT_BATCH_SIZE),
+                                                report['variants'], images))
     else:
         report['bf16'] = 'not measured: this CPU has neither AVX512-BF16 nor AMX, so bf16 would be emulated'
     for name, row in report['variants'].items():
         print(name, row, flush=True)
 
     report['memory_by_batch'] = memory_by_batch([1, 2, 4, 8, 32])
+    report['memory_openvino'] = memory_by_batch([DEFAULT_BATCH_SIZE], backend='openvino')
     report['default_batch_size_cpu'] = DEFAULT_BATCH_SIZE
-    print('memory', report['memory_by_batch'], flush=True)
+    print('memory', report['memory_by_batch'], report['memory_openvino'], flush=True)
 
     script = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
     model_name = PUBLISHED_MODEL
@@ -599,7 +696,8 @@ def markdown(report) -> str:
     features = ', '.join(report['machine'].get('features', [])) or 'none of ' + ', '.join(CPU_FEATURES)
     lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cpus']} CPUs ({features}), Python "
              f"{report['machine']['python']}, onnxruntime {report['versions']['onnxruntime']}, "
-             f"torch {report['versions']['torch']}.", '',
+             f"OpenVINO {report['versions'].get('openvino', '(not measured)')}, torch {report['versions']['torch']}.",
+             '',
              '| images | faces | ' + ' | '.join(f'{label} (faces/s)' for label in PATHS.values()) + ' | '
              + ' | '.join(f'{label} ÷ card' for kind, label in PATHS.items() if kind != 'card') + ' |',
              '|---|---|' + '---|' * (2 * len(PATHS) - 1)]
@@ -612,7 +710,7 @@ def markdown(report) -> str:
                   f"{', '.join(f'{n} x {n}' for n in matmul['sizes'])}): numpy {matmul['numpy_gflops']:.0f} GFLOP/s, "
                   f"onnxruntime {matmul['onnxruntime_gflops']:.0f} GFLOP/s (its right-hand matrix a constant, packed "
                   "once like the classifier's weights).", '',
-              "Classifier stage alone (onnxruntime): the two graphs alternate call by call in one process with a "
+              "Classifier stage alone: the graphs alternate call by call in one process with a "
               f"{STAGE_MATMUL_SIZE} x {STAGE_MATMUL_SIZE} matmul in numpy and in onnxruntime, and each share is of "
               "the faster matmul measured alongside, in the same minutes. GFLOP/s with the card's "
               f"{GFLOP_PER_FACE} GFLOP per face and with the {counted:.1f} GFLOP that torch's FlopCounterMode "
@@ -649,6 +747,10 @@ def markdown(report) -> str:
                           for key, rows in report['classifier_stage'].items()) + '; the export '
               + ', '.join(f"{rows['exported_speedup']:.2f}x at batch {key.split('_')[1]}"
                           for key, rows in report['classifier_stage'].items()) + '.']
+    if all('openvino_speedup' in rows for rows in report['classifier_stage'].values()):
+        lines += ['', "OpenVINO against the graph rewritten at load (onnxruntime, the default path), median of the "
+                  "call-by-call ratios: " + ', '.join(f"{rows['openvino_speedup']:.2f}x at batch {key.split('_')[1]}"
+                                                     for key, rows in report['classifier_stage'].items()) + '.']
     load = report['graph_rewrite']
     lines += ['', f"Rewriting the published graph at its first load ({', '.join(load['rewrites'])}; checked on "
                   f"the export's check images, largest difference {load['max_difference']:.1e}) took "
@@ -666,7 +768,7 @@ def markdown(report) -> str:
     if BF16_VARIANT in report['variants']:
         row, opt_in = report['variants'][BF16_VARIANT], report['variants'][OPT_IN_BF16_VARIANT]
         extra = opt_in['extra_crops']
-        lines += ['', "The bf16 rows are torch, measured in their own process at batch "
+        lines += ['', "The torch bf16 rows are measured in their own process at batch "
                       f"{report['default_batch_size_cpu']}, call by call with the same model in fp32, which took "
                       f"{row['torch_fp32_seconds_per_face']:.3f} s per face (the whole model in bf16 "
                       f"{row['speedup_vs_torch_fp32']:.2f}x faster than that, the blocks only "
@@ -676,11 +778,24 @@ def markdown(report) -> str:
                       f"top-class agreement {100 * extra['top_class_agreement']:.1f}%, max prob. difference "
                       f"{extra['max_probability_difference']:.4f}, {100 * extra['share_within_0_02']:.1f}% within "
                       "0.02."]
+    if OPENVINO_BF16_VARIANT in report['variants']:
+        row = report['variants'][OPENVINO_BF16_VARIANT]
+        extra = row['extra_crops']
+        lines += ['', "The OpenVINO rows are the openvino backend on the published-style model.onnx, measured in "
+                      f"their own process at batch {report['default_batch_size_cpu']}, fp32 and bf16 call by call: "
+                      f"bf16 {row['speedup_vs_openvino_fp32']:.2f}x faster than OpenVINO's fp32, "
+                      f"{row['speedup_vs_default_graph']:.2f}x the graph rewritten at load (the default path). On "
+                      f"{extra['count']} more crops: top-class agreement {100 * extra['top_class_agreement']:.1f}%, "
+                      f"max prob. difference {extra['max_probability_difference']:.4f}, "
+                      f"{100 * extra['share_within_0_02']:.1f}% within 0.02."]
     elif 'bf16' in report:
         lines += ['', f"bf16: {report['bf16']}."]
     lines += ['', '| batch size | s per face | peak RSS (MB) |', '|---|---|---|']
     for row in report['memory_by_batch']:
         lines.append(f"| {row['batch_size']} | {row['seconds_per_face']:.3f} | {row['peak_rss_mb']:.0f} |")
+    for row in report.get('memory_openvino', []):
+        lines.append(f"| {row['batch_size']}, backend='openvino' | {row['seconds_per_face']:.3f} | "
+                     f"{row['peak_rss_mb']:.0f} |")
     startup = report['startup']
     lines += ['', f"One image, in process (detect and score, warm): {startup['one_inference_seconds']:.2f} s."]
     for key, label in (('with_torch_installed', 'with the torch extra installed'),
