@@ -661,7 +661,7 @@ def main():
         print(name, row, flush=True)
 
     report['memory_by_batch'] = memory_by_batch([1, 2, 4, 8, 32])
-    report['memory_openvino'] = memory_by_batch([DEFAULT_BATCH_SIZE], backend='openvino')
+    report['memory_openvino'] = memory_by_batch([1, DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE + 1], backend='openvino')
     report['default_batch_size_cpu'] = DEFAULT_BATCH_SIZE
     print('memory', report['memory_by_batch'], report['memory_openvino'], flush=True)
 
