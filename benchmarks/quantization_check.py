@@ -4,8 +4,9 @@ The performance page ships one reduced-precision opt-in, ``precision='bf16'`` (t
 transformers backend with its repeated blocks in bfloat16), which passed the bar (at
 least 1.3 x faster than fp32, the same top class on at least 99% of the images, every
 class probability within 0.02) on the random-weight benchmark model; no int8 variant
-did. With ``--bf16`` this script measures the opt-in too. It is the re-check the page
-asks for, on any model and any face crops:
+did, nor OpenVINO running the whole graph in bf16. ``--bf16`` measures the opt-in too,
+``--openvino-bf16`` OpenVINO's bf16. It is the re-check the page asks for, on any model
+and any face crops:
 
     # on the published weights and your own face crops (needs the network once)
     imgutils-facequal crop frames/ --out crops/              # the head crops the classifier sees
@@ -39,16 +40,29 @@ def load_crops(directory: str):
     return [load_image(item.path, mode='RGB', force_background='white') for item in found]
 
 
-def bf16_opt_in(model_name: str, batches, reference, rounds: int) -> dict:
-    """``precision='bf16'`` against the fp32 ONNX reference; its speed against torch fp32 in
-    this process (after the ONNX variants: torch and onnxruntime threads never run together)."""
+def bf16_models(model_name: str, backend: str) -> dict:
+    """fp32 and bf16 models of one backend: the transformers opt-in, or OpenVINO's whole graph
+    in bf16 (which the openvino backend does not offer, so built here directly)."""
+    if backend == 'transformers':
+        from imgutils_facequal import load_face_quality_model
+        return {precision: load_face_quality_model(model_name, backend='transformers', device='cpu',
+                                                   precision=precision) for precision in ('fp32', 'bf16')}
+    from imgutils_facequal.export import exported_source
+    from imgutils_facequal.models import resolve_model
+    from imgutils_facequal.openvino_backend import FaceQualityOpenVINOModel
+    source = resolve_model(model_name)
+    return {precision: FaceQualityOpenVINOModel(exported_source(source) or source, precision)
+            for precision in ('fp32', 'bf16')}
+
+
+def bf16_opt_in(model_name: str, batches, reference, rounds: int, backend: str = 'transformers') -> dict:
+    """bf16 of a backend against the fp32 ONNX reference; its speed against the same backend in
+    fp32 in this process (after the ONNX variants, so that their threads never run together)."""
     import statistics
     import time
     import numpy as np
     from _quantize import agreement
-    from imgutils_facequal import load_face_quality_model
-    models = {precision: load_face_quality_model(model_name, backend='transformers', device='cpu', precision=precision)
-              for precision in ('fp32', 'bf16')}
+    models = bf16_models(model_name, backend)
     outputs = np.concatenate([models['bf16'].predict(batch) for batch in batches])
     batch = batches[0][:2]
     times = {precision: [] for precision in models}
@@ -60,12 +74,12 @@ def bf16_opt_in(model_name: str, batches, reference, rounds: int) -> dict:
             model.predict(batch)
             times[precision].append(time.perf_counter() - started)
     seconds = {precision: statistics.median(values) / len(batch) for precision, values in times.items()}
-    return {'seconds_per_face': seconds['bf16'], 'torch_fp32_seconds_per_face': seconds['fp32'],
+    return {'seconds_per_face': seconds['bf16'], 'backend_fp32_seconds_per_face': seconds['fp32'],
             **agreement(outputs, reference)}
 
 
 def check(model_name: str, images, calibration_images, work_dir: str, by_stage: bool, rounds: int,
-          bf16: bool = False) -> dict:
+          bf16: bool = False, openvino_bf16: bool = False) -> dict:
     import numpy as np
     from _quantize import agreement, batches_of, confidence, probabilities, quantized_variants, seconds_per_face, \
         ships, stage_variants
@@ -93,11 +107,12 @@ def check(model_name: str, images, calibration_images, work_dir: str, by_stage: 
         row['ships'] = ships(row)
         report['variants'][name] = row
         print(name, row, flush=True)
-    if bf16:
-        row = report['bf16_opt_in'] = bf16_opt_in(model_name, batches, reference, rounds)
-        row['speedup'] = seconds['fp32'] / row['seconds_per_face']
-        row['ships'] = ships(row)
-        print("precision='bf16'", row, flush=True)
+    for key, backend, wanted in (('bf16_opt_in', 'transformers', bf16), ('openvino_bf16', 'openvino', openvino_bf16)):
+        if wanted:
+            row = report[key] = bf16_opt_in(model_name, batches, reference, rounds, backend)
+            row['speedup'] = seconds['fp32'] / row['seconds_per_face']
+            row['ships'] = ships(row)
+            print(f'bf16, {backend}', row, flush=True)
     if by_stage:
         report['by_stage'] = {name: agreement(probabilities(path, batches), reference)
                               for name, path in stage_variants(fp32, os.path.join(work_dir, 'stages')).items()}
@@ -127,11 +142,16 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {row['seconds_per_face']:.3f} | {row['speedup']:.2f}x | "
                      f"{100 * row['top_class_agreement']:.1f}% | {row['max_probability_difference']:.4f} | "
                      f"{100 * row['share_within_0_02']:.1f}% | {_gap(row)} | {'yes' if row['ships'] else 'no'} |")
-    if 'bf16_opt_in' in report:
-        row = report['bf16_opt_in']
-        lines += ['', f"`precision='bf16'` (torch, the repeated blocks in bfloat16): {row['seconds_per_face']:.3f} s "
+    opt_ins = (('bf16_opt_in', "`precision='bf16'` (torch, the repeated blocks in bfloat16)", 'torch'),
+               ('openvino_bf16', 'OpenVINO with the whole graph in bfloat16 (not offered)', 'OpenVINO'))
+    for key, label, runtime in opt_ins:
+        if key not in report:
+            continue
+        row = report[key]
+        lines += ['', f"{label}: {row['seconds_per_face']:.3f} s "
                       f"per face at batch 2, {row['speedup']:.2f}x the fp32 graph above (measured minutes apart) and "
-                      f"{row['torch_fp32_seconds_per_face'] / row['seconds_per_face']:.2f}x torch fp32 (call by call); "
+                      f"{row['backend_fp32_seconds_per_face'] / row['seconds_per_face']:.2f}x {runtime} fp32 "
+                      "(call by call); "
                       f"top-class agreement {100 * row['top_class_agreement']:.1f}%, max prob. difference "
                       f"{row['max_probability_difference']:.4f}, {100 * row['share_within_0_02']:.1f}% of the images "
                       f"within 0.02; widest fp32 top-two gap among the others {_gap(row)}."]
@@ -152,7 +172,10 @@ def main():
                                                       "benchmark's random caformer_s36, offline)")
     parser.add_argument('--images', default=None, help='folder of face crops (default: 48 cartoon crops, 16 more to calibrate)')
     parser.add_argument('--by-stage', action='store_true', help='also quantise one stage at a time')
-    parser.add_argument('--bf16', action='store_true', help="also measure precision='bf16' (needs the torch extra)")
+    parser.add_argument('--bf16', action='store_true', help="also measure precision='bf16' of the transformers "
+                                                            "backend (needs the torch extra)")
+    parser.add_argument('--openvino-bf16', action='store_true', help="also measure OpenVINO with the whole graph in "
+                                                                     "bf16 (needs the openvino extra)")
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--output-dir', default=os.path.join(HERE, 'results'))
     args = parser.parse_args()
@@ -174,7 +197,8 @@ def main():
     else:
         from _faces import cartoon_faces
         images, calibration = cartoon_faces(48, seed=1), cartoon_faces(16, seed=2)  # as in performance.py
-    report = check(model_name, images, calibration, work_dir, args.by_stage, args.rounds, args.bf16)
+    report = check(model_name, images, calibration, work_dir, args.by_stage, args.rounds, args.bf16,
+                   args.openvino_bf16)
     from _results import write_results
     write_results(args.output_dir, 'quantization', report, markdown(report))
 

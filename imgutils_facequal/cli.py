@@ -49,8 +49,8 @@ def scoring_options(function):
                      show_default=True, help='Inference backend.'),
         click.option('--device', default=None, help='cpu, cuda, cuda:1... (default: the backend picks).'),
         click.option('--precision', type=click.Choice(['fp32', 'bf16']), default='fp32', show_default=True,
-                     help='bf16: opt-in bfloat16, with --backend openvino (the whole graph, on CPUs with '
-                          'AVX512-BF16 or AMX) or --backend transformers (its repeated blocks).'),
+                     help='bf16: the transformers backend runs the model\'s blocks in bfloat16 (opt-in, needs '
+                          '--backend transformers; faster on CPUs with AVX512-BF16 or AMX).'),
         click.option('--detector', default='face', show_default=True,
                      help='Registered detector (see the plugins command).'),
         click.option('--crop', type=click.Choice(CROP_MODES), default=None,

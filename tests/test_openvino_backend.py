@@ -12,8 +12,10 @@ from fake_hub import CLASS_COLOURS, draw_scene
 from imgutils_facequal import (MissingModelFileError, classify_face_quality_score_batch,
                                detect_face_quality, export_onnx, load_face_quality_model)
 from imgutils_facequal.backends import CPU_BATCH_SIZE, CPU_WORKERS, default_batch_size, default_workers, runs_on_gpu
+from imgutils_facequal.models import resolve_model
 from imgutils_facequal.openvino_backend import FaceQualityOpenVINOModel
 from imgutils_facequal.pipeline import find_images, score_images
+from imgutils_facequal.preprocess import load_rgb_image
 from test_backends import varied_images
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
@@ -51,22 +53,25 @@ def test_openvino_reads_classes_and_scores_like_onnx(repo, classes_from):
     assert len({max(s, key=s.get) for s in scores}) > 1  # the images really differ in the model's eyes
 
 
-def test_openvino_caformer_fp32_and_bf16(timm_repos):
+def test_openvino_caformer_fp32_and_its_refused_bf16(timm_repos):
     repo = timm_repos['caformer']
     images = varied_images()
     reference = as_rows(classify_face_quality_score_batch(images, model_name=repo, batch_size=4))
     fp32 = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino', batch_size=4))
     assert np.abs(fp32 - reference).max() < 1e-4
+    with pytest.raises(ValueError, match="runs fp32: its bf16 moved"):
+        load_face_quality_model(repo, backend='openvino', precision='bf16')
+    # the class still runs bf16, for the benchmarks that measure it
+    source = resolve_model(repo)
     if not cpu_has_bf16():
         with pytest.raises(ValueError, match='AVX512-BF16 or AMX'):
-            load_face_quality_model(repo, backend='openvino', precision='bf16')
+            FaceQualityOpenVINOModel(source, precision='bf16')
         return
-    model = load_face_quality_model(repo, backend='openvino', precision='bf16')
-    assert model.precision == 'bf16' and model is not load_face_quality_model(repo, backend='openvino')
-    bf16 = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino',
-                                                     precision='bf16', batch_size=4))
+    model = FaceQualityOpenVINOModel(source, precision='bf16')
+    decoded = [load_rgb_image(image) for image in images]
+    bf16 = np.concatenate([model.predict(model.preprocess(decoded[i:i + 4])) for i in range(0, len(images), 4)])
     assert np.allclose(bf16.sum(axis=1), 1, atol=1e-5)
-    assert 0 < np.abs(bf16 - reference).max() < 0.05  # bf16 really ran, and stayed close
+    assert 0 < np.abs(bf16 - reference).max() < 0.1  # bf16 really ran
 
 
 def test_openvino_reads_a_local_export(timm_repos):
@@ -123,8 +128,6 @@ def test_openvino_through_detection_the_pipeline_and_the_cli(frames, tmp_path):
 def test_openvino_errors_say_what_to_do():
     with pytest.raises(ValueError, match="runs on the CPU; got device='cuda'"):
         load_face_quality_model(backend='openvino', device='cuda')
-    with pytest.raises(ValueError, match="needs backend='openvino'"):
-        load_face_quality_model(precision='bf16')
     # without the package: the same call in a process where `import openvino` fails
     code = ("import sys; sys.modules['openvino'] = None\n"
             "from imgutils_facequal import load_face_quality_model, BackendNotAvailableError\n"
