@@ -146,19 +146,26 @@ def agreement(outputs, reference) -> dict:
             'moved_top_two_gap_max': float(top_two_gaps(reference)[moved].max()) if moved.any() else None}
 
 
+def alternating_seconds_per_face(calls: dict, faces: int, rounds: int) -> dict:
+    """Median seconds per face of each call (one forward pass over ``faces`` crops), the calls
+    alternating call by call after one warm-up each."""
+    for call in calls.values():
+        call()
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) / faces for name, values in times.items()}
+
+
 def seconds_per_face(paths: dict, batch, rounds: int) -> dict:
     """Median seconds per face of each graph on ``batch``, the graphs alternating call by call."""
     sessions = {name: _open_session(path) for name, path in paths.items()}
-    feeds = {name: {_input_name(session): batch} for name, session in sessions.items()}
-    for name, session in sessions.items():
-        session.run(None, feeds[name])
-    times = {name: [] for name in sessions}
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            started = time.perf_counter()
-            session.run(None, feeds[name])
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) / len(batch) for name, values in times.items()}
+    calls = {name: (lambda session=session: session.run(None, {_input_name(session): batch}))
+             for name, session in sessions.items()}
+    return alternating_seconds_per_face(calls, len(batch), rounds)
 
 
 def ships(row: dict) -> bool:

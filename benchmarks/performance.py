@@ -170,11 +170,12 @@ def compare_variants(variants, images, rounds, batch_size):
     return rows
 
 
-def bf16_rows(measured: dict, rows: dict, images) -> dict:
-    """The bf16 variants' rows (the whole model under autocast, and the opt-in with its blocks
-    in bf16), against the fp32 export measured in this run (minutes apart, in another
-    process: torch and onnxruntime slow each other down in one). The opt-in is also checked
-    on more crops, and ships only if it passes the bar on both sets."""
+def measured_variant_rows(measured: dict, rows: dict, images, prefixes: dict, checked: str,
+                          extra_key: str) -> dict:
+    """Rows of variants measured in a worker process (``prefixes``: variant name to the prefix
+    of its keys in ``measured``), against the fp32 graphs of the variants table measured in
+    this run, minutes apart. ``checked`` is also compared on the extra crops (its
+    probabilities under ``extra_key``), and ships only if it passes the bar on both sets."""
     import numpy as np
     from _faces import cartoon_faces
     from _quantize import agreement, batches_of, probabilities, ships
@@ -182,22 +183,32 @@ def bf16_rows(measured: dict, rows: dict, images) -> dict:
     model = load_face_quality_model(CAFORMER_NO_ONNX_REPO)
     reference = probabilities(model.onnx_path, batches_of(model, images))
     result = {}
-    for name, prefix in ((BF16_VARIANT, ''), (OPT_IN_BF16_VARIANT, 'blocks_')):
+    for name, prefix in prefixes.items():
         seconds = measured[f'{prefix}seconds_per_face']
         row = result[name] = {
             'seconds_per_face': seconds,
             'speedup_vs_fp32_export': rows[FP32_REFERENCE]['seconds_per_face'] / seconds,
             'speedup_vs_published_model': rows[FP32_PUBLISHED]['seconds_per_face'] / seconds,
             'speedup_vs_default_graph': rows[FP32_DEFAULT]['seconds_per_face'] / seconds,
-            'speedup_vs_torch_fp32': measured['fp32_seconds_per_face'] / seconds,
-            'torch_fp32_seconds_per_face': measured['fp32_seconds_per_face'],
             **agreement(np.asarray(measured[f'{prefix}probabilities']), reference)}
         row['ships'] = ships({**row, 'speedup': row['speedup_vs_fp32_export']})
     extra = cartoon_faces(*BF16_EXTRA_IMAGES)
-    row = result[OPT_IN_BF16_VARIANT]
-    row['extra_crops'] = {'count': len(extra), **agreement(np.asarray(measured['blocks_probabilities_extra']),
+    row = result[checked]
+    row['extra_crops'] = {'count': len(extra), **agreement(np.asarray(measured[extra_key]),
                                                           probabilities(model.onnx_path, batches_of(model, extra)))}
     row['ships'] = row['ships'] and ships({**row['extra_crops'], 'speedup': row['speedup_vs_fp32_export']})
+    return result
+
+
+def bf16_rows(measured: dict, rows: dict, images) -> dict:
+    """The torch bf16 variants' rows (the whole model under autocast, and the opt-in with its
+    blocks in bf16), measured in another process (torch and onnxruntime slow each other down
+    in one); the opt-in is also checked on more crops."""
+    result = measured_variant_rows(measured, rows, images, {BF16_VARIANT: '', OPT_IN_BF16_VARIANT: 'blocks_'},
+                                   OPT_IN_BF16_VARIANT, 'blocks_probabilities_extra')
+    for row in result.values():
+        row['speedup_vs_torch_fp32'] = measured['fp32_seconds_per_face'] / row['seconds_per_face']
+        row['torch_fp32_seconds_per_face'] = measured['fp32_seconds_per_face']
     return result
 
 
@@ -510,7 +521,7 @@ def openvino_bf16(batch_size: int, rounds: int) -> dict:
     probabilities of the cartoon crops (the bf16 ones also of the opt-in's extra crops)."""
     import numpy as np
     from _faces import cartoon_faces
-    from _quantize import batches_of
+    from _quantize import alternating_seconds_per_face, batches_of
     from imgutils_facequal.models import resolve_model
     from imgutils_facequal.openvino_backend import FaceQualityOpenVINOModel
     models = {precision: FaceQualityOpenVINOModel(resolve_model(PUBLISHED_MODEL), precision)
@@ -518,49 +529,23 @@ def openvino_bf16(batch_size: int, rounds: int) -> dict:
     images = cartoon_faces(48, seed=1)
     batches = batches_of(models['fp32'], images)
     x = batches[0][:batch_size]
-    times = {precision: [] for precision in models}
-    for model in models.values():
-        model.predict(x)
-    for _ in range(rounds):
-        for precision, model in models.items():
-            started = time.perf_counter()
-            model.predict(x)
-            times[precision].append(time.perf_counter() - started)
+    seconds = alternating_seconds_per_face({precision: (lambda model=model: model.predict(x))
+                                            for precision, model in models.items()}, batch_size, rounds)
 
     def probabilities(precision, crops_batches):
         return np.concatenate([models[precision].predict(batch) for batch in crops_batches]).tolist()
     extra = batches_of(models['bf16'], cartoon_faces(*BF16_EXTRA_IMAGES))
-    return {'fp32_seconds_per_face': statistics.median(times['fp32']) / batch_size,
-            'seconds_per_face': statistics.median(times['bf16']) / batch_size,
+    return {'fp32_seconds_per_face': seconds['fp32'], 'seconds_per_face': seconds['bf16'],
             'fp32_probabilities': probabilities('fp32', batches), 'probabilities': probabilities('bf16', batches),
             'probabilities_extra': probabilities('bf16', extra)}
 
 
 def openvino_rows(measured: dict, rows: dict, images) -> dict:
-    """OpenVINO's rows, fp32 and bf16, against the fp32 export measured in this run (in
-    another process); bf16 would ship only if it also passed the bar on the extra crops."""
-    import numpy as np
-    from _faces import cartoon_faces
-    from _quantize import agreement, batches_of, probabilities, ships
-    from imgutils_facequal import load_face_quality_model
-    model = load_face_quality_model(CAFORMER_NO_ONNX_REPO)
-    reference = probabilities(model.onnx_path, batches_of(model, images))
-    result = {}
-    for name, prefix in ((OPENVINO_FP32_VARIANT, 'fp32_'), (OPENVINO_BF16_VARIANT, '')):
-        seconds = measured[f'{prefix}seconds_per_face']
-        row = result[name] = {
-            'seconds_per_face': seconds,
-            'speedup_vs_fp32_export': rows[FP32_REFERENCE]['seconds_per_face'] / seconds,
-            'speedup_vs_published_model': rows[FP32_PUBLISHED]['seconds_per_face'] / seconds,
-            'speedup_vs_default_graph': rows[FP32_DEFAULT]['seconds_per_face'] / seconds,
-            **agreement(np.asarray(measured[f'{prefix}probabilities']), reference)}
-        row['ships'] = ships({**row, 'speedup': row['speedup_vs_fp32_export']})
-    row = result[OPENVINO_BF16_VARIANT]
-    row['speedup_vs_openvino_fp32'] = measured['fp32_seconds_per_face'] / measured['seconds_per_face']
-    extra = cartoon_faces(*BF16_EXTRA_IMAGES)
-    row['extra_crops'] = {'count': len(extra), **agreement(np.asarray(measured['probabilities_extra']),
-                                                          probabilities(model.onnx_path, batches_of(model, extra)))}
-    row['ships'] = row['ships'] and ships({**row['extra_crops'], 'speedup': row['speedup_vs_fp32_export']})
+    """OpenVINO's rows, fp32 and bf16; bf16 would ship only if it also passed the bar on the extra crops."""
+    result = measured_variant_rows(measured, rows, images, {OPENVINO_FP32_VARIANT: 'fp32_', OPENVINO_BF16_VARIANT: ''},
+                                   OPENVINO_BF16_VARIANT, 'probabilities_extra')
+    result[OPENVINO_BF16_VARIANT]['speedup_vs_openvino_fp32'] = (measured['fp32_seconds_per_face']
+                                                                 / measured['seconds_per_face'])
     return result
 
 

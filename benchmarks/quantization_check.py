@@ -58,22 +58,13 @@ def bf16_models(model_name: str, backend: str) -> dict:
 def bf16_opt_in(model_name: str, batches, reference, rounds: int, backend: str = 'transformers') -> dict:
     """bf16 of a backend against the fp32 ONNX reference; its speed against the same backend in
     fp32 in this process (after the ONNX variants, so that their threads never run together)."""
-    import statistics
-    import time
     import numpy as np
-    from _quantize import agreement
+    from _quantize import agreement, alternating_seconds_per_face
     models = bf16_models(model_name, backend)
     outputs = np.concatenate([models['bf16'].predict(batch) for batch in batches])
     batch = batches[0][:2]
-    times = {precision: [] for precision in models}
-    for model in models.values():
-        model.predict(batch)
-    for _ in range(rounds):
-        for precision, model in models.items():
-            started = time.perf_counter()
-            model.predict(batch)
-            times[precision].append(time.perf_counter() - started)
-    seconds = {precision: statistics.median(values) / len(batch) for precision, values in times.items()}
+    seconds = alternating_seconds_per_face({precision: (lambda model=model: model.predict(batch))
+                                            for precision, model in models.items()}, len(batch), rounds)
     return {'seconds_per_face': seconds['bf16'], 'backend_fp32_seconds_per_face': seconds['fp32'],
             **agreement(outputs, reference)}
 
