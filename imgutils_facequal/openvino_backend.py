@@ -9,7 +9,7 @@ the same ``model.onnx`` as the ONNX backend (or a local export of it) and needs 
   is not a multiple of the streams (a frame with one face, say) run one at a time on a
   second compilation that gives every core to one request, made when first needed.
 * It runs fp32, pinned: on CPUs with AMX, OpenVINO's own default would be bf16. bf16
-  (OpenVINO runs the whole graph in it, on CPUs with AVX512-BF16 or AMX) was about 3.5 x
+  (OpenVINO runs the whole graph in it, on CPUs with AVX512-BF16 or AMX) was 3 x to 3.6 x
   faster on the benchmark's Xeon but moved probabilities by up to 0.085 against fp32,
   past the 0.02 bar an opt-in must meet (see the Performance page), so
   :func:`~imgutils_facequal.backends.load_face_quality_model` refuses
