@@ -15,7 +15,11 @@ the same ``model.onnx`` as the ONNX backend (or a local export of it) and needs 
   :func:`~imgutils_facequal.backends.load_face_quality_model` refuses
   ``precision='bf16'`` with this backend. :class:`FaceQualityOpenVINOModel` still takes
   it, for the benchmarks that measure it (``benchmarks/quantization_check.py
-  --openvino-bf16``).
+  --openvino-bf16``). Only the blocks' products in bf16, as the transformers opt-in runs,
+  came closer (up to 0.029) but not within the bar (``benchmarks/openvino_precision.py``).
+* It needs OpenVINO 2026.3 or later for the package's own exports (their fused attention is
+  onnxruntime's ``com.microsoft.MultiHeadAttention``); earlier versions read the published
+  graphs, and stop on an export with a message saying to upgrade.
 """
 import threading
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
@@ -35,6 +39,7 @@ __all__ = ['FaceQualityOpenVINOModel', 'get_openvino_model', 'require_openvino_e
 _OPENVINO_EXTRA = "pip install 'imgutils-facequal[openvino]'"
 #: OpenVINO's names for this package's precisions.
 _INFERENCE_PRECISION = {'fp32': 'f32', 'bf16': 'bf16'}
+_OPENVINO_FOR_FUSED_OPERATORS = '2026.3'  # com.microsoft.MultiHeadAttention, in the package's exports
 
 
 def require_openvino_extra():
@@ -91,6 +96,13 @@ class FaceQualityOpenVINOModel:
         try:
             model = core.read_model(self.onnx_path)
         except Exception as err:
+            if 'com.microsoft.' in str(err):
+                raise BackendNotAvailableError(
+                    f'{where}: OpenVINO {openvino.__version__} cannot read {self.onnx_path!r}: it uses '
+                    f"onnxruntime's fused operators (the package's own export does), which OpenVINO reads from "
+                    f"{_OPENVINO_FOR_FUSED_OPERATORS} on. Upgrade it: pip install -U "
+                    f"'openvino>={_OPENVINO_FOR_FUSED_OPERATORS}'"
+                ) from err
             raise ModelNotAvailableError(
                 f'{where}: OpenVINO cannot read {self.onnx_path!r}: {err}. The file may be corrupt: delete '
                 f'it from the cache and download it again.'
@@ -102,7 +114,8 @@ class FaceQualityOpenVINOModel:
         metadata = model.get_rt_info(['framework']).astype(dict) if model.has_rt_info(['framework']) else {}
         self.classes, self.classes_from = read_classes(source, {k: v.astype(str) for k, v in metadata.items()})
         # one crop per request: fixed shapes compile to faster kernels, and requests run side by side
-        model.reshape({self._input_name: openvino.PartialShape([1, *model_input.get_partial_shape()[1:]])})
+        shape = model_input.get_partial_shape()  # indexed one by one: OpenVINO 2024 takes no slices
+        model.reshape({self._input_name: openvino.PartialShape([1] + [shape[i] for i in range(1, len(shape))])})
         self._core, self._model = core, model
         self.compiled = self._compile('THROUGHPUT')
         #: Crops scored at once (OpenVINO's CPU streams); batches are best a multiple of it.
