@@ -15,7 +15,8 @@ the fp32 ONNX graph in onnxruntime:
 * ``explicit bf16 products`` (and ``..., blocks only``): the graph kept fp32, with
   ``Convert`` nodes to bf16 before each product and back to fp32 after it, the way torch's
   autocast casts (the blocks-only variant leaves the stem, the downsampling layers and the
-  head in fp32, like the torch opt-in).
+  head in fp32, like the torch opt-in; the last keeps the attention stages 2 and 3 in fp32
+  too).
 
 and, on one product alone (1024 x 384 by 384 x 1536, random), how far OpenVINO's bf16
 ``MatMul`` lands from the exact product of the same bf16-rounded inputs, against torch's.
@@ -24,8 +25,10 @@ Usage::
 
     python benchmarks/openvino_precision.py [--model NAME --images CROPS/] [--rounds 5]
 
-Without ``--model`` it runs offline on the benchmark's random caformer_s36 and 48 + 192
-cartoon face crops. Writes ``benchmarks/results/openvino_precision.json`` and ``.md``.
+Without ``--model`` it runs offline on the benchmark's random caformer_s36 (its export, or
+with ``--published`` its published-style ``model.onnx``) and 48 + 192 cartoon face crops.
+Writes ``benchmarks/results/openvino_precision.json`` and ``.md`` (``..._published`` with
+``--published``).
 """
 import argparse
 import os
@@ -75,14 +78,17 @@ def marked_in_ir(core, onnx_path: str, work_dir: str):
     return core.read_model(marked)
 
 
-def explicit_bf16_products(core, onnx_path: str, blocks_only: bool):
-    """The fp32 graph with its products fed bf16 and their results converted back to fp32."""
+def explicit_bf16_products(core, onnx_path: str, where: str = ''):
+    """The fp32 graph with its products (those whose node names match ``where``) fed bf16 and
+    their results converted back to fp32."""
     import openvino
     import openvino.opset13 as ops
     model = read_static(core, onnx_path)
+    converted = 0
     for node in list(model.get_ordered_ops()):
-        if node.get_type_name() not in PRODUCTS or (blocks_only and '/blocks.' not in node.get_friendly_name()):
+        if node.get_type_name() not in PRODUCTS or not re.search(where, node.get_friendly_name()):
             continue
+        converted += 1
         for port in node.inputs():
             source = port.get_source_output()
             if source.get_element_type() == openvino.Type.f32:
@@ -94,6 +100,8 @@ def explicit_bf16_products(core, onnx_path: str, blocks_only: bool):
         for consumer in consumers:
             consumer.replace_source_output(back)
     model.validate_nodes_and_infer_types()
+    if not converted:
+        raise SystemExit(f'{onnx_path}: no MatMul or Convolution named like {where!r}')
     return model
 
 
@@ -163,8 +171,10 @@ def check(model_name: str, image_sets: dict, rounds: int, work_dir: str) -> dict
         'bf16': (read_static(core, onnx_path), 'bf16'),
         'bf16, precise set from Python': (marked_from_python(core, onnx_path), 'bf16'),
         'bf16, precise in the IR but for the products': (marked_in_ir(core, onnx_path, work_dir), 'bf16'),
-        'explicit bf16 products': (explicit_bf16_products(core, onnx_path, blocks_only=False), 'f32'),
-        'explicit bf16 products, blocks only': (explicit_bf16_products(core, onnx_path, blocks_only=True), 'f32'),
+        'explicit bf16 products': (explicit_bf16_products(core, onnx_path), 'f32'),
+        'explicit bf16 products, blocks only': (explicit_bf16_products(core, onnx_path, r'/blocks\.'), 'f32'),
+        'explicit bf16 products, blocks of stages 0 and 1': (
+            explicit_bf16_products(core, onnx_path, r'/stages\.[01]/blocks/'), 'f32'),
     }
     predictors = {name: side_by_side(core, graph, precision) for name, (graph, precision) in variants.items()}
     report = {'model': model_name, 'fp32_graph': onnx_path, 'openvino': openvino.__version__,
@@ -234,6 +244,8 @@ def main():
                                                       'random caformer_s36, offline)')
     parser.add_argument('--images', default=None, help='folder of face crops (default: 48 + 192 cartoon crops)')
     parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--published', action='store_true', help="without --model: the benchmark's published-style "
+                                                                "model.onnx instead of its export")
     parser.add_argument('--output-dir', default=os.path.join(HERE, 'results'))
     args = parser.parse_args()
     warnings.filterwarnings('ignore')
@@ -243,7 +255,7 @@ def main():
         import _fixtures  # offline environment, set before huggingface_hub is imported
         _fixtures.build_hub()
         _fixtures.ensure_export()
-        model_name = _fixtures.CAFORMER_NO_ONNX_REPO
+        model_name = _fixtures.CAFORMER_REPO if args.published else _fixtures.CAFORMER_NO_ONNX_REPO
     if args.images:
         from quantization_check import load_crops
         crops = load_crops(args.images)
@@ -254,7 +266,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix='facequal-openvino-precision-') as work_dir:
         report = check(model_name, image_sets, args.rounds, work_dir)
     from _results import write_results
-    write_results(args.output_dir, 'openvino_precision', report, markdown(report))
+    name = 'openvino_precision_published' if args.published and args.model is None else 'openvino_precision'
+    write_results(args.output_dir, name, report, markdown(report))
 
 
 if __name__ == '__main__':
