@@ -179,3 +179,29 @@ def confidence(reference) -> dict:
     gaps = top_two_gaps(reference)
     return {'top_two_log_probability_gap_percentiles': {str(p): float(np.percentile(gaps, p)) for p in (10, 50, 90)},
             'share_top_probability_over_0_999': float(np.mean(reference.max(axis=1) > 0.999))}
+
+
+def add_model_arguments(parser, images_help: str) -> None:
+    """``--model`` and ``--images``, as the re-checks on your own model and crops take them."""
+    parser.add_argument('--model', default=None, help="model name, repository or folder (default: the benchmark's "
+                                                      'random caformer_s36, offline)')
+    parser.add_argument('--images', default=None, help=images_help)
+
+
+def offline_model(published: bool = False) -> str:
+    """The benchmark's random caformer_s36, served offline: its export, or its published-style
+    ``model.onnx`` when ``published``."""
+    import _fixtures  # offline environment, set before huggingface_hub is imported
+    _fixtures.build_hub()
+    _fixtures.ensure_export()
+    return _fixtures.CAFORMER_REPO if published else _fixtures.CAFORMER_NO_ONNX_REPO
+
+
+def load_crops(directory: str):
+    """The face crops in ``directory``, decoded to RGB, for scoring as they are."""
+    from imgutils.data import load_image
+    from imgutils_facequal.pipeline import find_images
+    found = find_images([directory])
+    if not found:
+        raise SystemExit(f'--images {directory!r}: no images found; give a folder of face crops.')
+    return [load_image(item.path, mode='RGB', force_background='white') for item in found]

@@ -239,25 +239,19 @@ def markdown(report: dict) -> str:
 
 
 def main():
+    sys.path.insert(0, HERE)
+    from _quantize import add_model_arguments
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', default=None, help="model name, repository or folder (default: the benchmark's "
-                                                      'random caformer_s36, offline)')
-    parser.add_argument('--images', default=None, help='folder of face crops (default: 48 + 192 cartoon crops)')
+    add_model_arguments(parser, 'folder of face crops (default: 48 + 192 cartoon crops)')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--published', action='store_true', help="without --model: the benchmark's published-style "
                                                                 "model.onnx instead of its export")
     parser.add_argument('--output-dir', default=os.path.join(HERE, 'results'))
     args = parser.parse_args()
     warnings.filterwarnings('ignore')
-    sys.path.insert(0, HERE)
-    model_name = args.model
-    if model_name is None:
-        import _fixtures  # offline environment, set before huggingface_hub is imported
-        _fixtures.build_hub()
-        _fixtures.ensure_export()
-        model_name = _fixtures.CAFORMER_REPO if args.published else _fixtures.CAFORMER_NO_ONNX_REPO
+    from _quantize import load_crops, offline_model
+    model_name = args.model or offline_model(args.published)
     if args.images:
-        from quantization_check import load_crops
         crops = load_crops(args.images)
         image_sets = {f'your {len(crops)} crops': crops}
     else:

@@ -31,15 +31,6 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def load_crops(directory: str):
-    from imgutils.data import load_image
-    from imgutils_facequal.pipeline import find_images
-    found = find_images([directory])
-    if not found:
-        raise SystemExit(f'--images {directory!r}: no images found; give a folder of face crops.')
-    return [load_image(item.path, mode='RGB', force_background='white') for item in found]
-
-
 def bf16_models(model_name: str, backend: str) -> dict:
     """fp32 and bf16 models of one backend: the transformers opt-in, or OpenVINO's whole graph
     in bf16 (which the openvino backend does not offer, so built here directly)."""
@@ -158,10 +149,10 @@ def markdown(report: dict) -> str:
 
 
 def main():
+    sys.path.insert(0, HERE)
+    from _quantize import add_model_arguments
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', default=None, help='model name, repository or folder (default: the '
-                                                      "benchmark's random caformer_s36, offline)")
-    parser.add_argument('--images', default=None, help='folder of face crops (default: 48 cartoon crops, 16 more to calibrate)')
+    add_model_arguments(parser, 'folder of face crops (default: 48 cartoon crops, 16 more to calibrate)')
     parser.add_argument('--by-stage', action='store_true', help='also quantise one stage at a time')
     parser.add_argument('--bf16', action='store_true', help="also measure precision='bf16' of the transformers "
                                                             "backend (needs the torch extra)")
@@ -171,13 +162,11 @@ def main():
     parser.add_argument('--output-dir', default=os.path.join(HERE, 'results'))
     args = parser.parse_args()
     warnings.filterwarnings('ignore')
-    sys.path.insert(0, HERE)
+    from _quantize import load_crops, offline_model
     model_name = args.model
     if model_name is None:
-        import _fixtures  # offline environment, set before huggingface_hub is imported
-        _fixtures.build_hub()
-        _fixtures.ensure_export()
-        model_name = _fixtures.CAFORMER_NO_ONNX_REPO
+        model_name = offline_model()
+        import _fixtures
         work_dir = _fixtures.WORK
     else:
         work_dir = tempfile.mkdtemp(prefix='facequal-quantization-')
