@@ -4,6 +4,7 @@ layout) and imgutils' detector repositories with the tests' tiny grid detectors.
 
 Import this module first: it sets the environment before huggingface_hub is imported.
 """
+import contextlib
 import os
 import sys
 import tempfile
@@ -43,16 +44,31 @@ def build_hub(with_caformer: bool = True, published_onnx: bool = True) -> dict:
     return {'work': WORK, 'classifier': CAFORMER_REPO}
 
 
-def graph_as_published(model_name: str, provider_mode: str = None):
-    """``model_name``'s model.onnx run exactly as published, not rewritten (a model the backend does not cache)."""
+@contextlib.contextmanager
+def rewrites_off():
+    """Models loaded inside run their ONNX graphs as published (and cache nothing)."""
     from imgutils_facequal.graph_cache import REWRITE_ENV
-    from imgutils_facequal.models import resolve_model
-    from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
     os.environ[REWRITE_ENV] = '0'
     try:
-        return FaceQualityOnnxModel(resolve_model(model_name), provider_mode)
+        yield
     finally:
         del os.environ[REWRITE_ENV]
+
+
+def graph_as_published(model_name: str, provider_mode: str = None):
+    """``model_name``'s model.onnx run exactly as published, not rewritten (a model the backend does not cache)."""
+    from imgutils_facequal.models import resolve_model
+    from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
+    with rewrites_off():
+        return FaceQualityOnnxModel(resolve_model(model_name), provider_mode)
+
+
+def openvino_graph_as_published(model_name: str):
+    """The openvino backend's model of ``model_name``'s model.onnx as published, not rewritten for OpenVINO."""
+    from imgutils_facequal.models import resolve_model
+    from imgutils_facequal.openvino_backend import FaceQualityOpenVINOModel
+    with rewrites_off():
+        return FaceQualityOpenVINOModel(resolve_model(model_name))
 
 
 def write_frames(directory: str, count: int, faces_per_image: int, size=(640, 384)):

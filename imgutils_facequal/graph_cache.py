@@ -1,12 +1,14 @@
 """Published ONNX graphs rewritten once, checked against the original, and cached on disk.
 
 The first time the ONNX backend opens a classifier's ``model.onnx`` on the CPU or CUDA
-provider, it applies :func:`onnx_rewrites.rewrite_onnx_graph`, runs the rewritten and the
+provider, or the OpenVINO backend opens it, it applies
+:func:`onnx_rewrites.rewrite_onnx_graph` (the rewrites that runtime runs fastest, see
+:data:`REWRITES_FOR`), runs the rewritten and the
 original graph on the export's check images (:func:`export.check_images`, through the
 repository's preprocessing, on the CPU provider) and keeps the rewrite only when every class probability
 agrees within :data:`export.DEFAULT_EXPORT_TOLERANCE`. The result, a rewritten
 ``model.onnx`` or a note that the original is to be used, is cached under
-``$IMGUTILS_FACEQUAL_HOME/rewritten``, keyed by the source file, so later loads (offline
+``$IMGUTILS_FACEQUAL_HOME/rewritten``, keyed by the source file and the rewrites, so later loads (offline
 too) open the rewritten graph directly. Set ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` to
 run the original graphs as they are.
 """
@@ -18,17 +20,20 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 from .export import DEFAULT_EXPORT_TOLERANCE, facequal_home
+from .onnx_rewrites import ONNXRUNTIME_REWRITES, OPENVINO_REWRITES
 
-__all__ = ['REWRITE_ENV', 'REWRITE_PROVIDERS', 'GraphChoice', 'rewrites_enabled', 'rewritten_dir', 'cached_graph',
-           'choose_graph']
+__all__ = ['REWRITE_ENV', 'REWRITE_PROVIDERS', 'REWRITES_FOR', 'GraphChoice', 'rewrites_enabled', 'rewritten_dir',
+           'cached_graph', 'choose_graph']
 
 REWRITE_ENV = 'IMGUTILS_FACEQUAL_REWRITE_ONNX'
 
 #: The execution providers with a ``com.microsoft`` ``MultiHeadAttention`` kernel.
 REWRITE_PROVIDERS = ('CPUExecutionProvider', 'CUDAExecutionProvider')
+#: The rewrites each runtime gets: onnxruntime's providers above, and ``'openvino'``.
+REWRITES_FOR = {**{provider: ONNXRUNTIME_REWRITES for provider in REWRITE_PROVIDERS}, 'openvino': OPENVINO_REWRITES}
 
 # part of the cache key: bump when the rewrites change what they produce
 _REWRITES_VERSION = 1
@@ -58,10 +63,12 @@ def rewritten_dir() -> str:
     return os.path.join(facequal_home(), 'rewritten')
 
 
-def _cache_folder(onnx_path: str) -> str:
+def _cache_folder(onnx_path: str, rewrites: Sequence[str]) -> str:
     real = os.path.realpath(onnx_path)
     stat = os.stat(real)
     key = f'{real}|{stat.st_size}|{stat.st_mtime_ns}|{_REWRITES_VERSION}'
+    if tuple(rewrites) != ONNXRUNTIME_REWRITES:  # onnxruntime's keys as they were before there was a choice
+        key += '|' + ','.join(rewrites)
     return os.path.join(rewritten_dir(), hashlib.sha256(key.encode()).hexdigest()[:20])
 
 
@@ -75,8 +82,8 @@ def _probabilities(session, batch):
                            for start in range(0, len(batch), 2)])
 
 
-def _rewrite_and_check(onnx_path: str, models: list, folder: str, open_session: Callable, check_batch,
-                       keep_sessions: bool) -> GraphChoice:
+def _rewrite_and_check(onnx_path: str, models: list, rewrites: Sequence[str], folder: str, open_session: Callable,
+                       check_batch, keep_sessions: bool) -> GraphChoice:
     import numpy as np
     import onnx
     import onnxruntime
@@ -84,7 +91,7 @@ def _rewrite_and_check(onnx_path: str, models: list, folder: str, open_session: 
     from .onnx_rewrites import rewrite_onnx_graph
 
     started = time.perf_counter()
-    model, rewrites = rewrite_onnx_graph(models.pop())  # popped: the caller keeps no reference to it
+    model, rewrites = rewrite_onnx_graph(models.pop(), rewrites)  # popped: the caller keeps no reference to it
     report = {'source': os.path.realpath(onnx_path), 'rewrites': rewrites, 'onnxruntime': onnxruntime.__version__,
               'tolerance': DEFAULT_EXPORT_TOLERANCE}
     os.makedirs(rewritten_dir(), exist_ok=True)
@@ -127,10 +134,10 @@ def _rewrite_and_check(onnx_path: str, models: list, folder: str, open_session: 
     return choice
 
 
-def cached_graph(onnx_path: str) -> Optional[GraphChoice]:
-    """What an earlier load decided for ``onnx_path`` (its rewrite, or the original), if any."""
+def cached_graph(onnx_path: str, rewrites: Sequence[str] = ONNXRUNTIME_REWRITES) -> Optional[GraphChoice]:
+    """What an earlier load decided for ``onnx_path`` and these rewrites (its rewrite, or the original), if any."""
     try:
-        folder = _cache_folder(onnx_path)
+        folder = _cache_folder(onnx_path, rewrites)
         with open(os.path.join(folder, 'rewrite.json')) as file:
             report = json.load(file)
     except (OSError, ValueError):
@@ -145,7 +152,8 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
     """The graph to run for ``onnx_path``: its cached rewrite, a new checked rewrite, or itself.
 
     :param onnx_path: The classifier's ``model.onnx``, as fetched.
-    :param provider: The execution provider it will run on.
+    :param provider: The execution provider it will run on, or ``'openvino'``: it picks the
+        rewrites (:data:`REWRITES_FOR`).
     :param open_session: Opens an onnxruntime session of a path on the CPU, for the check:
         float32 there is the same on every machine (CUDA may multiply in TF32), and a
         rewrite's arithmetic does not depend on the provider.
@@ -153,9 +161,10 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
     """
     if not rewrites_enabled():
         return GraphChoice(path=onnx_path, note=f'the original graph ({REWRITE_ENV}=0)')
-    if provider not in REWRITE_PROVIDERS:
+    if provider not in REWRITES_FOR:
         return GraphChoice(path=onnx_path, note=f'the original graph (no rewrites for {provider})')
-    cached = cached_graph(onnx_path)
+    rewrites = REWRITES_FOR[provider]
+    cached = cached_graph(onnx_path, rewrites)
     if cached is not None:
         return cached
     try:
@@ -166,9 +175,9 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
         models = [onnx.load(onnx_path)]
     except Exception:  # noqa: BLE001 - not an ONNX file: opening it reports the problem, not the rewrite
         return GraphChoice(path=onnx_path, note='the original graph (not readable as ONNX)')
-    folder = _cache_folder(onnx_path)
+    folder = _cache_folder(onnx_path, rewrites)
     try:
-        return _rewrite_and_check(onnx_path, models, folder, open_session, check_batch(),
+        return _rewrite_and_check(onnx_path, models, rewrites, folder, open_session, check_batch(),
                                   keep_sessions=provider == 'CPUExecutionProvider')
     except Exception as err:  # noqa: BLE001 - a rewrite must never stop a model from loading
         warnings.warn(f'Could not rewrite {onnx_path} for speed ({type(err).__name__}: {err}); running the '

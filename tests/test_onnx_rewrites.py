@@ -1,5 +1,6 @@
 """The published graph's rewrites for onnxruntime: exact up to rounding, checked, cached, optional."""
 import collections
+import copy
 import json
 import os
 import warnings
@@ -84,6 +85,52 @@ def test_rewrites_of_the_published_caformer_graph_change_only_rounding(timm_repo
     assert np.abs(np.log(expected) - np.log(expected[0])).max() > 0.5  # the images are told apart
 
 
+def _input_ranks(model, op_type: str, batch) -> list:
+    """The rank of the first input of every ``op_type`` node, as onnxruntime computes it on ``batch``."""
+    names = [node.input[0] for node in model.graph.node if node.op_type == op_type]
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                              for name in dict.fromkeys(names) if name not in {o.name for o in model.graph.output})
+    session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {'input': batch})))
+    return [values[name].ndim for name in names]
+
+
+def test_openvino_rewrites_carry_the_channels_last_stages_as_rows(timm_repos):
+    path = _published_caformer(timm_repos)
+    before = _ops(onnx.load(path))
+    rewritten, rewrites = onnx_rewrites.rewrite_onnx_graph(onnx.load(path), onnx_rewrites.OPENVINO_REWRITES)
+    after = _ops(rewritten)
+
+    assert rewrites == ['fused_layer_norm', 'channels_last_stages', 'channels_last_rows']
+    assert after['LayerNormalization'] == 15 and after['MultiHeadAttention'] == 0
+    assert after['Softmax'] == before['Softmax'] and after['Pow'] > 0  # attention and StarReLU left to OpenVINO
+    # the layer norms that read images [N, H, W, C] in onnxruntime's rewrite (the stem's, the
+    # convolutional blocks' and the downsamplings') read rows [N, H*W, C] here, like the others
+    batch = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    onnxruntime_ranks = _input_ranks(onnx_rewrites.rewrite_onnx_graph(onnx.load(path))[0], 'LayerNormalization', batch)
+    assert onnxruntime_ranks.count(4) == 10
+    assert _input_ranks(copy.deepcopy(rewritten), 'LayerNormalization', batch) == [3] * 14 + [2]  # + the head's
+    # shaped back to images only for the transposes to NCHW: before the 3 depthwise convolutions,
+    # the 2 downsamplings that follow a convolutional stage, and the head's norm
+    images = {node.output[0] for node in rewritten.graph.node if node.name.startswith('rows_to_image')}
+    readers = [(node.op_type, tuple(node.attribute[0].ints)) for node in rewritten.graph.node
+               if set(node.input) & images]
+    assert len(images) == 6 and readers == [('Transpose', (0, 3, 1, 2))] * 6
+    # no shape recorded in the graph contradicts the rows (onnxruntime would warn on every load)
+    recorded = {info.name: len(info.type.tensor_type.shape.dim) for info in rewritten.graph.value_info}
+    norms = [node for node in rewritten.graph.node if node.op_type == 'LayerNormalization']
+    assert all(recorded.get(node.output[0], 3) == 3 for node in norms[:-1])
+
+    expected, actual = _run(path, batch), _run(rewritten, batch)
+    assert actual.shape == expected.shape == (2, 4)
+    assert np.abs(actual - expected).max() < 1e-5
+
+
+def test_unknown_rewrites_are_named():
+    with pytest.raises(ValueError, match=r"Unknown rewrites \['fused_gelu'\]; choose among"):
+        onnx_rewrites.rewrite_onnx_graph(onnx.ModelProto(), ['fused_layer_norm', 'fused_gelu'])
+
+
 def test_graph_without_the_patterns_is_left_alone():
     from fake_hub import classifier_repo_files
     model = onnx.load_from_string(classifier_repo_files()['model.onnx'])
@@ -115,7 +162,7 @@ def test_backend_runs_the_checked_rewrite_and_caches_it(timm_repos, fresh_cache,
     assert max(abs(a[name] - b[name]) for a, b in zip(rewritten_scores, published_scores) for name in a) < 1e-5
 
     # a second load finds the cached graph and rewrites nothing
-    def no_rewriting(model):
+    def no_rewriting(model, rewrites=None):
         raise AssertionError('rewrote the graph again')
     monkeypatch.setattr(onnx_backend, '_models', {})
     monkeypatch.delenv(graph_cache.REWRITE_ENV)
@@ -127,8 +174,8 @@ def test_backend_runs_the_checked_rewrite_and_caches_it(timm_repos, fresh_cache,
 def test_a_rewrite_that_changes_the_numbers_is_refused(timm_repos, fresh_cache, monkeypatch):
     real_rewrite = onnx_rewrites.rewrite_onnx_graph
 
-    def wrong_rewrite(model):  # the real rewrites, then one layer norm weight off by 10%
-        model, rewrites = real_rewrite(model)
+    def wrong_rewrite(model, rewrites):  # the real rewrites, then one layer norm weight off by 10%
+        model, rewrites = real_rewrite(model, rewrites)
         weight = next(t for t in model.graph.initializer if t.name.startswith('layer_norm_weight'))
         weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) * 1.1, weight.name))
         return model, rewrites
@@ -154,7 +201,7 @@ def test_graphs_with_nothing_to_rewrite_run_as_they_are(fresh_cache):
 
 
 def test_a_rewrite_onnxruntime_cannot_open_is_dropped_and_remembered(timm_repos, fresh_cache, monkeypatch):
-    def unrunnable_rewrite(model):  # a graph with an operator no provider has
+    def unrunnable_rewrite(model, rewrites=None):  # a graph with an operator no provider has
         node = model.graph.node.add()
         node.CopyFrom(onnx.helper.make_node('NoSuchOperator', ['input'], ['unused'], domain='test.nowhere'))
         model.graph.output.add().name = 'unused'
@@ -168,7 +215,7 @@ def test_a_rewrite_onnxruntime_cannot_open_is_dropped_and_remembered(timm_repos,
     assert any('Could not rewrite' in str(w.message) and model.onnx_path in str(w.message) for w in caught)
     assert len(model.scores([Image.new('RGB', (64, 64))])) == 1  # the original graph runs
 
-    def no_rewriting(model):
+    def no_rewriting(model, rewrites=None):
         raise AssertionError('tried to rewrite again')
     monkeypatch.setattr(onnx_backend, '_models', {})
     monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', no_rewriting)

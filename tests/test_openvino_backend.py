@@ -73,6 +73,34 @@ def test_openvino_caformer_fp32_and_its_refused_bf16(timm_repos):
     assert 0 < np.abs(bf16 - reference).max() < 0.1  # bf16 really ran
 
 
+def test_openvino_runs_its_own_checked_rewrite(timm_repos, tmp_path, monkeypatch):
+    from imgutils_facequal import graph_cache, onnx_backend, onnx_rewrites, openvino_backend
+    monkeypatch.setenv('IMGUTILS_FACEQUAL_HOME', str(tmp_path))
+    monkeypatch.setattr(openvino_backend, '_models', {})
+    monkeypatch.setattr(onnx_backend, '_models', {})
+    repo = timm_repos['caformer']
+    model = load_face_quality_model(repo, backend='openvino')
+    assert model.graph_rewrites == list(onnx_rewrites.OPENVINO_REWRITES)
+    assert model.run_path.startswith(str(tmp_path / 'rewritten')) and model.run_path != model.onnx_path
+    with open(os.path.join(os.path.dirname(model.run_path), 'rewrite.json')) as file:
+        assert json.load(file)['max_difference'] <= 1e-4
+    # onnxruntime's rewrite of the same file is another, in a folder of its own
+    onnx_model = load_face_quality_model(repo)
+    assert onnx_model.graph_rewrites == list(onnx_rewrites.ONNXRUNTIME_REWRITES)
+    assert os.path.dirname(onnx_model.run_path) != os.path.dirname(model.run_path)
+    assert len(os.listdir(tmp_path / 'rewritten')) == 2
+
+    images = varied_images()
+    rewritten = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino'))
+    assert np.abs(as_rows(classify_face_quality_score_batch(images, model_name=repo)) - rewritten).max() < 1e-5
+    monkeypatch.setattr(openvino_backend, '_models', {})
+    monkeypatch.setenv(graph_cache.REWRITE_ENV, '0')
+    original = load_face_quality_model(repo, backend='openvino')
+    assert original.run_path == original.onnx_path and original.graph_rewrites == []
+    assert np.abs(as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino'))
+                  - rewritten).max() < 1e-5
+
+
 def test_openvino_reads_a_local_export(timm_repos):
     repo = timm_repos['caformer_no_onnx']
     with pytest.raises(MissingModelFileError, match='export_onnx'):
