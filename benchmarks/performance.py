@@ -10,8 +10,8 @@ classifier is the cost being measured. In one run, on the same images, crops and
    ``model.onnx`` (what a user gets without doing anything), and the folder pipeline
    that ``imgutils-facequal score`` runs on the same graph;
 3. both after ``imgutils-facequal export`` (the exact MetaFormer rewrites);
-4. the openvino backend (the same published-style ``model.onnx`` through OpenVINO), per
-   image and in the folder pipeline;
+4. the openvino backend (the same published-style ``model.onnx``, rewritten for OpenVINO,
+   through OpenVINO), per image and in the folder pipeline;
 5. reduced-precision variants of the exported graph, with their agreement with fp32, and
    bf16 where the CPU has bf16 instructions (onnxruntime's CPU provider has no bf16
    kernels): the card's model under torch's autocast, the opt-in (``precision='bf16'``,

@@ -7,7 +7,7 @@ the same ``model.onnx`` as the ONNX backend (or a local export of it) and needs 
   checked against the original with onnxruntime and cached like the ONNX backend's
   rewrite (:mod:`~imgutils_facequal.graph_cache`): layer norms fused, and the
   convolutional stages channels-last, carried as rows of tokens, which OpenVINO keeps in
-  one memory layout instead of reordering them before every layer norm (1.08 x to 1.09 x
+  one memory layout instead of reordering them before every layer norm (1.07 x to 1.09 x
   on the benchmark's Xeon). ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` turns it off.
 
 * Each crop is its own inference request, and OpenVINO runs as many at once as it has CPU

@@ -5,6 +5,7 @@ from .errors import MissingModelFileError, ModelNotAvailableError
 from .export import exported_source
 from .files import fetch_model_file
 from .graph_cache import cached_graph
+from .onnx_rewrites import OPENVINO_REWRITES
 from .models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
 
 __all__ = ['model_status', 'download_model', 'download_detectors', 'DETECTOR_FILES']
@@ -40,6 +41,9 @@ def model_status() -> List[dict]:
                 graph = cached_graph(cached)
                 if graph is not None and graph.rewrites:
                     status += f'; runs its checked rewrite {graph.path}'
+                openvino_graph = cached_graph(cached, OPENVINO_REWRITES)
+                if openvino_graph is not None and openvino_graph.rewrites:
+                    status += f"; backend='openvino' runs {openvino_graph.path}"
             else:
                 status = 'not cached (run `imgutils-facequal download` once online)'
         rows.append({'name': name, 'default': name == DEFAULT_MODEL, 'repo_id': info.repo_id,
