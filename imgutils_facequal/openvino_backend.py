@@ -30,6 +30,7 @@ the same ``model.onnx`` as the ONNX backend (or a local export of it) and needs 
   graphs, and stop on an export with a message saying to upgrade.
 """
 import threading
+import warnings
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .errors import BackendNotAvailableError, ModelNotAvailableError
@@ -76,6 +77,25 @@ def _open_check_session(where: str):
     return open_session
 
 
+def _read_model(core, path: str, where: str):
+    """``core.read_model(path)``, with errors that say what to do."""
+    import openvino
+    try:
+        return core.read_model(path)
+    except Exception as err:
+        if 'com.microsoft.' in str(err):
+            raise BackendNotAvailableError(
+                f'{where}: OpenVINO {openvino.__version__} cannot read {path!r}: it uses '
+                f"onnxruntime's fused operators (the package's own export does), which OpenVINO reads from "
+                f"{_OPENVINO_FOR_FUSED_OPERATORS} on. Upgrade it: pip install -U "
+                f"'openvino>={_OPENVINO_FOR_FUSED_OPERATORS}'"
+            ) from err
+        raise ModelNotAvailableError(
+            f'{where}: OpenVINO cannot read {path!r}: {err}. The file may be corrupt: delete it (from '
+            f'the Hugging Face cache, or the rewritten folder of IMGUTILS_FACEQUAL_HOME) and load again.'
+        ) from err
+
+
 def _check_device(device: Optional[str]) -> None:
     if device not in (None, 'cpu'):
         raise ValueError(f"backend='openvino' runs on the CPU; got device={device!r}. For a GPU use "
@@ -120,19 +140,15 @@ class FaceQualityOpenVINOModel:
                              lambda: self.preprocess(check_images()))
         self.run_path, self.graph_rewrites, self.graph_note = graph.path, graph.rewrites, graph.note
         try:
-            model = core.read_model(self.run_path)
-        except Exception as err:
-            if 'com.microsoft.' in str(err):
-                raise BackendNotAvailableError(
-                    f'{where}: OpenVINO {openvino.__version__} cannot read {self.run_path!r}: it uses '
-                    f"onnxruntime's fused operators (the package's own export does), which OpenVINO reads from "
-                    f"{_OPENVINO_FOR_FUSED_OPERATORS} on. Upgrade it: pip install -U "
-                    f"'openvino>={_OPENVINO_FOR_FUSED_OPERATORS}'"
-                ) from err
-            raise ModelNotAvailableError(
-                f'{where}: OpenVINO cannot read {self.run_path!r}: {err}. The file may be corrupt: delete '
-                f'it from the cache and download it again.'
-            ) from err
+            model = _read_model(core, self.run_path, where)
+        except ModelNotAvailableError as err:
+            if self.run_path == self.onnx_path:
+                raise
+            warnings.warn(f'{err} Running the original graph {self.onnx_path!r} meanwhile.', RuntimeWarning,
+                          stacklevel=2)
+            self.run_path, self.graph_rewrites = self.onnx_path, []
+            self.graph_note = 'the original graph: OpenVINO could not read its rewrite'
+            model = _read_model(core, self.run_path, where)
         inputs, outputs = model.inputs, model.outputs
         model_input = next((i for i in inputs if i.get_any_name() == 'input'), inputs[0])
         self._input_name = model_input.get_any_name()

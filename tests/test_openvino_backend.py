@@ -100,6 +100,18 @@ def test_openvino_runs_its_own_checked_rewrite(timm_repos, tmp_path, monkeypatch
     assert np.abs(as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino'))
                   - rewritten).max() < 1e-5
 
+    # a cached rewrite OpenVINO cannot read (a damaged file) gives way to the original, with a warning
+    monkeypatch.delenv(graph_cache.REWRITE_ENV)
+    monkeypatch.setattr(openvino_backend, '_models', {})
+    with open(model.run_path, 'wb') as file:
+        file.write(b'not an onnx graph')
+    with pytest.warns(RuntimeWarning, match=r'(?s)OpenVINO cannot read .*rewritten folder.*Running the original graph'):
+        fallback = load_face_quality_model(repo, backend='openvino')
+    assert fallback.run_path == fallback.onnx_path and fallback.graph_rewrites == []
+    assert fallback.graph_note == 'the original graph: OpenVINO could not read its rewrite'
+    assert np.abs(as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino'))
+                  - rewritten).max() < 1e-5
+
 
 def test_openvino_reads_a_local_export(timm_repos):
     repo = timm_repos['caformer_no_onnx']
