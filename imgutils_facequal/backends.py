@@ -10,7 +10,8 @@
   the ``torch`` extra is installed, else an error saying what to install.
 
 ``precision='bf16'`` is an opt-in of the transformers backend (see
-:mod:`imgutils_facequal.transformers_backend`); ``auto`` picks transformers for it.
+:mod:`imgutils_facequal.transformers_backend`) and of the openvino backend (see
+:mod:`imgutils_facequal.openvino_backend`); ``auto`` picks transformers for it.
 """
 import os
 from typing import Optional, Union
@@ -66,9 +67,11 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
         execution provider (default: ``ONNX_MODE``, else CUDA when onnxruntime has it); for
         ``transformers``, the torch device (default: CUDA when available); ``openvino`` runs
         on the CPU only.
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in that
-        runs the model's repeated blocks in bfloat16 (faster on CPUs with AVX512-BF16 or
-        AMX, and on GPUs; see the Performance page for how far it moves the scores).
+    :param precision: ``fp32`` (default) or ``bf16``: the transformers backend's opt-in runs
+        the model's repeated blocks in bfloat16 (faster on CPUs with AVX512-BF16 or AMX, and
+        on GPUs), the openvino backend's the matrix products of the first two stages' blocks
+        (on CPUs with AVX512-BF16 or AMX); see the Performance page for how far they move
+        the scores.
     :raises UnknownModelError: When ``model_name`` cannot be resolved.
     :raises ModelNotAvailableError: When the model's files cannot be had.
     :raises BackendNotAvailableError: When the backend's packages are not installed.
@@ -77,8 +80,9 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
         raise ValueError(f'backend must be one of {", ".join(BACKENDS)}; got {backend!r}.')
     check_precision(precision)
     if precision != 'fp32' and backend == 'onnx':
-        raise ValueError(f"precision={precision!r} runs in torch: pass backend='transformers' (or 'auto'), "
-                         f"with the torch extra installed. The onnx backend runs fp32.")
+        raise ValueError(f"precision={precision!r} runs in torch or OpenVINO: pass backend='transformers' (or "
+                         f"'auto'), with the torch extra installed, or backend='openvino', with the openvino extra. "
+                         f"The onnx backend runs fp32.")
     source = resolve_model(model_name, revision=revision)
     if backend == 'openvino':
         return get_openvino_model(exported_source(source) or source, device, precision)

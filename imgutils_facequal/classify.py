@@ -49,7 +49,7 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, rev
         size (default :data:`imgutils_facequal.detect.DEFAULT_MARGIN`).
     :param backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto``.
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+    :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in (see
         :func:`imgutils_facequal.backends.load_face_quality_model`).
     :return: ``{class: probability}`` for every class of the model, in the model's own class
         order, summing to 1.

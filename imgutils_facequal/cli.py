@@ -49,8 +49,8 @@ def scoring_options(function):
                      show_default=True, help='Inference backend.'),
         click.option('--device', default=None, help='cpu, cuda, cuda:1... (default: the backend picks).'),
         click.option('--precision', type=click.Choice(['fp32', 'bf16']), default='fp32', show_default=True,
-                     help='bf16: the transformers backend runs the model\'s blocks in bfloat16 (opt-in, needs '
-                          '--backend transformers; faster on CPUs with AVX512-BF16 or AMX).'),
+                     help='bf16: the model\'s blocks run in bfloat16 (opt-in, needs --backend transformers, or '
+                          '--backend openvino for the first two stages; faster on CPUs with AVX512-BF16 or AMX).'),
         click.option('--detector', default='face', show_default=True,
                      help='Registered detector (see the plugins command).'),
         click.option('--crop', type=click.Choice(CROP_MODES), default=None,
@@ -190,6 +190,8 @@ def score(paths, output, fmt, visualize, quiet, **kwargs):
                                           precision=options['precision']).classes
     except FaceQualityError as err:
         _fail(str(err))
+    except ValueError as err:  # options that do not go together, such as a precision the model cannot run
+        _fail(str(err), EXIT_USAGE)
     progress = Progress(len(todo), quiet, done_before=len(images) - len(todo))
     stream = open(output, 'a', encoding='utf-8', newline='') if output else sys.stdout
     interrupted = False
@@ -204,6 +206,8 @@ def score(paths, output, fmt, visualize, quiet, **kwargs):
         interrupted = True
     except FaceQualityError as err:
         _fail(str(err))
+    except ValueError as err:  # raised before any image: options that do not go together
+        _fail(str(err), EXIT_USAGE)
     finally:
         if output:
             stream.close()
@@ -284,6 +288,8 @@ def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry
         interrupted = True
     except FaceQualityError as err:
         _fail(str(err))
+    except ValueError as err:  # raised before any image: options that do not go together
+        _fail(str(err), EXIT_USAGE)
     _finish(progress, interrupted, None if quiet else (
         f'{"Would keep" if dry_run else "Kept"} {kept} of {progress.images} images'
         f'{"" if dry_run else f" ({verb} to {out_dir})"}.'))
@@ -337,6 +343,8 @@ def crop(paths, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
         interrupted = True
     except FaceQualityError as err:
         _fail(str(err))
+    except ValueError as err:  # raised before any image: options that do not go together
+        _fail(str(err), EXIT_USAGE)
     _finish(progress, interrupted, None if quiet else f'Wrote {written} crops to {out_dir}.')
 
 

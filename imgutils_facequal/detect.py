@@ -196,7 +196,7 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
     :param backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto`` (see
         :func:`imgutils_facequal.backends.load_face_quality_model`).
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+    :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in (see
         :func:`imgutils_facequal.backends.load_face_quality_model`).
     :return: One :class:`FaceQualityResult` per face, in the detector's order.
 

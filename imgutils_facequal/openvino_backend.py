@@ -45,12 +45,14 @@ from .transformers_backend import check_precision
 if TYPE_CHECKING:  # annotations only: numpy is imported on first use
     import numpy as np
 
-__all__ = ['FaceQualityOpenVINOModel', 'get_openvino_model', 'require_openvino_extra']
+__all__ = ['FaceQualityOpenVINOModel', 'get_openvino_model', 'require_openvino_extra', 'products_in_bf16',
+           'BF16_PRODUCTS']
 
 _OPENVINO_EXTRA = "pip install 'imgutils-facequal[openvino]'"
-#: OpenVINO's names for this package's precisions.
-_INFERENCE_PRECISION = {'fp32': 'f32', 'bf16': 'bf16'}
 _OPENVINO_FOR_FUSED_OPERATORS = '2026.3'  # com.microsoft.MultiHeadAttention, in the package's exports
+#: The products ``precision='bf16'`` runs in bf16: those of the blocks of stages 0 and 1
+#: (timm's MetaFormer node names), the only part whose bf16 kept to the agreement bar.
+BF16_PRODUCTS = r'/stages\.[01]/blocks/'
 
 
 def require_openvino_extra():
@@ -96,6 +98,39 @@ def _read_model(core, path: str, where: str):
         ) from err
 
 
+def products_in_bf16(model, pattern: str) -> int:
+    """Feed bf16 to the matrix products and convolutions of an OpenVINO ``model`` whose names
+    match ``pattern``, converting their results back to fp32, in place; returns how many.
+
+    Compiled with an fp32 inference precision, only those products then run in bf16 (on
+    AMX or AVX512-BF16), as torch's autocast would run them.
+    """
+    import re
+
+    import openvino
+    try:
+        from openvino import opset13 as ops
+    except ImportError:  # OpenVINO before 2024.2
+        from openvino.runtime import opset13 as ops
+    converted = 0
+    for node in list(model.get_ordered_ops()):
+        if node.get_type_name() not in ('MatMul', 'Convolution') or not re.search(pattern, node.get_friendly_name()):
+            continue
+        for port in node.inputs():
+            source = port.get_source_output()
+            if source.get_element_type() == openvino.Type.f32:
+                port.replace_source_output(ops.convert(source, 'bf16').output(0))
+        consumers = list(node.output(0).get_target_inputs())
+        node.validate_and_infer_types()
+        back = ops.convert(node.output(0), 'f32').output(0)
+        for consumer in consumers:
+            consumer.replace_source_output(back)
+        converted += 1
+    if converted:
+        model.validate_nodes_and_infer_types()
+    return converted
+
+
 def _check_device(device: Optional[str]) -> None:
     if device not in (None, 'cpu'):
         raise ValueError(f"backend='openvino' runs on the CPU; got device={device!r}. For a GPU use "
@@ -109,13 +144,16 @@ class FaceQualityOpenVINOModel:
     (forward passes take turns: each already uses every core). ``onnx_path`` is the model's
     ONNX file, ``run_path`` the one it compiled (``onnx_path`` or its checked rewrite,
     ``graph_rewrites`` saying what changed), ``requests`` how many crops OpenVINO scores at
-    once, ``precision`` ``fp32`` (``bf16`` only for measuring it: see the module docs).
+    once, ``precision`` ``fp32`` or ``bf16`` (the products of the first two stages' blocks in
+    bf16, see the module docs; ``whole_graph_bf16=True`` runs every layer in bf16 instead,
+    only for the benchmarks that measure it).
     """
 
     device = 'cpu'
 
-    def __init__(self, source: ModelSource, precision: str = 'fp32'):
+    def __init__(self, source: ModelSource, precision: str = 'fp32', whole_graph_bf16: bool = False):
         check_precision(precision)
+        self.whole_graph_bf16 = precision == 'bf16' and whole_graph_bf16
         openvino = require_openvino_extra()
         self.source = source
         self.precision = precision
@@ -130,12 +168,6 @@ class FaceQualityOpenVINOModel:
         self.transform = create_stage_transform(self.stages, where)
 
         core = openvino.Core()
-        if precision == 'bf16' and 'BF16' not in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'):
-            raise ValueError(
-                f"precision='bf16' with backend='openvino' needs a CPU with bfloat16 instructions "
-                f"(AVX512-BF16 or AMX), and this one ({core.get_property('CPU', 'FULL_DEVICE_NAME')}) has "
-                f"none: OpenVINO would run fp32. Use precision='fp32'."
-            )
         graph = choose_graph(self.onnx_path, 'openvino', _open_check_session(where),
                              lambda: self.preprocess(check_images()))
         self.run_path, self.graph_rewrites, self.graph_note = graph.path, graph.rewrites, graph.note
@@ -158,6 +190,22 @@ class FaceQualityOpenVINOModel:
         # one crop per request: fixed shapes compile to faster kernels, and requests run side by side
         shape = model_input.get_partial_shape()  # indexed one by one: OpenVINO 2024 takes no slices
         model.reshape({self._input_name: openvino.PartialShape([1] + [shape[i] for i in range(1, len(shape))])})
+        #: How many matrix products and convolutions run in bf16 (``precision='bf16'``).
+        self.bf16_products = 0
+        if precision == 'bf16' and not self.whole_graph_bf16:
+            self.bf16_products = products_in_bf16(model, BF16_PRODUCTS)
+            if not self.bf16_products:
+                raise ValueError(
+                    f"{where}: precision='bf16' with backend='openvino' runs the matrix products of the first two "
+                    f"stages' blocks in bf16, and this graph has none (no MatMul or Convolution named like "
+                    f"{BF16_PRODUCTS!r}, as timm's MetaFormer models export them). Use precision='fp32'."
+                )
+        if precision == 'bf16' and 'BF16' not in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'):
+            raise ValueError(
+                f"precision='bf16' with backend='openvino' needs a CPU with bfloat16 instructions "
+                f"(AVX512-BF16 or AMX), and this one ({core.get_property('CPU', 'FULL_DEVICE_NAME')}) has "
+                f"none: OpenVINO would run fp32. Use precision='fp32'."
+            )
         self._core, self._model = core, model
         self.compiled = self._compile('THROUGHPUT')
         #: Crops scored at once (OpenVINO's CPU streams); batches are best a multiple of it.
@@ -170,8 +218,10 @@ class FaceQualityOpenVINOModel:
         self.run_count = 0
 
     def _compile(self, hint: str):
-        return self._core.compile_model(self._model, 'CPU', {
-            'INFERENCE_PRECISION_HINT': _INFERENCE_PRECISION[self.precision], 'PERFORMANCE_HINT': hint})
+        # the bf16 opt-in converts its products explicitly; everything else stays fp32
+        precision = 'bf16' if self.whole_graph_bf16 else 'f32'
+        return self._core.compile_model(self._model, 'CPU', {'INFERENCE_PRECISION_HINT': precision,
+                                                             'PERFORMANCE_HINT': hint})
 
     def _keep_output(self, request, index: int) -> None:
         self._outputs[index] = request.get_output_tensor(self._output_index).data.copy()
@@ -212,15 +262,9 @@ _models_lock = threading.Lock()
 
 def get_openvino_model(source: ModelSource, device: Optional[str] = None,
                        precision: str = 'fp32') -> FaceQualityOpenVINOModel:
-    """The cached fp32 :class:`FaceQualityOpenVINOModel` for a source."""
+    """The cached :class:`FaceQualityOpenVINOModel` for a source and precision."""
     _check_device(device)
     check_precision(precision)
-    if precision != 'fp32':
-        raise ValueError(
-            "backend='openvino' runs fp32: its bf16 moved the benchmark's probabilities by up to 0.085, past the "
-            "0.02 an opt-in must keep to (see the Performance page). For bf16 use backend='transformers' "
-            "(the torch extra), or precision='fp32'."
-        )
     require_openvino_extra()
     key = (source.repo_id, source.revision, source.local_dir, precision)
     model = _models.get(key)

@@ -137,7 +137,7 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
     :param concurrent_detections: Threads that run the detectors, each on one image at a
         time with its own sessions (imgutils keeps them per thread). One is fastest with
         imgutils' CPU sessions, which already use every core (``benchmarks/gpu_performance.py``).
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers backend's opt-in (see
+    :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in (see
         :func:`imgutils_facequal.backends.load_face_quality_model`).
     """
     if any(value is not None and value < 1 for value in (batch_size, workers, concurrent_detections)):
