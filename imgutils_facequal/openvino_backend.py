@@ -7,7 +7,7 @@ the same ``model.onnx`` as the ONNX backend (or a local export of it) and needs 
   checked against the original with onnxruntime and cached like the ONNX backend's
   rewrite (:mod:`~imgutils_facequal.graph_cache`): layer norms fused, and the
   convolutional stages channels-last, carried as rows of tokens, which OpenVINO keeps in
-  one memory layout instead of reordering them before every layer norm (1.07 x to 1.09 x
+  one memory layout instead of reordering them before every layer norm (1.07 x to 1.12 x
   on the benchmark's Xeon). ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` turns it off.
 
 * Each crop is its own inference request, and OpenVINO runs as many at once as it has CPU
@@ -15,16 +15,18 @@ the same ``model.onnx`` as the ONNX backend (or a local export of it) and needs 
   spread over the cores with no thread waiting for another. Crops left over when a batch
   is not a multiple of the streams (a frame with one face, say) run one at a time on a
   second compilation that gives every core to one request, made when first needed.
-* It runs fp32, pinned: on CPUs with AMX, OpenVINO's own default would be bf16. bf16
-  (OpenVINO runs the whole graph in it, on CPUs with AVX512-BF16 or AMX) was 3 x to 3.6 x
-  faster on the benchmark's Xeon but moved probabilities by up to 0.085 against fp32,
-  past the 0.02 bar an opt-in must meet (see the Performance page), so
-  :func:`~imgutils_facequal.backends.load_face_quality_model` refuses
-  ``precision='bf16'`` with this backend. :class:`FaceQualityOpenVINOModel` still takes
-  it, for the benchmarks that measure it (``benchmarks/quantization_check.py
-  --openvino-bf16``). Only the blocks' products in bf16, as the transformers opt-in runs,
-  came closer (up to 0.032) but not within the bar; only those of stages 0 and 1 kept within
-  it, for 1.2 x to 1.3 x (``benchmarks/openvino_precision.py``).
+* It runs fp32 by default, pinned: on CPUs with AMX, OpenVINO's own default would be bf16,
+  which runs the whole graph in bf16 and moved probabilities by up to 0.085 against fp32
+  on the benchmark's crops, past the 0.02 bar an opt-in must meet (see the Performance
+  page). ``precision='bf16'`` is the opt-in that keeps to it: only the matrix products
+  and convolutions of the blocks of the first two stages (:data:`BF16_PRODUCTS`) get bf16
+  inputs, through explicit conversions, and everything else stays fp32
+  (:func:`products_in_bf16`). It needs a CPU with AVX512-BF16 or AMX, and a graph with
+  timm's MetaFormer stages. Wider bf16 (all blocks' products, as the transformers opt-in
+  runs) moved probabilities past the bar: OpenVINO's bf16 products land further from the
+  exact product than torch's (``benchmarks/openvino_precision.py``).
+  :class:`FaceQualityOpenVINOModel` also takes ``whole_graph_bf16=True``, for the
+  benchmarks that measure it.
 * It needs OpenVINO 2026.3 or later for the package's own exports (their fused attention is
   onnxruntime's ``com.microsoft.MultiHeadAttention``); earlier versions read the published
   graphs, and stop on an export with a message saying to upgrade.

@@ -270,3 +270,11 @@ def test_models_download_plugins_version_help(tmp_path):
         help_text = run(command, '--help', check_code=0).stdout
         assert help_text.startswith(f'Usage: imgutils-facequal {command}')
     assert run('score', check_code=2).returncode == 2
+
+
+def test_options_that_do_not_go_together_are_usage_errors(folder, tmp_path):
+    root, _ = folder
+    for command in (['score', root], ['filter', root, '--out', tmp_path / 'kept', '--min-quality', 'ok'],
+                    ['crop', root, '--out', tmp_path / 'crops']):
+        result = run(*command, '--precision', 'bf16', '--backend', 'onnx', check_code=2)
+        assert "precision='bf16' runs in torch or OpenVINO" in result.stderr and 'Traceback' not in result.stderr
