@@ -80,27 +80,10 @@ def marked_in_ir(core, onnx_path: str, work_dir: str):
 
 def explicit_bf16_products(core, onnx_path: str, where: str = ''):
     """The fp32 graph with its products (those whose node names match ``where``) fed bf16 and
-    their results converted back to fp32."""
-    import openvino
-    import openvino.opset13 as ops
+    their results converted back to fp32, as the openvino backend's opt-in does for its own."""
+    from imgutils_facequal.openvino_backend import products_in_bf16
     model = read_static(core, onnx_path)
-    converted = 0
-    for node in list(model.get_ordered_ops()):
-        if node.get_type_name() not in PRODUCTS or not re.search(where, node.get_friendly_name()):
-            continue
-        converted += 1
-        for port in node.inputs():
-            source = port.get_source_output()
-            if source.get_element_type() == openvino.Type.f32:
-                port.replace_source_output(ops.convert(source, 'bf16').output(0))
-        result = node.output(0)
-        consumers = list(result.get_target_inputs())
-        node.validate_and_infer_types()
-        back = ops.convert(result, 'f32').output(0)
-        for consumer in consumers:
-            consumer.replace_source_output(back)
-    model.validate_nodes_and_infer_types()
-    if not converted:
+    if not products_in_bf16(model, where):
         raise SystemExit(f'{onnx_path}: no MatMul or Convolution named like {where!r}')
     return model
 
