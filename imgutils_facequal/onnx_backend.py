@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only: numpy is imported on first use
     import numpy as np
 
 __all__ = ['FaceQualityOnnxModel', 'get_onnx_model', 'probabilities_from_output', 'checked_probabilities',
-           'read_classes']
+           'read_classes', 'open_onnx_session']
 
 _PROBABILITY_TOLERANCE = 1e-3
 
@@ -87,6 +87,18 @@ def read_classes(source: ModelSource, metadata: Dict[str, str]) -> Tuple[List[st
     )
 
 
+def open_onnx_session(path: str, mode: Optional[str], where: str):
+    """imgutils' onnxruntime session of ``path`` (``mode``: its provider), with an error that says what to do."""
+    from imgutils.utils import open_onnx_model
+    try:
+        return open_onnx_model(path, mode=mode)
+    except Exception as err:
+        raise ModelNotAvailableError(
+            f'{where}: onnxruntime cannot open {path!r}: {err}. The file may be '
+            f'corrupt: delete it from the cache and download it again.'
+        ) from err
+
+
 class FaceQualityOnnxModel:
     """A loaded face-quality classifier: its session, classes and preprocessing.
 
@@ -98,8 +110,6 @@ class FaceQualityOnnxModel:
     """
 
     def __init__(self, source: ModelSource, provider_mode: Optional[str] = None):
-        from imgutils.utils import open_onnx_model
-
         self.source = source
         where = f'Model {source.model_name!r} ({source.location})'
         onnx_path = fetch_model_file(
@@ -114,13 +124,7 @@ class FaceQualityOnnxModel:
         self.transform = create_stage_transform(self.stages, where)
 
         def open_session(path, mode=provider_mode):
-            try:
-                return open_onnx_model(path, mode=mode)
-            except Exception as err:
-                raise ModelNotAvailableError(
-                    f'{where}: onnxruntime cannot open {path!r}: {err}. The file may be '
-                    f'corrupt: delete it from the cache and download it again.'
-                ) from err
+            return open_onnx_session(path, mode, where)
 
         def check_batch():
             from .export import check_images

@@ -40,7 +40,7 @@ from .export import check_images
 from .files import fetch_model_file, read_json_file
 from .graph_cache import choose_graph
 from .models import ModelSource
-from .onnx_backend import checked_probabilities, read_classes
+from .onnx_backend import checked_probabilities, open_onnx_session, read_classes
 from .preprocess import create_stage_transform, images_to_batch
 from .transformers_backend import check_precision
 
@@ -67,18 +67,6 @@ def require_openvino_extra():
             f"Install the openvino extra: {_OPENVINO_EXTRA}"
         ) from err
     return openvino
-
-
-def _open_check_session(where: str):
-    """Opens an onnxruntime CPU session of a path, to check the rewrite against the original."""
-    def open_session(path):
-        from imgutils.utils import open_onnx_model
-        try:
-            return open_onnx_model(path, mode='cpu')
-        except Exception as err:
-            raise ModelNotAvailableError(f'{where}: onnxruntime cannot open {path!r}: {err}. The file may be '
-                                         f'corrupt: delete it from the cache and download it again.') from err
-    return open_session
 
 
 def _read_model(core, path: str, where: str):
@@ -170,7 +158,7 @@ class FaceQualityOpenVINOModel:
         self.transform = create_stage_transform(self.stages, where)
 
         core = openvino.Core()
-        graph = choose_graph(self.onnx_path, 'openvino', _open_check_session(where),
+        graph = choose_graph(self.onnx_path, 'openvino', lambda path: open_onnx_session(path, 'cpu', where),
                              lambda: self.preprocess(check_images()))
         self.run_path, self.graph_rewrites, self.graph_note = graph.path, graph.rewrites, graph.note
         try:
