@@ -27,14 +27,14 @@ def build_hub(with_caformer: bool = True, published_onnx: bool = True) -> dict:
     ``published_onnx=False`` leaves out the published-style ``model.onnx`` (and with it the
     repository that carries one), for runs that only use the transformers backend.
     """
-    from fake_hub import (FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, face_detector_files, head_detector_files,
+    from tests.support.fake_hub import (FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, face_detector_files, head_detector_files,
                           write_repo)
     marker = os.path.join(WORK, 'built')
     if not os.path.exists(marker):
         write_repo(os.environ['HF_HUB_CACHE'], FACE_DETECTOR_REPO, face_detector_files())
         write_repo(os.environ['HF_HUB_CACHE'], HEAD_DETECTOR_REPO, head_detector_files())
         if with_caformer:
-            from timm_repos import timm_repo_files
+            from tests.support.timm_repos import timm_repo_files
             files = timm_repo_files('caformer_s36', size=384, seed=0, with_onnx=published_onnx)
             if published_onnx:
                 write_repo(os.environ['HF_HUB_CACHE'], CAFORMER_REPO, files)
@@ -73,7 +73,7 @@ def openvino_graph_as_published(model_name: str):
 
 def write_frames(directory: str, count: int, faces_per_image: int, size=(640, 384)):
     """Frames with heads and faces on the tiny detectors' grids; returns the paths."""
-    from fake_hub import CLASS_COLOURS, draw_scene
+    from tests.support.fake_hub import CLASS_COLOURS, draw_scene
     os.makedirs(directory, exist_ok=True)
     colours = list(CLASS_COLOURS.values())
     cells = [(0, 0), (2, 0), (0, 2), (2, 2)]

@@ -38,8 +38,8 @@ def main():
     parser.add_argument('--out', default=os.path.join(ROOT, 'benchmarks', 'results', 'parity_caformer_s36.json'))
     args = parser.parse_args()
 
-    from fake_hub import write_repo
-    from timm_repos import timm_repo_files
+    from tests.support.fake_hub import write_repo
+    from tests.support.timm_repos import timm_repo_files
     from test_backends import varied_images
 
     started = time.perf_counter()

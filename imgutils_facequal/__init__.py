@@ -3,13 +3,14 @@
 Importing the package is cheap: numpy, onnxruntime, imgutils and the hub client are
 imported on first use, and torch never on the ONNX path.
 
-Example::
+Example:
 
     >>> from imgutils_facequal import classify_face_quality
     >>> classify_face_quality('face.png')  # doctest: +SKIP
     ('good', 0.8875)
 """
-from .backends import BACKENDS, CPU_BATCH_SIZE, GPU_BATCH_SIZE, default_batch_size, load_face_quality_model
+from .backends import (BACKENDS, CPU_BATCH_SIZE, GPU_BATCH_SIZE, PRECISIONS, FaceQualityClassifier,
+                       load_face_quality_model)
 from .classify import (
     classify_face_quality,
     classify_face_quality_batch,
@@ -17,22 +18,16 @@ from .classify import (
     classify_face_quality_score_batch,
     classify_face_quality_value,
 )
-from .detect import (
-    CROP_MODES,
-    DEFAULT_MARGIN,
-    FaceQualityResult,
-    FaceTags,
-    NoFaceFoundError,
-    detect_face_quality,
-    tag_faces,
-    visualize_face_quality,
-)
+from .detect import FaceTags, detect_face_quality, tag_faces, visualize_face_quality
 from .errors import (
     BackendNotAvailableError,
+    ExportCheckError,
     FaceQualityError,
     ImageLoadError,
     MissingModelFileError,
     ModelNotAvailableError,
+    NoFaceFoundError,
+    PluginError,
     UnknownModelError,
 )
 from .evaluate import (
@@ -43,8 +38,8 @@ from .evaluate import (
     read_hf_dataset,
     read_labelled_folder,
 )
-from .export import ExportCheckError, export_onnx, exports_dir
-from .hookspecs import hookimpl
+from .export import export_onnx
+from .home import exports_dir
 from .models import (
     DEFAULT_MODEL,
     FaceQualityModelInfo,
@@ -52,8 +47,18 @@ from .models import (
     list_face_quality_models,
     resolve_model,
 )
-from .plugins import PluginError, list_detectors, list_plugins, list_taggers, register_plugin, unregister_plugin
+from .pipeline import find_images, score_images
+from .plugins import list_detectors, list_plugins, list_taggers, register_plugin, unregister_plugin
+from .plugins.hookspecs import hookimpl
 from .quality import QUALITY_ORDER, face_quality_value
+from .scoring import (
+    CROP_MODES,
+    DEFAULT_MARGIN,
+    FaceLocator,
+    FaceQualityDetector,
+    FaceQualityResult,
+    load_face_quality_detector,
+)
 
 __version__ = '0.1.0'
 
@@ -61,23 +66,27 @@ __all__ = [
     'BACKENDS',
     'BackendNotAvailableError',
     'CROP_MODES',
+    'CPU_BATCH_SIZE',
     'CropRobustnessReport',
     'CropSetting',
-    'DEFAULT_SETTINGS',
-    'CPU_BATCH_SIZE',
     'DEFAULT_MARGIN',
     'DEFAULT_MODEL',
+    'DEFAULT_SETTINGS',
     'ExportCheckError',
+    'FaceLocator',
+    'FaceQualityClassifier',
+    'FaceQualityDetector',
     'FaceQualityError',
-    'GPU_BATCH_SIZE',
     'FaceQualityModelInfo',
     'FaceQualityResult',
     'FaceTags',
+    'GPU_BATCH_SIZE',
     'ImageLoadError',
     'MissingModelFileError',
     'ModelNotAvailableError',
     'NoFaceFoundError',
     'PluginError',
+    'PRECISIONS',
     'QUALITY_ORDER',
     'UnknownModelError',
     'classify_face_quality',
@@ -85,23 +94,25 @@ __all__ = [
     'classify_face_quality_score',
     'classify_face_quality_score_batch',
     'classify_face_quality_value',
-    'default_batch_size',
     'detect_face_quality',
     'evaluate_crop_robustness',
     'export_onnx',
     'exports_dir',
     'face_quality_value',
+    'find_images',
     'get_face_quality_model_info',
     'hookimpl',
     'list_detectors',
     'list_face_quality_models',
     'list_plugins',
     'list_taggers',
+    'load_face_quality_detector',
     'load_face_quality_model',
     'read_hf_dataset',
     'read_labelled_folder',
     'register_plugin',
     'resolve_model',
+    'score_images',
     'tag_faces',
     'unregister_plugin',
     'visualize_face_quality',

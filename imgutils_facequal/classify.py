@@ -6,18 +6,20 @@ object or a PIL image) and decodes it once. Common options:
 * ``model_name``: a registered name (default ``caformer_s36.head_crop``), a hub
   repository id or a local directory; ``revision``: its hub revision.
 * ``backend``: ``onnx`` (default, no torch), ``openvino``, ``transformers`` or ``auto``; ``device``:
-  ``cpu`` or ``cuda`` (see :func:`imgutils_facequal.backends.load_face_quality_model`).
+  ``cpu`` or ``cuda`` (see :func:`imgutils_facequal.load_face_quality_model`).
 * ``crop``: ``full`` (default) scores the image as given, for images that are face crops
   already (or whole frames, for the baseline ``caformer_s36``); ``head`` or ``face``
   first finds the largest face and scores the crop around it; ``margin`` sets its margin.
 """
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .backends import DEFAULT_BACKEND, default_batch_size, load_face_quality_model
-from .errors import ImageLoadError
-from .models import DEFAULT_MODEL, resolve_model
-from .preprocess import describe_image_input, load_rgb_image
+from .backends import DEFAULT_BACKEND, load_face_quality_model, top_class
+from .errors import ImageLoadError, NoFaceFoundError
+from .geometry import box_area
+from .images import describe_image_input, load_rgb_image
+from .models import DEFAULT_MODEL
 from .quality import face_quality_value
+from .scoring import DEFAULT_MARGIN, FaceQualityDetector
 
 __all__ = [
     'classify_face_quality_score',
@@ -25,12 +27,7 @@ __all__ = [
     'classify_face_quality_value',
     'classify_face_quality_score_batch',
     'classify_face_quality_batch',
-    'load_face_quality_model',
 ]
-
-def _top(scores: Dict[str, float]) -> Tuple[str, float]:
-    label = max(scores, key=scores.__getitem__)
-    return label, scores[label]
 
 
 def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
@@ -46,11 +43,11 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, rev
         finds the largest face with the ``face`` detector and scores the crop around it
         (see :func:`imgutils_facequal.detect_face_quality`).
     :param margin: Margin per side for ``head`` and ``face`` crops, as a multiple of the box
-        size (default :data:`imgutils_facequal.detect.DEFAULT_MARGIN`).
+        size (default ``DEFAULT_MARGIN``, 0.5).
     :param backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto``.
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
     :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in (see
-        :func:`imgutils_facequal.backends.load_face_quality_model`).
+        :func:`imgutils_facequal.load_face_quality_model`).
     :return: ``{class: probability}`` for every class of the model, in the model's own class
         order, summing to 1.
     :raises NoFaceFoundError: With ``crop='head'`` or ``'face'``, when no face is found.
@@ -79,7 +76,7 @@ def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL, revision:
         >>> classify_face_quality('face.png')  # doctest: +SKIP
         ('good', 0.8875)
     """
-    return _top(classify_face_quality_score(image, model_name=model_name, revision=revision, crop=crop,
+    return top_class(classify_face_quality_score(image, model_name=model_name, revision=revision, crop=crop,
                                             margin=margin, backend=backend, device=device, precision=precision))
 
 
@@ -104,18 +101,12 @@ def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL, rev
                                                           precision=precision))
 
 
-def _face_region(decoded, original: Any, crop: str, margin: Optional[float]):
-    """The decoded image itself for ``crop='full'``, else the crop around its largest face."""
-    if crop == 'full':
-        return decoded
-    from .detect import DEFAULT_MARGIN, NoFaceFoundError, locate_faces
-    from .geometry import box_area
-    locations = locate_faces(decoded, detector='face', crop=crop,
-                             margin=DEFAULT_MARGIN if margin is None else margin)
+def _largest_face_crop(faces: FaceQualityDetector, decoded, original: Any):
+    locations = faces.locator.locate(decoded)
     if not locations:
         raise NoFaceFoundError(
-            f'No face found in image {describe_image_input(original)}, so there is no {crop!r} crop to '
-            f'score. Pass the face crop itself with crop="full", or use detect_face_quality to score '
+            f'No face found in image {describe_image_input(original)}, so there is no {faces.locator.crop!r} crop '
+            f'to score. Pass the face crop itself with crop="full", or use detect_face_quality to score '
             f'every face an image has (none here).'
         )
     largest = max(locations, key=lambda location: box_area(location.bbox))
@@ -130,8 +121,7 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
     """Class probabilities for many face images, ``batch_size`` images per forward pass.
 
     :param images: Face images, each anything :func:`classify_face_quality_score` takes.
-    :param batch_size: Images per forward pass; default 2 on a CPU, 32 on a GPU (see
-        :func:`imgutils_facequal.backends.default_batch_size`).
+    :param batch_size: Images per forward pass; default 2 on a CPU, 32 on a GPU.
     :return: One ``{class: probability}`` per input, in input order.
     :raises ImageLoadError: When an input cannot be read; the message gives its index and name.
 
@@ -146,23 +136,23 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
     """
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}.')
-    if crop != 'full':
-        from .detect import warn_if_framing_sensitive
-        warn_if_framing_sensitive(resolve_model(model_name, revision=revision), crop)
     model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
                                     precision=precision)
-    batch_size = batch_size or default_batch_size(model)
+    faces = None if crop == 'full' else FaceQualityDetector(
+        model, crop=crop, margin=DEFAULT_MARGIN if margin is None else margin)
+    batch_size = batch_size or model.default_batch_size
     images = list(images)
     results: List[Dict[str, float]] = []
     for offset in range(0, len(images), batch_size):
         decoded = []
         for index, image in enumerate(images[offset:offset + batch_size], start=offset):
             try:
-                decoded.append(_face_region(load_rgb_image(image), image, crop, margin))
+                region = load_rgb_image(image)
             except ImageLoadError as err:
                 if len(images) == 1:
                     raise
                 raise ImageLoadError(f'Input #{index}: {err}') from err
+            decoded.append(region if faces is None else _largest_face_crop(faces, region, image))
         results.extend(model.scores(decoded))
     return results
 
@@ -177,6 +167,6 @@ def classify_face_quality_batch(images: Iterable[Any], model_name: str = DEFAULT
     Same arguments as :func:`classify_face_quality_score_batch`; one ``(class, probability)``
     per input, in input order.
     """
-    return [_top(scores) for scores in classify_face_quality_score_batch(
+    return [top_class(scores) for scores in classify_face_quality_score_batch(
         images, model_name=model_name, revision=revision, batch_size=batch_size, crop=crop, margin=margin,
         backend=backend, device=device, precision=precision)]

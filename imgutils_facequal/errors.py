@@ -1,7 +1,8 @@
 """Exceptions raised by imgutils-facequal.
 
 Every error says what was asked, what went wrong and what to do next, so that the
-message alone is enough to fix the problem.
+message alone is enough to fix the problem. Each derives from a builtin as well, so
+``except ValueError`` or ``except OSError`` catches what it should.
 """
 
 __all__ = [
@@ -11,6 +12,9 @@ __all__ = [
     'MissingModelFileError',
     'BackendNotAvailableError',
     'ImageLoadError',
+    'NoFaceFoundError',
+    'PluginError',
+    'ExportCheckError',
 ]
 
 
@@ -26,13 +30,25 @@ class ModelNotAvailableError(FaceQualityError, OSError):
     """A model's files cannot be had: offline and not cached, unknown repo, missing file."""
 
 
-class ImageLoadError(FaceQualityError, ValueError):
-    """An input could not be read as an image."""
-
-
 class MissingModelFileError(ModelNotAvailableError):
     """The repository or directory does not have a file the backend needs (e.g. ``model.onnx``)."""
 
 
 class BackendNotAvailableError(FaceQualityError, ImportError):
     """A backend's packages are not installed; the message names the extra to install."""
+
+
+class ImageLoadError(FaceQualityError, ValueError):
+    """An input could not be read as an image."""
+
+
+class NoFaceFoundError(FaceQualityError, ValueError):
+    """A crop around a face was asked for, but the detector found no face in the image."""
+
+
+class PluginError(FaceQualityError, ValueError):
+    """A detector or tagger is unknown, misbehaves, or two plugins register the same name."""
+
+
+class ExportCheckError(FaceQualityError):
+    """The exported ONNX model does not reproduce torch's output; nothing was written."""

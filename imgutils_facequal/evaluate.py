@@ -26,7 +26,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .backends import DEFAULT_BACKEND, load_face_quality_model, top_class
+from .errors import BackendNotAvailableError
+from .geometry import box_area, random_margin_crop_box
+from .images import load_rgb_image
 from .models import DEFAULT_MODEL
+from .plugins import get_detector
 
 __all__ = [
     'CropSetting',
@@ -98,7 +103,6 @@ class LabelledImage:
     name: str
 
     def load(self):
-        from .preprocess import load_rgb_image
         return load_rgb_image(self.image() if callable(self.image) else self.image)
 
 
@@ -160,7 +164,6 @@ def read_hf_dataset(path_or_name: str, split: str = 'test', image_column: str = 
     try:
         import datasets
     except ImportError as err:
-        from .errors import BackendNotAvailableError
         raise BackendNotAvailableError(
             "Reading a Hugging Face data set needs the datasets package: pip install 'imgutils-facequal[eval]'"
         ) from err
@@ -204,7 +207,6 @@ def crop_draws(seed: int, index: int) -> Tuple[float, float, float, float]:
 def setting_crop_boxes(head_bbox: Sequence[float], image_size: Sequence[int], settings: Sequence[CropSetting],
                        draws: Sequence[float]) -> List[Tuple[int, int, int, int]]:
     """The crop box of every setting for one image, all from the same draws."""
-    from .geometry import random_margin_crop_box
     return [random_margin_crop_box(head_bbox, setting.max_margin, image_size, draws) for setting in settings]
 
 
@@ -334,15 +336,13 @@ class CropRobustnessReport:
 
 
 def _largest_head(image, head_detector: str):
-    from .geometry import box_area
-    from .plugins import get_detector
     detections = get_detector(head_detector)(image)
     return max((bbox for bbox, _, _ in detections), key=box_area, default=None)
 
 
 def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[str] = (DEFAULT_MODEL,),
                              settings: Sequence[CropSetting] = DEFAULT_SETTINGS, seed: int = 0,
-                             batch_size: Optional[int] = None, limit: Optional[int] = None, backend: str = 'onnx',
+                             batch_size: Optional[int] = None, limit: Optional[int] = None, backend: str = DEFAULT_BACKEND,
                              device: Optional[str] = None, head_detector: str = 'head',
                              progress: Optional[bool] = None) -> CropRobustnessReport:
     """Run the card's crop-robustness protocol (see the module docs) on labelled images.
@@ -356,13 +356,11 @@ def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[
     :param head_detector: Detector for images without a head box (largest head found).
     :param progress: Show a progress bar (default: when stderr is a terminal).
     """
-    from .backends import default_batch_size, load_face_quality_model
-
     settings = list(settings)
     if len({setting.name for setting in settings}) != len(settings):
         raise ValueError('Crop setting names must be unique.')
     loaded = [load_face_quality_model(name, backend=backend, device=device) for name in models]
-    batch_size = batch_size or default_batch_size(loaded[0])
+    batch_size = batch_size or loaded[0].default_batch_size
     classes = list(loaded[0].classes)
     for name, model in zip(models, loaded):
         if sorted(model.classes) != sorted(classes):
@@ -379,7 +377,7 @@ def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[
         crops = [crop for _, _, crop in batch]
         for name, model in zip(models, loaded):
             for (setting, _, _), scores in zip(batch, model.scores(crops)):
-                predictions[(name, setting)].append(max(scores, key=scores.__getitem__))
+                predictions[(name, setting)].append(top_class(scores)[0])
         for setting, label, _ in batch:
             truths[setting].append(label)
 

@@ -18,89 +18,21 @@ import tempfile
 import warnings
 from typing import Any, List, Optional, Sequence
 
-from .errors import FaceQualityError
-from .files import fetch_model_file
+from .backends.onnx import FaceQualityOnnxModel
+from .backends.transformers import FaceQualityTransformersModel, require_torch_extra
+from .errors import ExportCheckError
+from .graphs.check import CHECK_TOLERANCE, check_images
+from .graphs.torch_rewrites import rewrite_for_export
+from .home import export_dir_for, exports_dir
+from .hub import fetch_model_file
+from .images import load_rgb_image
 from .models import DEFAULT_MODEL, ModelSource, resolve_model
 
-__all__ = [
-    'HOME_ENV',
-    'DEFAULT_EXPORT_TOLERANCE',
-    'ExportCheckError',
-    'facequal_home',
-    'exports_dir',
-    'export_dir_for',
-    'exported_source',
-    'check_images',
-    'export_onnx',
-]
-
-HOME_ENV = 'IMGUTILS_FACEQUAL_HOME'
-
-#: Largest absolute difference allowed between torch and ONNX probabilities, per class.
-DEFAULT_EXPORT_TOLERANCE = 1e-4
+__all__ = ['export_onnx']
 
 _SMALL_FILES = ('preprocessor_config.json', 'config.json', 'meta.json', 'README.md')
 _WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.onnx')
 _SMALL_FILE_LIMIT = 5 * 1024 * 1024
-
-
-class ExportCheckError(FaceQualityError):
-    """The exported ONNX model does not reproduce torch's output; nothing was written."""
-
-
-def facequal_home() -> str:
-    """``$IMGUTILS_FACEQUAL_HOME``, default ``~/.cache/imgutils_facequal``."""
-    return os.path.abspath(os.path.expanduser(
-        os.environ.get(HOME_ENV) or os.path.join('~', '.cache', 'imgutils_facequal')))
-
-
-def exports_dir() -> str:
-    """Where :func:`export_onnx` writes by default: ``{facequal_home()}/exports``."""
-    return os.path.join(facequal_home(), 'exports')
-
-
-def export_dir_for(source: ModelSource) -> Optional[str]:
-    """The default export directory of a hub model (``None`` for a local directory).
-
-    >>> import os
-    >>> from imgutils_facequal.models import resolve_model
-    >>> os.path.basename(export_dir_for(resolve_model('caformer_s36')))
-    'deepghs-cv--cls-bangumibase-face-quality.caformer_s36'
-    """
-    if source.is_local:
-        return None
-    name = source.repo_id.replace('/', '--')
-    if source.revision is not None:
-        name += '@' + source.revision.replace('/', '--')
-    return os.path.join(exports_dir(), name)
-
-
-def exported_source(source: ModelSource) -> Optional[ModelSource]:
-    """The local export of a hub model, when one was made; else ``None``."""
-    directory = export_dir_for(source)
-    if directory is None or not os.path.isfile(os.path.join(directory, 'model.onnx')):
-        return None
-    return ModelSource(model_name=source.model_name, local_dir=directory, info=source.info)
-
-
-def check_images() -> List[Any]:
-    """The varied images an export is checked on: sizes, aspect ratios, colours, textures."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(20261125)
-    images = []
-    for width, height in [(384, 384), (512, 320), (200, 640), (97, 61), (1024, 768), (33, 400)]:
-        x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
-        y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-        phase = rng.uniform(0, 6.28, size=3).astype(np.float32)
-        gradient = 0.5 + 0.5 * np.sin(6 * x + 4 * y + phase)
-        noise = rng.uniform(-0.2, 0.2, size=(height, width, 3)).astype(np.float32)
-        pixels = np.clip(gradient + noise, 0, 1) * 255
-        images.append(Image.fromarray(pixels.astype(np.uint8), 'RGB'))
-    images.append(Image.new('RGB', (300, 300), (255, 255, 255)))
-    images.append(Image.new('RGB', (300, 200), (12, 30, 200)))
-    return images
 
 
 def _copy_small_files(source: ModelSource, target: str) -> List[str]:
@@ -155,7 +87,7 @@ def _write_metadata(path: str, metadata: dict) -> None:
 
 def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = None,
                 revision: Optional[str] = None, images: Optional[Sequence[Any]] = None,
-                atol: float = DEFAULT_EXPORT_TOLERANCE, opset: int = 17, overwrite: bool = False,
+                atol: float = CHECK_TOLERANCE, opset: int = 17, overwrite: bool = False,
                 rewrite: bool = True) -> str:
     """Export a model to a local ONNX directory the ONNX backend loads, after checking it.
 
@@ -197,19 +129,15 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
         >>> classify_face_quality('face.png', model_name='caformer_s36')  # the export, no torch  # doctest: +SKIP
         ('good', 0.93)
     """
-    from .export_rewrites import rewrite_for_export
-    from .onnx_backend import FaceQualityOnnxModel
-    from .preprocess import load_rgb_image
-    from .transformers_backend import FaceQualityTransformersModel, require_torch_extra
-
     require_torch_extra('Exporting to ONNX')
+
     source = resolve_model(model_name, revision=revision)
     target = os.path.abspath(output_dir or export_dir_for(source) or
                              os.path.join(exports_dir(), os.path.basename(source.local_dir.rstrip(os.sep))))
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f'{target!r} already exists; pass overwrite=True to replace it.')
     decoded = [load_rgb_image(image) for image in (images if images is not None else check_images())]
-    model = FaceQualityTransformersModel(source, device='cpu')
+    model = FaceQualityTransformersModel(source, 'cpu')
 
     os.makedirs(os.path.dirname(target), exist_ok=True)
     staging = tempfile.mkdtemp(prefix='.facequal-export-', dir=os.path.dirname(target))
@@ -232,7 +160,8 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
         _copy_small_files(source, staging)
 
         torch_probabilities = model.predict(tensors)
-        exported = FaceQualityOnnxModel(ModelSource(model_name=source.model_name, local_dir=staging), 'cpu')
+        exported = FaceQualityOnnxModel(ModelSource(model_name=source.model_name, local_dir=staging),
+                                        'CPUExecutionProvider')
         graph_difference = float(abs(exported.predict(tensors.numpy()) - torch_probabilities).max())
         onnx_path_probabilities = [list(scores.values()) for scores in exported.scores(decoded)]
         path_difference = float(abs(torch_probabilities - onnx_path_probabilities).max())

@@ -10,7 +10,7 @@ A ``model_name`` is one of:
 """
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from .errors import UnknownModelError
@@ -113,12 +113,15 @@ class ModelSource:
     :param revision: Hub revision (branch, tag or commit), ``None`` for the default branch.
     :param local_dir: Absolute path of a local directory, ``None`` for a hub repository.
     :param info: The registry entry when ``model_name`` is a registered name.
+
+    Two sources are equal when they point at the same files, whatever name they were
+    asked for by, so a model is loaded once however it is named.
     """
-    model_name: str
+    model_name: str = field(compare=False)
     repo_id: Optional[str] = None
     revision: Optional[str] = None
     local_dir: Optional[str] = None
-    info: Optional[FaceQualityModelInfo] = None
+    info: Optional[FaceQualityModelInfo] = field(default=None, compare=False)
 
     @property
     def is_local(self) -> bool:

@@ -1,36 +1,35 @@
 """Scoring many images: folder walking, parallel decoding, crops from several images per
 forward pass, results in input order. The command-line tool is built on this.
 
-Images are decoded, run through the detector, cropped and preprocessed into the
-classifier's input in worker threads while the main thread only runs forward passes, so
-all of that overlaps inference (on a GPU it would otherwise leave the GPU waiting). The
-one exception is the transformers backend on a CPU: its preprocessing runs torch
-operations, whose thread pools would fight the forward pass for the cores, so the main
-thread preprocesses each batch just before running it.
+Images are decoded, cropped and preprocessed into the classifier's input in worker
+threads while the main thread runs forward passes, so all of that overlaps inference.
+The one exception is the transformers backend on a CPU: its torch preprocessing would
+fight the forward pass for the cores, so the main thread preprocesses each batch just
+before running it.
 
-Detection runs in a thread of its own, one image at a time, which the workers hand their
-decoded images to: imgutils opens a session per detector per calling thread, each with a
-thread per core, so detecting in every worker loads the detectors once per worker and
-leaves their sessions fighting over the cores.
+Detection runs in one thread of its own, which the workers hand their decoded images
+to: imgutils opens a session per detector per calling thread, each with a thread per
+core, so detecting in every worker would load the detectors once per worker and leave
+their sessions fighting over the cores.
 
 The crops of consecutive images are pooled into forward passes of ``batch_size`` crops.
 A file that cannot be read yields a result with ``error`` set, and the run goes on.
 """
+import functools
 import glob
 import os
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .detect import DEFAULT_MARGIN, FaceQualityResult, default_crop_for, locate_faces, warn_if_framing_sensitive
+from .backends import DEFAULT_BACKEND, load_face_quality_model
 from .errors import ImageLoadError
-from .models import DEFAULT_MODEL, resolve_model
-from .preprocess import load_rgb_image
-from .quality import face_quality_value
+from .images import load_rgb_image
+from .models import DEFAULT_MODEL
+from .scoring import DEFAULT_MARGIN, FaceQualityDetector, FaceQualityResult, face_results
 
-__all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'score_images']
+__all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'score_images', 'score_images_with']
 
 #: File extensions picked up when walking folders (files named explicitly are always taken).
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.jfif', '.avif')
@@ -98,8 +97,8 @@ class ImageResult:
 class _Prepared:
     result: ImageResult
     locations: list
-    inputs: list  # one classifier input (or crop, see score_images) per crop, dropped once scored
-    face_crop_index: List[int]
+    inputs: list  # one classifier input (or crop, see _score) per crop, dropped once scored
+    face_input: List[int]
     scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -107,55 +106,55 @@ class _Prepared:
         return len(self.scores) == len(self.inputs)
 
 
-_detection_pools: Dict[int, ThreadPoolExecutor] = {}
-_detection_pools_lock = threading.Lock()
-
-
-def _detection_pool(threads: int) -> ThreadPoolExecutor:
-    # kept for the life of the process: imgutils opens its sessions per thread, so fresh
-    # threads would load the detectors again on every call
-    with _detection_pools_lock:
-        if threads not in _detection_pools:
-            _detection_pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix='facequal-detect')
-        return _detection_pools[threads]
+@functools.lru_cache(maxsize=None)
+def _detection_thread() -> ThreadPoolExecutor:
+    # kept for the life of the process: imgutils opens its sessions per thread, so a fresh
+    # thread would load the detectors again on every call
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix='facequal-detect')
 
 
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
-                 backend: str = 'onnx', device: Optional[str] = None, detector: str = 'face',
+                 backend: str = DEFAULT_BACKEND, device: Optional[str] = None, detector: str = 'face',
                  crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
                  detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None,
                  workers: Optional[int] = None, keep_images: bool = False,
-                 concurrent_detections: int = 1, precision: str = 'fp32') -> Iterator[ImageResult]:
+                 precision: str = 'fp32') -> Iterator[ImageResult]:
     """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
 
-    :param batch_size: Crops per forward pass of the classifier, pooled across images;
-        default 2 on a CPU, 32 on a GPU.
-    :param workers: Threads that decode, crop and preprocess ahead of the classifier, handing
-        each image to the detection thread; default 2 on a CPU, 8 on a GPU (see
-        :func:`imgutils_facequal.backends.default_workers`).
-    :param keep_images: Keep each decoded image on its result (for drawing or cropping).
-    :param concurrent_detections: Threads that run the detectors, each on one image at a
-        time with its own sessions (imgutils keeps them per thread). One is fastest with
-        imgutils' CPU sessions, which already use every core (``benchmarks/gpu_performance.py``).
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in (see
-        :func:`imgutils_facequal.backends.load_face_quality_model`).
+    The model and detector options are those of :func:`imgutils_facequal.detect_face_quality`
+    (``detector_options`` holds the detector's own, such as ``conf_threshold``); the rest are
+    those of :func:`score_images_with`, which this calls with a
+    :class:`imgutils_facequal.FaceQualityDetector` of the cached classifier.
     """
-    if any(value is not None and value < 1 for value in (batch_size, workers, concurrent_detections)):
-        raise ValueError('batch_size, workers and concurrent_detections must be at least 1.')
+    classifier = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
+                                         precision=precision)
+    faces = FaceQualityDetector(classifier, detector=detector, crop=crop, margin=margin, head_detector=head_detector,
+                                detector_options=detector_options)
+    return score_images_with(faces, images, batch_size=batch_size, workers=workers, keep_images=keep_images)
+
+
+def score_images_with(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size: Optional[int] = None,
+                      workers: Optional[int] = None, keep_images: bool = False) -> Iterator[ImageResult]:
+    """Detect and score every face of every image with ``faces``; one :class:`ImageResult` per image, in order.
+
+    :param faces: The detector and classifier (see :func:`imgutils_facequal.load_face_quality_detector`).
+    :param batch_size: Crops per forward pass of the classifier, pooled across images;
+        default the classifier's (2 on a CPU, 32 on a GPU).
+    :param workers: Threads that decode, crop and preprocess ahead of the classifier, handing
+        each image to the detection thread; default the classifier's (2 on a CPU, 8 on a GPU).
+    :param keep_images: Keep each decoded image on its result (for drawing or cropping).
+    """
+    if any(value is not None and value < 1 for value in (batch_size, workers)):
+        raise ValueError('batch_size and workers must be at least 1.')
+    return _score(faces, images, batch_size or faces.classifier.default_batch_size,
+                  workers or faces.classifier.default_workers, keep_images)
+
+
+def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size: int, workers: int,
+           keep_images: bool) -> Iterator[ImageResult]:
     import numpy as np
-    from .backends import (FaceQualityTransformersModel, default_batch_size, default_workers, load_face_quality_model,
-                           runs_on_gpu)
-    source = resolve_model(model_name, revision=revision)
-    crop = crop or default_crop_for(source)
-    warn_if_framing_sensitive(source, crop)
-    # loaded before any image, so a model that cannot be had fails fast
-    model = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
-                                    precision=precision)
-    batch_size = batch_size or default_batch_size(model)
-    workers = workers or default_workers(model)
-    # torch's preprocessing in the workers would start thread pools that fight the forward
-    # pass for the cores; on a CPU it runs in the main thread, just before the forward pass
-    preprocess_in_workers = not (isinstance(model, FaceQualityTransformersModel) and not runs_on_gpu(model))
+    model, locator = faces.classifier, faces.locator
+    preprocess_in_workers = model.preprocesses_in_workers
 
     def model_input(image):
         return np.asarray(model.preprocess([image])) if preprocess_in_workers else image
@@ -170,23 +169,13 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
         result.size = decoded.size
         if keep_images:
             result.decoded = decoded
-        locations = detection_pool.submit(locate_faces, decoded, detector=detector, crop=crop, margin=margin,
-                                          head_detector=head_detector, detector_options=detector_options).result()
-        if crop == 'full' and locations:  # every face sees the whole frame: score it once
-            return _Prepared(result, locations, [model_input(decoded)], [0] * len(locations))
-        return _Prepared(result, locations, [model_input(decoded.crop(loc.crop_bbox)) for loc in locations],
-                         list(range(len(locations))))
+        locations = detection_pool.submit(locator.locate, decoded).result()
+        inputs, face_input = locator.classifier_inputs(decoded, locations)
+        return _Prepared(result, locations, [model_input(image) for image in inputs], face_input)
 
     def finish(prepared: _Prepared) -> ImageResult:
         result = prepared.result
-        for location, crop_index in zip(prepared.locations, prepared.face_crop_index):
-            scores = prepared.scores[crop_index]
-            label = max(scores, key=scores.__getitem__)
-            result.faces.append(FaceQualityResult(
-                bbox=location.bbox, label=label, score=scores[label], scores=scores,
-                quality=face_quality_value(scores), detection_score=location.detection_score,
-                head_bbox=location.head_bbox, crop_bbox=location.crop_bbox,
-            ))
+        result.faces = face_results(prepared.locations, [prepared.scores[index] for index in prepared.face_input])
         return result
 
     waiting: Deque[_Prepared] = deque()
@@ -196,11 +185,11 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
         batch = [queued_crops.popleft() for _ in range(min(size, len(queued_crops)))]
         inputs = [prepared.inputs[index] for prepared, index in batch]
         probabilities = model.predict(np.concatenate(inputs) if preprocess_in_workers else model.preprocess(inputs))
-        for (prepared, index), row in zip(batch, probabilities):
-            prepared.scores[index] = dict(zip(model.classes, map(float, row)))
+        for (prepared, index), scores in zip(batch, model.scores_of(probabilities)):
+            prepared.scores[index] = scores
             prepared.inputs[index] = None  # free the input as soon as it is scored
 
-    detection_pool = _detection_pool(concurrent_detections)
+    detection_pool = _detection_thread()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') as pool:
         ahead: Deque = deque()
         iterator = iter(images)

@@ -28,7 +28,7 @@ hypothesis_settings.register_profile('ci', derandomize=True, deadline=None)
 if os.environ.get('CI'):
     hypothesis_settings.load_profile('ci')
 
-from fake_hub import (  # noqa: E402
+from tests.support.fake_hub import (  # noqa: E402
     FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, QUALITY_CLASSES, classifier_repo_files, face_detector_files,
     head_detector_files, write_repo,
 )
@@ -49,7 +49,7 @@ TEST_REPOS = {
 
 
 def pytest_sessionstart(session):
-    from synthetic_eval import eval_repos
+    from tests.support.synthetic_eval import eval_repos
     for repo_id, files in {**TEST_REPOS, **eval_repos()}.items():
         write_repo(os.environ['HF_HUB_CACHE'], repo_id, files)
 
@@ -73,7 +73,7 @@ TIMM_CAFORMER_REPO = 'test-org/timm-face-quality-caformer'
 @pytest.fixture(scope='session')
 def timm_repos(hub_cache_dir):
     """Repositories of small random timm models for the transformers path (built once, on demand)."""
-    from timm_repos import timm_repo_files
+    from tests.support.timm_repos import timm_repo_files
     write_repo(hub_cache_dir, TIMM_REPO, timm_repo_files(seed=1))
     write_repo(hub_cache_dir, TIMM_NO_ONNX_REPO, timm_repo_files(seed=2, with_onnx=False))
     write_repo(hub_cache_dir, TIMM_BROKEN_EXPORT_REPO, timm_repo_files(seed=3, with_onnx=False, trace_mismatch=True))

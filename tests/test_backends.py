@@ -19,9 +19,10 @@ from imgutils_facequal import (
     exports_dir,
     load_face_quality_model,
 )
-from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
-from imgutils_facequal.preprocess import load_rgb_image
-from imgutils_facequal.transformers_backend import FaceQualityTransformersModel
+from imgutils_facequal.backends.onnx import FaceQualityOnnxModel
+from imgutils_facequal.backends.transformers import FaceQualityTransformersModel
+from imgutils_facequal.images import load_rgb_image
+from tests.support.models import count_forward_passes
 
 
 def varied_images():
@@ -58,16 +59,16 @@ def test_transformers_matches_onnx_on_the_same_repo(repos):
     assert len(labels) > 1  # the images really differ in the model's eyes
 
 
-def test_transformers_backend_reads_the_card_way(repos):
+def test_transformers_backend_reads_the_card_way(repos, monkeypatch):
     model = load_face_quality_model(repos['with_onnx'], backend='transformers', device='cpu')
     assert isinstance(model, FaceQualityTransformersModel)
     assert model.classes == list(model.model.config.classes) == ['poor', 'ok', 'good', 'excellent']
     assert model.device == 'cpu'
     assert load_face_quality_model(repos['with_onnx'], backend='transformers', device='cpu') is model
-    before = model.run_count
+    passes = count_forward_passes(model, monkeypatch)
     classify_face_quality_score_batch(varied_images()[:6], model_name=repos['with_onnx'], backend='transformers',
                                       device='cpu', batch_size=4)
-    assert model.run_count - before == 2  # batched: 6 images, 4 per forward pass
+    assert len(passes) == 2  # batched: 6 images, 4 per forward pass
 
 
 def test_pillow_and_torchvision_stages_agree(repos):
@@ -92,7 +93,7 @@ def test_auto_backend(repos):
 
 
 def test_detect_then_score_on_the_transformers_backend(repos):
-    from fake_hub import CLASS_COLOURS, draw_scene
+    from tests.support.fake_hub import CLASS_COLOURS, draw_scene
     image, _ = draw_scene((256, 256), heads=[(0, 0, CLASS_COLOURS['good']), (2, 2, CLASS_COLOURS['poor'])])
     onnx_results = detect_face_quality(image, model_name=repos['with_onnx'])
     torch_results = detect_face_quality(image, model_name=repos['with_onnx'], backend='transformers')

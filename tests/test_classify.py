@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import HEAD_CROP_REPO
-from fake_hub import CLASS_COLOURS, QUALITY_CLASSES, classifier_repo_files, solid_image, write_local_dir
+from tests.conftest import HEAD_CROP_REPO
+from tests.support.fake_hub import CLASS_COLOURS, QUALITY_CLASSES, classifier_repo_files, solid_image, write_local_dir
 from imgutils_facequal import (
     ImageLoadError,
     ModelNotAvailableError,
@@ -22,6 +22,7 @@ from imgutils_facequal import (
     list_face_quality_models,
     load_face_quality_model,
 )
+from tests.support.models import count_forward_passes
 
 
 def noise_image(seed, size=(57, 43)):
@@ -77,11 +78,11 @@ def test_batch_equals_single():
         (max(s, key=s.get), s[max(s, key=s.get)]) for s in batched]
 
 
-def test_batch_runs_one_forward_pass_per_batch():
+def test_batch_runs_one_forward_pass_per_batch(monkeypatch):
     model = load_face_quality_model()
-    before = model.run_count
+    passes = count_forward_passes(model, monkeypatch)
     classify_face_quality_score_batch([noise_image(seed) for seed in range(7)], batch_size=3)
-    assert model.run_count - before == 3
+    assert len(passes) == 3
 
 
 def test_preprocessing_matches_the_repo_stages():
@@ -267,10 +268,10 @@ def test_onnx_path_does_not_import_torch(tmp_path):
     assert "('good'," in result.stdout
 
 
-def test_default_batch_size_on_cpu():
-    from imgutils_facequal import CPU_BATCH_SIZE, default_batch_size
+def test_default_batch_size_on_cpu(monkeypatch):
+    from imgutils_facequal import CPU_BATCH_SIZE
     model = load_face_quality_model()
-    assert default_batch_size(model) == CPU_BATCH_SIZE == 2
-    before = model.run_count
+    assert model.default_batch_size == CPU_BATCH_SIZE == 2
+    passes = count_forward_passes(model, monkeypatch)
     classify_face_quality_score_batch([noise_image(seed) for seed in range(5)])
-    assert model.run_count - before == 3  # 2 + 2 + 1
+    assert len(passes) == 3  # 2 + 2 + 1

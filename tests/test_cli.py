@@ -11,7 +11,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from fake_hub import CLASS_COLOURS, draw_scene, solid_image
+from tests.support.fake_hub import CLASS_COLOURS, draw_scene, solid_image
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
 COLOUR_LABELS = {colour: name for name, colour in CLASS_COLOURS.items()}
@@ -264,7 +264,7 @@ def test_models_download_plugins_version_help(tmp_path):
     result = run('download', 'someone/not-cached', '--no-detectors', check_code=3)
     assert 'someone/not-cached' in result.stderr
     result = run('plugins', check_code=0)
-    assert 'face_quality' in result.stdout and 'imgutils_facequal.default_plugins.imgutils_detectors' in result.stdout
+    assert 'face_quality' in result.stdout and 'imgutils_facequal.plugins.builtin.imgutils_detectors' in result.stdout
     assert run('--version', check_code=0).stdout.strip() == 'imgutils-facequal, version 0.1.0'
     for command in ['score', 'filter', 'crop', 'models', 'download', 'plugins', 'export']:
         help_text = run(command, '--help', check_code=0).stdout

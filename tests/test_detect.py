@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fake_hub import CLASS_COLOURS, draw_scene, solid_image
+from tests.support.fake_hub import CLASS_COLOURS, draw_scene, solid_image
 from imgutils_facequal import (
     FaceQualityResult,
     ModelNotAvailableError,
@@ -19,9 +19,9 @@ from imgutils_facequal import (
     tag_faces,
     visualize_face_quality,
 )
-from imgutils_facequal import detect as detect_module
-from imgutils_facequal.backends import default_batch_size
+from imgutils_facequal import scoring as scoring_module
 from imgutils_facequal.geometry import crop_box, face_to_head_box
+from tests.support.models import count_forward_passes
 
 SCENE_HEADS = [(0, 0, CLASS_COLOURS['good']), (2, 1, CLASS_COLOURS['poor']), (3, 3, CLASS_COLOURS['excellent'])]
 SCENE_BARE = [(5, 0, CLASS_COLOURS['ok'])]
@@ -118,13 +118,13 @@ def test_no_faces():
         classify_face_quality(solid_image((0, 0, 0)), crop='head')
 
 
-def test_forward_passes_of_the_default_batch_size(scene):
+def test_forward_passes_of_the_default_batch_size(scene, monkeypatch):
     image, _ = scene
     model = load_face_quality_model()
-    before = model.run_count
+    passes = count_forward_passes(model, monkeypatch)
     results = detect_face_quality(image)
     assert len(results) == 4
-    assert model.run_count - before == math.ceil(4 / default_batch_size(model)) == 2
+    assert len(passes) == math.ceil(4 / model.default_batch_size) == 2
 
 
 def test_image_is_decoded_once(scene, tmp_path, monkeypatch):
@@ -149,7 +149,7 @@ def test_classifier_crop_option_uses_the_largest_face(scene):
 
 def test_baseline_defaults_to_full_frames_and_warns_once_on_crops(scene):
     image, _ = scene
-    detect_module._warned_framing.clear()
+    scoring_module._warned_framing.clear()
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         results = detect_face_quality(image, model_name='caformer_s36')

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fake_hub import CLASS_COLOURS, draw_scene, solid_image
-from synthetic_eval import CONTENT_REPO, FRAMING_REPO, write_synthetic_set
+from tests.support.fake_hub import CLASS_COLOURS, draw_scene, solid_image
+from tests.support.synthetic_eval import CONTENT_REPO, FRAMING_REPO, write_synthetic_set
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / 'docs').glob('*.md')) + [ROOT / 'README.md']

@@ -4,7 +4,8 @@ import importlib
 
 import pytest
 
-MODULES = ['geometry', 'quality', 'models', 'plugins', 'classify', 'detect', 'evaluate', 'export', 'onnx_rewrites']
+MODULES = ['geometry', 'quality', 'models', 'plugins', 'classify', 'detect', 'evaluate', 'export', 'home', 'scoring',
+           'backends', 'backends.base', 'graphs.check', 'graphs.onnx_rewrites']
 
 
 @pytest.mark.parametrize('name', MODULES)
@@ -12,5 +13,6 @@ def test_docstring_examples(name):
     module = importlib.import_module(f'imgutils_facequal.{name}')
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
-    if name in ('geometry', 'quality', 'models', 'plugins', 'evaluate', 'export', 'onnx_rewrites'):
+    if name in ('geometry', 'quality', 'models', 'plugins', 'evaluate', 'home', 'backends.base', 'graphs.check',
+                'graphs.onnx_rewrites'):
         assert result.attempted > 0

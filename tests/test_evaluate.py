@@ -14,7 +14,7 @@ from imgutils_facequal.evaluate import (
     read_hf_dataset, read_labelled_folder, setting_crop_boxes,
 )
 from imgutils_facequal.geometry import random_margin_crop_box
-from synthetic_eval import CONTENT_REPO, FRAMING_REPO, write_synthetic_set
+from tests.support.synthetic_eval import CONTENT_REPO, FRAMING_REPO, write_synthetic_set
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
 
@@ -162,7 +162,7 @@ def test_hugging_face_dataset_gives_the_same_report(synthetic, report, tmp_path)
 
 
 def test_head_boxes_from_the_detector_when_the_data_has_none(tmp_path):
-    from fake_hub import CLASS_COLOURS, draw_scene
+    from tests.support.fake_hub import CLASS_COLOURS, draw_scene
     (tmp_path / 'frames').mkdir()
     lines = ['image,label']
     for index in range(3):

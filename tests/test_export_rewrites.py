@@ -9,9 +9,9 @@ import torch
 from timm.models.metaformer import Attention, LayerNorm2dNoBias, LayerNormNoBias, MetaFormer, SepConv
 
 from imgutils_facequal import classify_face_quality_score_batch, export_onnx
-from imgutils_facequal.export_rewrites import rewrite_for_export
-from test_backends import varied_images
-from timm_repos import perturb_metaformer_scales
+from imgutils_facequal.graphs.torch_rewrites import rewrite_for_export
+from tests.test_backends import varied_images
+from tests.support.timm_repos import perturb_metaformer_scales
 
 
 def tiny_metaformer(token_mixers, **kwargs):

@@ -12,7 +12,9 @@ import pytest
 from huggingface_hub import hf_hub_download
 from PIL import Image
 
-from imgutils_facequal import graph_cache, onnx_backend, onnx_rewrites
+from imgutils_facequal import load_face_quality_model
+from imgutils_facequal.graphs import cache as graph_cache, onnx_rewrites
+from tests.support.models import forget_loaded_models
 from imgutils_facequal.models import resolve_model
 
 pytestmark = pytest.mark.usefixtures('timm_repos')
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.usefixtures('timm_repos')
 def fresh_cache(tmp_path, monkeypatch):
     """An empty facequal home and no model loaded yet."""
     monkeypatch.setenv('IMGUTILS_FACEQUAL_HOME', str(tmp_path))
-    monkeypatch.setattr(onnx_backend, '_models', {})
+    forget_loaded_models()
     return tmp_path
 
 
@@ -132,7 +134,7 @@ def test_unknown_rewrites_are_named():
 
 
 def test_graph_without_the_patterns_is_left_alone():
-    from fake_hub import classifier_repo_files
+    from tests.support.fake_hub import classifier_repo_files
     model = onnx.load_from_string(classifier_repo_files()['model.onnx'])
     before = model.SerializeToString()
     rewritten, rewrites = onnx_rewrites.rewrite_onnx_graph(model)
@@ -142,7 +144,7 @@ def test_graph_without_the_patterns_is_left_alone():
 
 def test_backend_runs_the_checked_rewrite_and_caches_it(timm_repos, fresh_cache, monkeypatch):
     source = resolve_model(timm_repos['caformer'])
-    model = onnx_backend.get_onnx_model(source)
+    model = load_face_quality_model(source.model_name)
     assert model.run_path.startswith(str(fresh_cache / 'rewritten'))
     assert model.graph_rewrites == ['fused_layer_norm', 'channels_last_stages', 'fused_attention', 'folded_star_relu']
     with open(os.path.join(os.path.dirname(model.run_path), 'rewrite.json')) as file:
@@ -150,13 +152,13 @@ def test_backend_runs_the_checked_rewrite_and_caches_it(timm_repos, fresh_cache,
     assert report['max_difference'] <= report['tolerance'] == 1e-4
     assert report['source'] == os.path.realpath(model.onnx_path)
 
-    from imgutils_facequal.export import check_images
+    from imgutils_facequal.graphs.check import check_images
     images = check_images()
     rewritten_scores = model.scores(images)
 
-    monkeypatch.setattr(onnx_backend, '_models', {})
+    forget_loaded_models()
     monkeypatch.setenv(graph_cache.REWRITE_ENV, '0')
-    as_published = onnx_backend.get_onnx_model(source)
+    as_published = load_face_quality_model(source.model_name)
     assert as_published.run_path == as_published.onnx_path and as_published.graph_rewrites == []
     published_scores = as_published.scores(images)
     assert max(abs(a[name] - b[name]) for a, b in zip(rewritten_scores, published_scores) for name in a) < 1e-5
@@ -164,10 +166,10 @@ def test_backend_runs_the_checked_rewrite_and_caches_it(timm_repos, fresh_cache,
     # a second load finds the cached graph and rewrites nothing
     def no_rewriting(model, rewrites=None):
         raise AssertionError('rewrote the graph again')
-    monkeypatch.setattr(onnx_backend, '_models', {})
+    forget_loaded_models()
     monkeypatch.delenv(graph_cache.REWRITE_ENV)
-    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', no_rewriting)
-    again = onnx_backend.get_onnx_model(source)
+    monkeypatch.setattr(graph_cache, 'rewrite_onnx_graph', no_rewriting)
+    again = load_face_quality_model(source.model_name)
     assert again.run_path == model.run_path and again.graph_rewrites == model.graph_rewrites
 
 
@@ -180,10 +182,10 @@ def test_a_rewrite_that_changes_the_numbers_is_refused(timm_repos, fresh_cache, 
         weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) * 1.1, weight.name))
         return model, rewrites
 
-    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', wrong_rewrite)
+    monkeypatch.setattr(graph_cache, 'rewrite_onnx_graph', wrong_rewrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        model = onnx_backend.get_onnx_model(resolve_model(timm_repos['caformer']))
+        model = load_face_quality_model(timm_repos['caformer'])
     assert model.run_path == model.onnx_path and model.graph_rewrites == []
     assert 'the rewrite differed' in model.graph_note
     assert any('running the original graph' in str(w.message) for w in caught)
@@ -195,7 +197,7 @@ def test_a_rewrite_that_changes_the_numbers_is_refused(timm_repos, fresh_cache, 
 
 
 def test_graphs_with_nothing_to_rewrite_run_as_they_are(fresh_cache):
-    model = onnx_backend.get_onnx_model(resolve_model('caformer_s36.head_crop'))
+    model = load_face_quality_model('caformer_s36.head_crop')
     assert model.run_path == model.onnx_path and model.graph_rewrites == []
     assert model.graph_note == 'the original graph: nothing to rewrite'
 
@@ -207,29 +209,29 @@ def test_a_rewrite_onnxruntime_cannot_open_is_dropped_and_remembered(timm_repos,
         model.graph.output.add().name = 'unused'
         return model, ['fused_layer_norm']
 
-    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', unrunnable_rewrite)
+    monkeypatch.setattr(graph_cache, 'rewrite_onnx_graph', unrunnable_rewrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        model = onnx_backend.get_onnx_model(resolve_model(timm_repos['caformer']))
+        model = load_face_quality_model(timm_repos['caformer'])
     assert model.run_path == model.onnx_path and 'rewriting failed' in model.graph_note
     assert any('Could not rewrite' in str(w.message) and model.onnx_path in str(w.message) for w in caught)
     assert len(model.scores([Image.new('RGB', (64, 64))])) == 1  # the original graph runs
 
     def no_rewriting(model, rewrites=None):
         raise AssertionError('tried to rewrite again')
-    monkeypatch.setattr(onnx_backend, '_models', {})
-    monkeypatch.setattr(onnx_rewrites, 'rewrite_onnx_graph', no_rewriting)
-    assert 'rewriting failed' in onnx_backend.get_onnx_model(resolve_model(timm_repos['caformer'])).graph_note
+    forget_loaded_models()
+    monkeypatch.setattr(graph_cache, 'rewrite_onnx_graph', no_rewriting)
+    assert 'rewriting failed' in load_face_quality_model(timm_repos['caformer']).graph_note
 
 
 def test_a_corrupt_model_file_is_reported_as_corrupt_not_as_a_rewrite_failure(tmp_path, fresh_cache):
-    from fake_hub import classifier_repo_files
+    from tests.support.fake_hub import classifier_repo_files
     from imgutils_facequal.errors import ModelNotAvailableError
     for name, data in classifier_repo_files().items():
         (tmp_path / name).write_bytes(b'not an onnx graph' if name == 'model.onnx' else data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         with pytest.raises(ModelNotAvailableError, match='corrupt'):
-            onnx_backend.get_onnx_model(resolve_model(str(tmp_path)))
+            load_face_quality_model(str(tmp_path))
     assert not any('rewrite' in str(w.message) for w in caught)
     assert not os.path.exists(os.path.join(str(fresh_cache), 'rewritten'))

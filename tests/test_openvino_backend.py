@@ -7,16 +7,16 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import HEAD_CROP_REPO
+from tests.conftest import HEAD_CROP_REPO
 from imgutils_facequal import (MissingModelFileError, classify_face_quality_score_batch,
                                detect_face_quality, export_onnx, load_face_quality_model)
-from imgutils_facequal.backends import CPU_BATCH_SIZE, CPU_WORKERS, default_batch_size, default_workers, runs_on_gpu
-from imgutils_facequal.models import resolve_model
-from imgutils_facequal.openvino_backend import FaceQualityOpenVINOModel
+from imgutils_facequal.backends import CPU_BATCH_SIZE, CPU_WORKERS
+from imgutils_facequal.backends.openvino import FaceQualityOpenVINOModel
 from imgutils_facequal.pipeline import find_images, score_images
-from imgutils_facequal.preprocess import load_rgb_image
-from test_backends import varied_images
-from test_pipeline import frames  # noqa: F401  (the fixture)
+from tests.support.models import forget_loaded_models
+from tests.test_backends import varied_images
+from tests.test_pipeline import frames  # noqa: F401  (the fixture)
+from tests.support.models import count_forward_passes
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
 
@@ -36,16 +36,16 @@ def cpu_has_bf16() -> bool:
     ('test-org/meta-classes-only', 'meta.json'),
     ('test-org/reversed-classes', 'model.onnx metadata'),
 ])
-def test_openvino_reads_classes_and_scores_like_onnx(repo, classes_from):
+def test_openvino_reads_classes_and_scores_like_onnx(repo, classes_from, monkeypatch):
     model = load_face_quality_model(repo, backend='openvino')
     reference = load_face_quality_model(repo)
     assert isinstance(model, FaceQualityOpenVINOModel) and model.precision == 'fp32'
     assert model.classes == reference.classes and model.classes_from == reference.classes_from == classes_from
     assert load_face_quality_model(repo, backend='openvino') is model
     images = varied_images()
-    before = model.run_count
+    passes = count_forward_passes(model, monkeypatch)
     scores = classify_face_quality_score_batch(images, model_name=repo, backend='openvino', batch_size=5)
-    assert model.run_count - before == 3  # 5 + 5 + 2 crops, one forward pass each
+    assert len(passes) == 3  # 5 + 5 + 2 crops, one forward pass each
     expected = classify_face_quality_score_batch(images, model_name=repo, batch_size=5)
     assert [list(s) for s in scores] == [list(s) for s in expected]
     assert np.abs(as_rows(scores) - as_rows(expected)).max() < 1e-5
@@ -58,7 +58,6 @@ def test_openvino_caformer_fp32_and_its_bf16_opt_in(timm_repos):
     reference = as_rows(classify_face_quality_score_batch(images, model_name=repo, batch_size=4))
     fp32 = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino', batch_size=4))
     assert np.abs(fp32 - reference).max() < 1e-4
-    source = resolve_model(repo)
     if not cpu_has_bf16():
         with pytest.raises(ValueError, match='AVX512-BF16 or AMX'):
             load_face_quality_model(repo, backend='openvino', precision='bf16')
@@ -66,17 +65,12 @@ def test_openvino_caformer_fp32_and_its_bf16_opt_in(timm_repos):
     # the opt-in: the products of the blocks of stages 0 and 1 in bf16 (test_caformer has three
     # blocks there, each with its token mixer's two 1 x 1 products and its MLP's two), the rest fp32
     model = load_face_quality_model(repo, backend='openvino', precision='bf16')
-    assert model.precision == 'bf16' and model.bf16_products == 12 and not model.whole_graph_bf16
+    assert model.precision == 'bf16' and model.bf16_products == 12
     assert load_face_quality_model(repo, backend='openvino') is not model
     bf16 = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino', precision='bf16',
                                                      batch_size=4))
     assert np.allclose(bf16.sum(axis=1), 1, atol=1e-5)
     assert 0 < np.abs(bf16 - reference).max() < 0.02  # bf16 really ran, and kept close
-    # the whole graph in bf16, only for the benchmarks that measure it: further off
-    whole = FaceQualityOpenVINOModel(source, precision='bf16', whole_graph_bf16=True)
-    decoded = [load_rgb_image(image) for image in images]
-    whole_rows = np.concatenate([whole.predict(whole.preprocess(decoded[i:i + 4])) for i in range(0, len(images), 4)])
-    assert whole.bf16_products == 0 and np.abs(whole_rows - reference).max() > np.abs(bf16 - reference).max()
 
 
 def test_openvino_bf16_needs_metaformer_stages():  # said before whether the CPU has bf16
@@ -86,10 +80,9 @@ def test_openvino_bf16_needs_metaformer_stages():  # said before whether the CPU
 
 
 def test_openvino_runs_its_own_checked_rewrite(timm_repos, tmp_path, monkeypatch):
-    from imgutils_facequal import graph_cache, onnx_backend, onnx_rewrites, openvino_backend
+    from imgutils_facequal.graphs import cache as graph_cache, onnx_rewrites
     monkeypatch.setenv('IMGUTILS_FACEQUAL_HOME', str(tmp_path))
-    monkeypatch.setattr(openvino_backend, '_models', {})
-    monkeypatch.setattr(onnx_backend, '_models', {})
+    forget_loaded_models()
     repo = timm_repos['caformer']
     model = load_face_quality_model(repo, backend='openvino')
     assert model.graph_rewrites == list(onnx_rewrites.OPENVINO_REWRITES)
@@ -105,7 +98,7 @@ def test_openvino_runs_its_own_checked_rewrite(timm_repos, tmp_path, monkeypatch
     images = varied_images()
     rewritten = as_rows(classify_face_quality_score_batch(images, model_name=repo, backend='openvino'))
     assert np.abs(as_rows(classify_face_quality_score_batch(images, model_name=repo)) - rewritten).max() < 1e-5
-    monkeypatch.setattr(openvino_backend, '_models', {})
+    forget_loaded_models()
     monkeypatch.setenv(graph_cache.REWRITE_ENV, '0')
     original = load_face_quality_model(repo, backend='openvino')
     assert original.run_path == original.onnx_path and original.graph_rewrites == []
@@ -114,7 +107,7 @@ def test_openvino_runs_its_own_checked_rewrite(timm_repos, tmp_path, monkeypatch
 
     # a cached rewrite OpenVINO cannot read (a damaged file) gives way to the original, with a warning
     monkeypatch.delenv(graph_cache.REWRITE_ENV)
-    monkeypatch.setattr(openvino_backend, '_models', {})
+    forget_loaded_models()
     with open(model.run_path, 'wb') as file:
         file.write(b'not an onnx graph')
     with pytest.warns(RuntimeWarning, match=r'(?s)OpenVINO cannot read .*rewritten folder.*Running the original graph'):
@@ -141,8 +134,8 @@ def test_openvino_reads_a_local_export(timm_repos):
 def test_openvino_through_detection_the_pipeline_and_the_cli(frames, tmp_path):  # noqa: F811
     frames, _ = frames  # five frames of two faces each, and a broken file left out here
     model = load_face_quality_model(backend='openvino')
-    assert not runs_on_gpu(model) and default_workers(model) == CPU_WORKERS
-    assert default_batch_size(model) == max(CPU_BATCH_SIZE, model.requests) and model.requests >= 1
+    assert not model.runs_on_gpu and model.default_workers == CPU_WORKERS
+    assert model.default_batch_size == max(CPU_BATCH_SIZE, model.requests) and model.requests >= 1
     for path in frames:
         faces = detect_face_quality(path, backend='openvino')
         expected = detect_face_quality(path)

@@ -5,10 +5,11 @@ import time
 
 import pytest
 
-from fake_hub import CLASS_COLOURS, draw_scene
+from tests.support.fake_hub import CLASS_COLOURS, draw_scene
 from imgutils_facequal import detect_face_quality, load_face_quality_model
-from imgutils_facequal.backends import CPU_WORKERS, default_workers, runs_on_gpu
+from imgutils_facequal.backends import CPU_WORKERS
 from imgutils_facequal.pipeline import find_images, score_images
+from tests.support.models import count_forward_passes
 
 COLOURS = list(CLASS_COLOURS.values())
 
@@ -26,16 +27,16 @@ def frames(tmp_path):
     return paths, str(tmp_path / 'broken.png')
 
 
-def test_pooled_batches_give_the_per_image_scores(frames):
+def test_pooled_batches_give_the_per_image_scores(frames, monkeypatch):
     paths, broken = frames
     model = load_face_quality_model()
-    before = model.run_count
+    passes = count_forward_passes(model, monkeypatch)
     results = list(score_images(find_images([*paths[:2], broken, *paths[2:]]), batch_size=3, workers=2))
     assert [r.image.path for r in results] == [*paths[:2], broken, *paths[2:]]
     assert 'broken.png' in results[2].error and results[2].faces == []
     faces = sum(len(r.faces) for r in results)
     assert faces == 10
-    assert model.run_count - before == math.ceil(faces / 3)  # crops of several images share a pass
+    assert len(passes) == math.ceil(faces / 3)  # crops of several images share a pass
     for result in results[:2] + results[3:]:
         alone = detect_face_quality(result.image.path)
         assert [f.bbox for f in result.faces] == [f.bbox for f in alone]
@@ -80,19 +81,19 @@ def test_torch_preprocessing_on_a_cpu_runs_in_the_main_thread(frames, timm_repos
 
 def test_default_workers_on_cpu():
     model = load_face_quality_model()
-    assert not runs_on_gpu(model)
-    assert default_workers(model) == CPU_WORKERS == 2
+    assert not model.runs_on_gpu
+    assert model.default_workers == CPU_WORKERS == 2
     with pytest.raises(ValueError, match='workers'):
         next(score_images([], workers=0))
 
 
 def _detections(frames, monkeypatch, **options):
     """The most detections running at once, and the threads they ran in."""
-    from imgutils_facequal import pipeline
+    from imgutils_facequal.scoring import FaceLocator
     paths, _ = frames
     running, most, threads = [0], [0], set()
     lock = threading.Lock()
-    original = pipeline.locate_faces
+    original = FaceLocator.locate
 
     def counting(*args, **kwargs):
         with lock:
@@ -105,7 +106,7 @@ def _detections(frames, monkeypatch, **options):
         finally:
             with lock:
                 running[0] -= 1
-    monkeypatch.setattr(pipeline, 'locate_faces', counting)
+    monkeypatch.setattr(FaceLocator, 'locate', counting)
     assert sum(len(r.faces) for r in score_images(find_images(paths), workers=4, **options)) == 10
     return most[0], threads
 
@@ -118,9 +119,3 @@ def test_detection_in_one_thread_kept_across_calls(frames, monkeypatch):
     # the same thread next time, so imgutils' per-thread detector sessions are reused
     assert _detections(frames, monkeypatch)[1] == {thread}
 
-
-def test_concurrent_detections_up_to_the_limit(frames, monkeypatch):
-    most, threads = _detections(frames, monkeypatch, concurrent_detections=3)
-    assert 1 < most <= 3 and 1 < len(threads) <= 3
-    with pytest.raises(ValueError, match='concurrent_detections'):
-        next(score_images([], concurrent_detections=0))

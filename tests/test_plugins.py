@@ -84,7 +84,7 @@ def test_installed_plugin_adds_a_detector_and_a_tagger(installed_plugin, plugins
     report = run_check(installed_plugin, plugins_env)
     assert report['detectors']['whole_image'] == 'facequal_test'
     assert report['taggers']['mean_brightness'] == 'facequal_test'
-    assert report['detectors']['face'] == 'imgutils_facequal.default_plugins.imgutils_detectors'
+    assert report['detectors']['face'] == 'imgutils_facequal.plugins.builtin.imgutils_detectors'
     assert report['faces'] == [[[0, 0, 60, 40], 'good']]  # the blue frame, scored by the test model
     assert report['tags'] == [['face_quality', 'mean_brightness']]
     assert report['brightness'] == pytest.approx((20 + 20 + 230) / 3 / 255, abs=1e-3)

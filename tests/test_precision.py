@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from fake_hub import CLASS_COLOURS, draw_scene, write_repo
+from tests.support.fake_hub import CLASS_COLOURS, draw_scene, write_repo
 from imgutils_facequal import classify_face_quality_score_batch, detect_face_quality, load_face_quality_model
-from imgutils_facequal.transformers_backend import bf16_blocks
-from test_backends import varied_images
+from imgutils_facequal.backends.transformers import _bf16_blocks as bf16_blocks
+from tests.test_backends import varied_images
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
 
@@ -77,7 +77,7 @@ def test_bf16_through_detection_and_auto(timm_repos, frame_path):
 
 
 def test_bf16_errors_say_what_to_do(timm_repos, hub_cache_dir):
-    from timm_repos import timm_repo_files
+    from tests.support.timm_repos import timm_repo_files
     with pytest.raises(ValueError, match="backend='transformers'"):
         load_face_quality_model(timm_repos['caformer'], precision='bf16')
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'fp16'"):

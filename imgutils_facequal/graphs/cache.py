@@ -6,7 +6,7 @@ provider, or the OpenVINO backend opens it, it applies
 :data:`REWRITES_FOR`), runs the rewritten and the
 original graph on the export's check images (:func:`export.check_images`, through the
 repository's preprocessing, on the CPU provider) and keeps the rewrite only when every class probability
-agrees within :data:`export.DEFAULT_EXPORT_TOLERANCE`. The result, a rewritten
+agrees within :data:`export.CHECK_TOLERANCE`. The result, a rewritten
 ``model.onnx`` or a note that the original is to be used, is cached under
 ``$IMGUTILS_FACEQUAL_HOME/rewritten``, keyed by the source file and the rewrites, so later loads (offline
 too) open the rewritten graph directly. Set ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` to
@@ -22,8 +22,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
-from .export import DEFAULT_EXPORT_TOLERANCE, facequal_home
-from .onnx_rewrites import ONNXRUNTIME_REWRITES, OPENVINO_REWRITES
+from ..home import facequal_home
+from .check import CHECK_TOLERANCE, probabilities_from_output
+from .onnx_rewrites import ONNXRUNTIME_REWRITES, OPENVINO_REWRITES, rewrite_onnx_graph
 
 __all__ = ['REWRITE_ENV', 'REWRITE_PROVIDERS', 'REWRITES_FOR', 'GraphChoice', 'rewrites_enabled', 'rewritten_dir',
            'cached_graph', 'choose_graph']
@@ -66,16 +67,12 @@ def rewritten_dir() -> str:
 def _cache_folder(onnx_path: str, rewrites: Sequence[str]) -> str:
     real = os.path.realpath(onnx_path)
     stat = os.stat(real)
-    key = f'{real}|{stat.st_size}|{stat.st_mtime_ns}|{_REWRITES_VERSION}'
-    if tuple(rewrites) != ONNXRUNTIME_REWRITES:  # onnxruntime's keys as they were before there was a choice
-        key += '|' + ','.join(rewrites)
+    key = f'{real}|{stat.st_size}|{stat.st_mtime_ns}|{_REWRITES_VERSION}|{",".join(rewrites)}'
     return os.path.join(rewritten_dir(), hashlib.sha256(key.encode()).hexdigest()[:20])
 
 
 def _probabilities(session, batch):
     import numpy as np
-
-    from .onnx_backend import probabilities_from_output
     name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
     # two images a run: the check then needs no more memory than scoring at the default batch size
     return np.concatenate([probabilities_from_output(session.run([output], {name: batch[start:start + 2]})[0])
@@ -88,12 +85,10 @@ def _rewrite_and_check(onnx_path: str, models: list, rewrites: Sequence[str], fo
     import onnx
     import onnxruntime
 
-    from .onnx_rewrites import rewrite_onnx_graph
-
     started = time.perf_counter()
     model, rewrites = rewrite_onnx_graph(models.pop(), rewrites)  # popped: the caller keeps no reference to it
     report = {'source': os.path.realpath(onnx_path), 'rewrites': rewrites, 'onnxruntime': onnxruntime.__version__,
-              'tolerance': DEFAULT_EXPORT_TOLERANCE}
+              'tolerance': CHECK_TOLERANCE}
     os.makedirs(rewritten_dir(), exist_ok=True)
     staging = tempfile.mkdtemp(prefix='.staging-', dir=rewritten_dir())
     try:
@@ -107,7 +102,7 @@ def _rewrite_and_check(onnx_path: str, models: list, rewrites: Sequence[str], fo
             rewritten_session = open_session(staged)
             difference = float(np.abs(_probabilities(rewritten_session, check_batch) - expected).max())
             report['max_difference'] = difference
-            if difference <= DEFAULT_EXPORT_TOLERANCE:
+            if difference <= CHECK_TOLERANCE:
                 choice = GraphChoice(path=os.path.join(folder, 'model.onnx'), rewrites=rewrites,
                                      note=f'rewritten ({", ".join(rewrites)}), checked: largest difference '
                                           f'{difference:.1e}', session=rewritten_session if keep_sessions else None)
@@ -117,7 +112,7 @@ def _rewrite_and_check(onnx_path: str, models: list, rewrites: Sequence[str], fo
                 choice = GraphChoice(path=onnx_path, note=f'the original graph: the rewrite differed by '
                                                           f'{difference:.1e}')
                 warnings.warn(f'The rewritten graph of {onnx_path} gives probabilities up to {difference:.1e} '
-                              f'away from the original (allowed {DEFAULT_EXPORT_TOLERANCE:g}); running the '
+                              f'away from the original (allowed {CHECK_TOLERANCE:g}); running the '
                               f'original graph. Please report this with the model name.', RuntimeWarning,
                               stacklevel=4)
         report['note'] = choice.note

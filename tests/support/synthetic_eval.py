@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from fake_hub import CLASS_COLOURS, QUALITY_CLASSES, colour_classifier_onnx
+from tests.support.fake_hub import CLASS_COLOURS, QUALITY_CLASSES, colour_classifier_onnx
 
 FRAME = 256
 GREY = (128, 128, 128)

@@ -1,54 +1,39 @@
-"""The OpenVINO backend: Intel's OpenVINO runtime on the repository's ``model.onnx``, on the CPU.
+"""The OpenVINO backend: Intel's OpenVINO on the repository's ``model.onnx``, on the CPU, torch-free.
 
-Opt-in, with the ``openvino`` extra: ``pip install 'imgutils-facequal[openvino]'``. It reads
-the same ``model.onnx`` as the ONNX backend (or a local export of it) and needs no torch.
+Opt-in, with the ``openvino`` extra: ``pip install 'imgutils-facequal[openvino]'``.
 
-* It runs the graph rewritten for OpenVINO (:data:`~imgutils_facequal.onnx_rewrites.OPENVINO_REWRITES`),
-  checked against the original with onnxruntime and cached like the ONNX backend's
-  rewrite (:mod:`~imgutils_facequal.graph_cache`): layer norms fused, and the
-  convolutional stages channels-last, carried as rows of tokens, which OpenVINO keeps in
-  one memory layout instead of reordering them before every layer norm (1.07 x to 1.12 x
-  on the benchmark's Xeon). ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` turns it off.
-
+* It reads the same ``model.onnx`` as the ONNX backend (or a local export of it) and runs
+  it rewritten for OpenVINO (``graphs.onnx_rewrites.OPENVINO_REWRITES``), checked against
+  the original and cached like the ONNX backend's rewrite.
+  ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` turns the rewrite off.
 * Each crop is its own inference request, and OpenVINO runs as many at once as it has CPU
-  streams (one per core or pair of cores), each with its own threads: batches of crops
-  spread over the cores with no thread waiting for another. Crops left over when a batch
-  is not a multiple of the streams (a frame with one face, say) run one at a time on a
-  second compilation that gives every core to one request, made when first needed.
-* It runs fp32 by default, pinned: on CPUs with AMX, OpenVINO's own default would be bf16,
-  which runs the whole graph in bf16 and moved probabilities by up to 0.085 against fp32
-  on the benchmark's crops, past the 0.02 bar an opt-in must meet (see the Performance
-  page). ``precision='bf16'`` is the opt-in that keeps to it: only the matrix products
-  and convolutions of the blocks of the first two stages (:data:`BF16_PRODUCTS`) get bf16
-  inputs, through explicit conversions, and everything else stays fp32
-  (:func:`products_in_bf16`). It needs a CPU with AVX512-BF16 or AMX, and a graph with
-  timm's MetaFormer stages. Wider bf16 (all blocks' products, as the transformers opt-in
-  runs) moved probabilities past the bar: OpenVINO's bf16 products land further from the
-  exact product than torch's (``benchmarks/openvino_precision.py``).
-  :class:`FaceQualityOpenVINOModel` also takes ``whole_graph_bf16=True``, for the
-  benchmarks that measure it.
-* It needs OpenVINO 2026.3 or later for the package's own exports (their fused attention is
+  streams. Crops left over when a batch is not a multiple of the streams run one at a
+  time on a second compilation that gives every core to one request.
+* It runs fp32, pinned (OpenVINO's own default on AMX CPUs is whole-graph bf16, which
+  moves probabilities too far). ``precision='bf16'`` runs only the matrix products and
+  convolutions of the blocks of the first two stages (`BF16_PRODUCTS`) in bf16, through
+  explicit conversions; it needs a CPU with AVX512-BF16 or AMX and a graph with timm's
+  MetaFormer stage names.
+* The package's own exports need OpenVINO 2026.3 or later (their fused attention is
   onnxruntime's ``com.microsoft.MultiHeadAttention``); earlier versions read the published
   graphs, and stop on an export with a message saying to upgrade.
 """
 import threading
 import warnings
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Optional
 
-from .errors import BackendNotAvailableError, ModelNotAvailableError
-from .export import check_images
-from .files import fetch_model_file, read_json_file
-from .graph_cache import choose_graph
-from .models import ModelSource
-from .onnx_backend import checked_probabilities, open_onnx_session, read_classes
-from .preprocess import create_stage_transform, images_to_batch
-from .transformers_backend import check_precision
+from ..errors import BackendNotAvailableError, ModelNotAvailableError
+from ..graphs.cache import choose_graph
+from ..graphs.check import check_images
+from ..hub import fetch_model_file
+from ..models import ModelSource
+from .base import FaceQualityClassifier
+from .onnx import FaceQualityOnnxModel, open_onnx_session, read_classes
 
 if TYPE_CHECKING:  # annotations only: numpy is imported on first use
     import numpy as np
 
-__all__ = ['FaceQualityOpenVINOModel', 'get_openvino_model', 'require_openvino_extra', 'products_in_bf16',
-           'BF16_PRODUCTS']
+__all__ = ['FaceQualityOpenVINOModel', 'require_openvino_extra', 'products_in_bf16', 'BF16_PRODUCTS']
 
 _OPENVINO_EXTRA = "pip install 'imgutils-facequal[openvino]'"
 _OPENVINO_FOR_FUSED_OPERATORS = '2026.3'  # com.microsoft.MultiHeadAttention, in the package's exports
@@ -88,9 +73,9 @@ def _read_model(core, path: str, where: str):
         ) from err
 
 
-def products_in_bf16(model, pattern: str) -> int:
-    """Feed bf16 to the matrix products and convolutions of an OpenVINO ``model`` whose names
-    match ``pattern``, converting their results back to fp32, in place; returns how many.
+def products_in_bf16(model) -> int:
+    """Feed bf16 to the matrix products and convolutions of an OpenVINO ``model`` named like
+    :data:`BF16_PRODUCTS`, converting their results back to fp32, in place; returns how many.
 
     Compiled with an fp32 inference precision, only those products then run in bf16 (on
     AMX or AVX512-BF16), as torch's autocast would run them.
@@ -104,7 +89,7 @@ def products_in_bf16(model, pattern: str) -> int:
         from openvino.runtime import opset13 as ops
     converted = 0
     for node in list(model.get_ordered_ops()):
-        if node.get_type_name() not in ('MatMul', 'Convolution') or not re.search(pattern, node.get_friendly_name()):
+        if node.get_type_name() not in ('MatMul', 'Convolution') or not re.search(BF16_PRODUCTS, node.get_friendly_name()):
             continue
         for port in node.inputs():
             source = port.get_source_output()
@@ -121,41 +106,36 @@ def products_in_bf16(model, pattern: str) -> int:
     return converted
 
 
-def _check_device(device: Optional[str]) -> None:
-    if device not in (None, 'cpu'):
-        raise ValueError(f"backend='openvino' runs on the CPU; got device={device!r}. For a GPU use "
-                         f"backend='onnx' with onnxruntime-gpu, or backend='transformers'.")
+class FaceQualityOpenVINOModel(FaceQualityClassifier):
+    """A classifier compiled by OpenVINO for the CPU.
 
-
-class FaceQualityOpenVINOModel:
-    """A face-quality classifier compiled by OpenVINO for the CPU.
-
-    Get one with :func:`get_openvino_model`; it is cached and safe to share between threads
-    (forward passes take turns: each already uses every core). ``onnx_path`` is the model's
+    Forward passes take turns: each already uses every core. ``onnx_path`` is the model's
     ONNX file, ``run_path`` the one it compiled (``onnx_path`` or its checked rewrite,
     ``graph_rewrites`` saying what changed), ``requests`` how many crops OpenVINO scores at
-    once, ``precision`` ``fp32`` or ``bf16`` (the products of the first two stages' blocks in
-    bf16, see the module docs; ``whole_graph_bf16=True`` runs every layer in bf16 instead,
-    only for the benchmarks that measure it).
+    once, ``bf16_products`` how many products run in bf16 (``precision='bf16'``).
     """
 
-    device = 'cpu'
+    backend = 'openvino'
+    precisions = ('fp32', 'bf16')
+    files_source = FaceQualityOnnxModel.files_source
 
-    def __init__(self, source: ModelSource, precision: str = 'fp32', whole_graph_bf16: bool = False):
-        check_precision(precision)
-        self.whole_graph_bf16 = precision == 'bf16' and whole_graph_bf16
+    @classmethod
+    def device_key(cls, device: Optional[str]) -> str:
+        if device not in (None, 'cpu'):
+            raise ValueError(f"backend='openvino' runs on the CPU; got device={device!r}. For a GPU use "
+                             f"backend='onnx' with onnxruntime-gpu, or backend='transformers'.")
+        return 'cpu'
+
+    def __init__(self, source: ModelSource, device: str = 'cpu', precision: str = 'fp32'):
         openvino = require_openvino_extra()
-        self.source = source
-        self.precision = precision
-        where = f'Model {source.model_name!r} ({source.location})'
+        self.source, self.device, self.precision = source, device, precision
+        where = self.where
         self.onnx_path = fetch_model_file(
             source, 'model.onnx',
             missing_hint="The exporter skips model.onnx when the export is not a single file. Make a local "
                          "ONNX copy once with export_onnx(model_name) and use it as before.",
         )
-        preprocessor = read_json_file(source, 'preprocessor_config.json')
-        self.stages = preprocessor.get('stages') if isinstance(preprocessor, dict) else None
-        self.transform = create_stage_transform(self.stages, where)
+        self._read_stages()
 
         core = openvino.Core()
         graph = choose_graph(self.onnx_path, 'openvino', lambda path: open_onnx_session(path, 'cpu', where),
@@ -182,8 +162,8 @@ class FaceQualityOpenVINOModel:
         model.reshape({self._input_name: openvino.PartialShape([1] + [shape[i] for i in range(1, len(shape))])})
         #: How many matrix products and convolutions run in bf16 (``precision='bf16'``).
         self.bf16_products = 0
-        if precision == 'bf16' and not self.whole_graph_bf16:
-            self.bf16_products = products_in_bf16(model, BF16_PRODUCTS)
+        if precision == 'bf16':
+            self.bf16_products = products_in_bf16(model)
             if not self.bf16_products:
                 raise ValueError(
                     f"{where}: precision='bf16' with backend='openvino' runs the matrix products of the first two "
@@ -205,23 +185,21 @@ class FaceQualityOpenVINOModel:
         self._outputs: Dict[int, 'np.ndarray'] = {}
         self._single_request = None  # every core on one crop, for the crops left over
         self._lock = threading.Lock()
-        self.run_count = 0
 
     def _compile(self, hint: str):
-        # the bf16 opt-in converts its products explicitly; everything else stays fp32
-        precision = 'bf16' if self.whole_graph_bf16 else 'f32'
-        return self._core.compile_model(self._model, 'CPU', {'INFERENCE_PRECISION_HINT': precision,
+        # pinned to fp32 (AMX CPUs default to whole-graph bf16); the bf16 opt-in converts its products explicitly
+        return self._core.compile_model(self._model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32',
                                                              'PERFORMANCE_HINT': hint})
 
     def _keep_output(self, request, index: int) -> None:
         self._outputs[index] = request.get_output_tensor(self._output_index).data.copy()
 
-    def preprocess(self, images: Sequence) -> 'np.ndarray':
-        """Decoded RGB images to the model's input batch, through the repository's stages."""
-        return images_to_batch(list(images), self.transform)
+    @property
+    def default_batch_size(self) -> int:
+        """At least as many crops as OpenVINO scores at once."""
+        return max(super().default_batch_size, self.requests)
 
-    def predict(self, batch) -> 'np.ndarray':
-        """One forward pass over a preprocessed batch; probabilities ``[n, n_classes]``."""
+    def _forward(self, batch) -> 'np.ndarray':
         import numpy as np
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         side_by_side = len(batch) - len(batch) % self.requests if self.requests > 1 else len(batch)
@@ -236,31 +214,4 @@ class FaceQualityOpenVINOModel:
                     self._single_request = self._compile('LATENCY').create_infer_request()
                 output = self._single_request.infer({0: batch[index:index + 1]})
                 rows.append(output.to_tuple()[self._output_index].copy())
-            self.run_count += 1
-        output = np.concatenate(rows) if rows else np.zeros((0, len(self.classes)), dtype=np.float32)
-        return checked_probabilities(self.source, output, self.classes)
-
-    def scores(self, images: Sequence) -> List[Dict[str, float]]:
-        """Class probabilities for decoded RGB images, in one forward pass."""
-        probabilities = self.predict(self.preprocess(images))
-        return [dict(zip(self.classes, map(float, row))) for row in probabilities]
-
-
-_models: Dict[Tuple, FaceQualityOpenVINOModel] = {}
-_models_lock = threading.Lock()
-
-
-def get_openvino_model(source: ModelSource, device: Optional[str] = None,
-                       precision: str = 'fp32') -> FaceQualityOpenVINOModel:
-    """The cached :class:`FaceQualityOpenVINOModel` for a source and precision."""
-    _check_device(device)
-    check_precision(precision)
-    require_openvino_extra()
-    key = (source.repo_id, source.revision, source.local_dir, precision)
-    model = _models.get(key)
-    if model is None:
-        with _models_lock:
-            model = _models.get(key)
-            if model is None:
-                model = _models[key] = FaceQualityOpenVINOModel(source, precision)
-    return model
+        return np.concatenate(rows) if rows else np.zeros((0, len(self.classes)), dtype=np.float32)

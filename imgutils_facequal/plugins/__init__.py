@@ -1,6 +1,6 @@
 """The one plugin manager, and the registries of detectors and taggers it fills.
 
-Built-in plugins (``imgutils_facequal.default_plugins``) are registered exactly like
+Built-in plugins (``imgutils_facequal.plugins.builtin``) are registered exactly like
 external ones. External plugins are loaded once, lazily, from the ``imgutils_facequal``
 entry-point group. The environment variable ``IMGUTILS_FACEQUAL_PLUGINS`` restricts them:
 unset, every installed plugin loads; set, only the comma-separated distributions it names
@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pluggy
 
+from ..errors import PluginError
 from . import hookspecs
-from .errors import FaceQualityError
 
 __all__ = [
     'ENTRY_POINT_GROUP',
@@ -23,6 +23,7 @@ __all__ = [
     'DEFAULT_PLUGINS',
     'Registered',
     'PluginError',
+    'detector_options',
     'get_plugin_manager',
     'get_detectors',
     'get_taggers',
@@ -38,13 +39,18 @@ __all__ = [
 ENTRY_POINT_GROUP = 'imgutils_facequal'
 PLUGINS_ENV = 'IMGUTILS_FACEQUAL_PLUGINS'
 DEFAULT_PLUGINS = (
-    'imgutils_facequal.default_plugins.imgutils_detectors',
-    'imgutils_facequal.default_plugins.face_quality_tagger',
+    'imgutils_facequal.plugins.builtin.imgutils_detectors',
+    'imgutils_facequal.plugins.builtin.face_quality_tagger',
 )
 
 
-class PluginError(FaceQualityError, ValueError):
-    """A detector or tagger is unknown, or two plugins register the same name."""
+def detector_options(**options: Any) -> Dict[str, Any]:
+    """Options for a detector, without those left at ``None`` (the detector's own defaults).
+
+    >>> detector_options(conf_threshold=0.3, iou_threshold=None)
+    {'conf_threshold': 0.3}
+    """
+    return {key: value for key, value in options.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,7 @@ def list_detectors() -> List[Dict[str, str]]:
     >>> from imgutils_facequal import list_detectors
     >>> face = list_detectors()[0]
     >>> face['name'], face['plugin']
-    ('face', 'imgutils_facequal.default_plugins.imgutils_detectors')
+    ('face', 'imgutils_facequal.plugins.builtin.imgutils_detectors')
     """
     return _listing('register_detectors')
 
@@ -181,7 +187,7 @@ def list_taggers() -> List[Dict[str, str]]:
     >>> from imgutils_facequal import list_taggers
     >>> tagger = list_taggers()[0]
     >>> tagger['name'], tagger['plugin']
-    ('face_quality', 'imgutils_facequal.default_plugins.face_quality_tagger')
+    ('face_quality', 'imgutils_facequal.plugins.builtin.face_quality_tagger')
     """
     return _listing('register_taggers')
 

@@ -1,22 +1,19 @@
 """What is cached where, and fetching models ahead of offline use (the CLI's models and download)."""
 from typing import Iterator, List, Optional
 
-from .errors import MissingModelFileError, ModelNotAvailableError
-from .export import exported_source
-from .files import fetch_model_file
-from .graph_cache import cached_graph
-from .onnx_rewrites import OPENVINO_REWRITES
-from .models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
+from ..errors import MissingModelFileError, ModelNotAvailableError
+from ..graphs.cache import cached_graph
+from ..graphs.onnx_rewrites import OPENVINO_REWRITES
+from ..home import exported_source
+from ..hub import fetch_model_file
+from ..models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
+from ..plugins.builtin.imgutils_detectors import DEFAULT_DETECTOR_MODELS
 
 __all__ = ['model_status', 'download_model', 'download_detectors', 'DETECTOR_FILES']
 
 #: The detector files imgutils reads by default, per hub repository.
-DETECTOR_FILES = {
-    'deepghs/anime_face_detection': ['face_detect_v1.4_s/model.onnx', 'face_detect_v1.4_s/model_type.json',
-                                     'face_detect_v1.4_s/threshold.json'],
-    'deepghs/anime_head_detection': ['head_detect_v2.0_s/model.onnx', 'head_detect_v2.0_s/model_type.json',
-                                     'head_detect_v2.0_s/threshold.json'],
-}
+DETECTOR_FILES = {repo: [f'{model}/{name}' for name in ('model.onnx', 'model_type.json', 'threshold.json')]
+                  for repo, model in DEFAULT_DETECTOR_MODELS.items()}
 _ONNX_FILES = ('model.onnx', 'preprocessor_config.json', 'config.json', 'meta.json')
 
 

@@ -8,6 +8,7 @@ Exit codes:
 * 3: a model, backend or plugin cannot be had (nothing was scored);
 * 130: interrupted (Ctrl-C); rows already written stay, and a rerun resumes.
 """
+import functools
 import json
 import os
 import shutil
@@ -18,10 +19,20 @@ from typing import Iterator, List, Optional
 
 import click
 
-from . import __version__
-from .detect import CROP_MODES, DEFAULT_MARGIN
-from .errors import FaceQualityError
-from .models import DEFAULT_MODEL
+from .. import __version__
+from ..backends import BACKENDS, DEFAULT_BACKEND, PRECISIONS
+from ..detect import visualize_face_quality
+from ..errors import FaceQualityError
+from ..evaluate import DEFAULT_SETTINGS, evaluate_crop_robustness, parse_settings, read_hf_dataset, read_labelled_folder
+from ..export import export_onnx
+from ..graphs.check import CHECK_TOLERANCE
+from ..models import DEFAULT_MODEL
+from ..pipeline import find_images, score_images_with
+from ..plugins import list_detectors, list_plugins, list_taggers
+from ..quality import QUALITY_ORDER, quality_at_least
+from ..scoring import CROP_MODES, DEFAULT_MARGIN, load_face_quality_detector
+from .records import ResultWriter, completed_images
+from .status import download_detectors, download_model, model_status
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -29,6 +40,25 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1
 def _fail(message: str, code: int = EXIT_UNAVAILABLE):
     click.echo(f'Error: {message}', err=True)
     sys.exit(code)
+
+
+def exit_codes(*usage_errors):
+    """Map what a command raises to the documented exit codes: the package's own errors (a model,
+    backend or plugin that cannot be had) to 3; ``FileExistsError``, ``ValueError`` (options that
+    do not go together) and ``usage_errors`` to 2."""
+    usage = (FileExistsError, ValueError, *usage_errors)
+
+    def decorate(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except FaceQualityError as err:
+                _fail(str(err))
+            except usage as err:
+                _fail(str(err), EXIT_USAGE)
+        return run
+    return decorate
 
 
 def _finish(progress, interrupted: bool, message: Optional[str] = None):
@@ -45,10 +75,10 @@ def scoring_options(function):
         click.option('--model', 'model_name', default=DEFAULT_MODEL, show_default=True,
                      help='Face-quality model: registered name, hub repo id (org/name) or local directory.'),
         click.option('--revision', default=None, help='Hub revision of the model.'),
-        click.option('--backend', type=click.Choice(['onnx', 'openvino', 'transformers', 'auto']), default='onnx',
+        click.option('--backend', type=click.Choice(BACKENDS), default=DEFAULT_BACKEND,
                      show_default=True, help='Inference backend.'),
         click.option('--device', default=None, help='cpu, cuda, cuda:1... (default: the backend picks).'),
-        click.option('--precision', type=click.Choice(['fp32', 'bf16']), default='fp32', show_default=True,
+        click.option('--precision', type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
                      help='bf16: the model\'s blocks run in bfloat16 (opt-in, needs --backend transformers, or '
                           '--backend openvino for the first two stages; faster on CPUs with AVX512-BF16 or AMX).'),
         click.option('--detector', default='face', show_default=True,
@@ -75,15 +105,16 @@ def scoring_options(function):
     return function
 
 
-def _pipeline_options(kwargs) -> dict:
-    detector_options = {key: value for key, value in {
-        'conf_threshold': kwargs.pop('conf_threshold'), 'iou_threshold': kwargs.pop('iou_threshold'),
-        'level': kwargs.pop('detector_level'), 'version': kwargs.pop('detector_version'),
-    }.items() if value is not None}
-    return dict(model_name=kwargs.pop('model_name'), revision=kwargs.pop('revision'), backend=kwargs.pop('backend'),
-                device=kwargs.pop('device'), precision=kwargs.pop('precision'), detector=kwargs.pop('detector'),
-                crop=kwargs.pop('crop'), margin=kwargs.pop('margin'), detector_options=detector_options,
-                batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
+def _scoring(kwargs) -> dict:
+    """The loaded detect-then-score object of the scoring options, and the pipeline's own options."""
+    faces = load_face_quality_detector(
+        kwargs.pop('model_name'), revision=kwargs.pop('revision'), backend=kwargs.pop('backend'),
+        device=kwargs.pop('device'), precision=kwargs.pop('precision'), detector=kwargs.pop('detector'),
+        crop=kwargs.pop('crop'), margin=kwargs.pop('margin'), conf_threshold=kwargs.pop('conf_threshold'),
+        iou_threshold=kwargs.pop('iou_threshold'), level=kwargs.pop('detector_level'),
+        version=kwargs.pop('detector_version'),
+    )
+    return dict(faces=faces, batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
 
 
 class Progress:
@@ -135,12 +166,10 @@ class Progress:
 
 
 def _run(images, options, keep_images=False) -> Iterator:
-    from .pipeline import score_images
-    yield from score_images(images, keep_images=keep_images, **options)
+    yield from score_images_with(images=images, keep_images=keep_images, **options)
 
 
 def _visualize(result, directory: str) -> None:
-    from .detect import visualize_face_quality
     target = os.path.join(directory, os.path.splitext(result.image.relative_path)[0] + '.png')
     os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
     visualize_face_quality(result.decoded, result.faces).save(target)
@@ -165,33 +194,19 @@ def main():
 @click.option('--visualize', type=click.Path(file_okay=False), default=None,
               help='Also write each image with its faces boxed and labelled to this folder.')
 @scoring_options
+@exit_codes()
 def score(paths, output, fmt, visualize, quiet, **kwargs):
     """Score every face of every image: one row per face, one per image without a face.
 
     PATHS are files, folders (searched recursively for images) and globs.
     """
-    from .pipeline import find_images
-    from .records import ResultWriter, completed_images
 
     fmt = fmt or ('csv' if output and output.lower().endswith('.csv') else 'jsonl')
-    options = _pipeline_options(kwargs)
     images = find_images(paths)
-    done = set()
-    if output:
-        try:
-            done = completed_images(output, fmt)
-        except ValueError as err:
-            _fail(str(err), EXIT_USAGE)
+    done = completed_images(output, fmt) if output else set()
     todo = [item for item in images if item.path not in done]
-    try:
-        from .backends import load_face_quality_model
-        classes = load_face_quality_model(options['model_name'], revision=options['revision'],
-                                          backend=options['backend'], device=options['device'],
-                                          precision=options['precision']).classes
-    except FaceQualityError as err:
-        _fail(str(err))
-    except ValueError as err:  # options that do not go together, such as a precision the model cannot run
-        _fail(str(err), EXIT_USAGE)
+    options = _scoring(kwargs)  # the model loads before any image, so one that cannot be had fails fast
+    classes = options['faces'].classifier.classes
     progress = Progress(len(todo), quiet, done_before=len(images) - len(todo))
     stream = open(output, 'a', encoding='utf-8', newline='') if output else sys.stdout
     interrupted = False
@@ -204,10 +219,6 @@ def score(paths, output, fmt, visualize, quiet, **kwargs):
             progress.update(result)
     except KeyboardInterrupt:
         interrupted = True
-    except FaceQualityError as err:
-        _fail(str(err))
-    except ValueError as err:  # raised before any image: options that do not go together
-        _fail(str(err), EXIT_USAGE)
     finally:
         if output:
             stream.close()
@@ -215,7 +226,6 @@ def score(paths, output, fmt, visualize, quiet, **kwargs):
 
 
 def _passes(result, min_quality: Optional[str], min_score: Optional[float], every_face: bool) -> bool:
-    from .quality import quality_at_least
     if not result.faces:
         return False
     checks = []
@@ -232,7 +242,7 @@ def _passes(result, min_quality: Optional[str], min_score: Optional[float], ever
 @main.command(name='filter')
 @click.argument('paths', nargs=-1, required=True)
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the kept images.')
-@click.option('--min-quality', type=click.Choice(['poor', 'ok', 'good', 'excellent']), default=None,
+@click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
               help='Keep images whose best face (or every face) is this class or better.')
 @click.option('--min-score', type=click.FloatRange(0, 1), default=None,
               help='Keep images whose best face (or every face) has a quality value at least this.')
@@ -241,16 +251,16 @@ def _passes(result, min_quality: Optional[str], min_score: Optional[float], ever
               help='How kept images get to --out (relative folders are kept).')
 @click.option('--dry-run', is_flag=True, help='Print what would be done and change nothing.')
 @scoring_options
+@exit_codes()
 def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry_run, quiet, **kwargs):
     """Copy, hard-link or move the images whose faces reach a quality to a folder.
 
     Images without a face are never kept. Give --min-quality, --min-score or both.
     """
-    from .pipeline import find_images
     if min_quality is None and min_score is None:
         raise click.UsageError('Give --min-quality or --min-score (or both).')
-    options = _pipeline_options(kwargs)
     images = find_images(paths)
+    options = _scoring(kwargs)
     progress = Progress(len(images), quiet or dry_run)
     kept = 0
     interrupted = False
@@ -286,10 +296,6 @@ def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry
             kept += 1
     except KeyboardInterrupt:
         interrupted = True
-    except FaceQualityError as err:
-        _fail(str(err))
-    except ValueError as err:  # raised before any image: options that do not go together
-        _fail(str(err), EXIT_USAGE)
     _finish(progress, interrupted, None if quiet else (
         f'{"Would keep" if dry_run else "Kept"} {kept} of {progress.images} images'
         f'{"" if dry_run else f" ({verb} to {out_dir})"}.'))
@@ -298,22 +304,21 @@ def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry
 @main.command()
 @click.argument('paths', nargs=-1, required=True)
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the crops.')
-@click.option('--min-quality', type=click.Choice(['poor', 'ok', 'good', 'excellent']), default=None,
+@click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
               help='Only write faces of this class or better.')
 @click.option('--sidecar', is_flag=True,
               help='Name crops {image}_{face}.png and put the quality in a {image}_{face}.json beside each, '
                    'instead of in the file name.')
 @click.option('--image-format', type=click.Choice(['png', 'jpg', 'webp']), default='png', show_default=True)
 @scoring_options
+@exit_codes()
 def crop(paths, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
     """Write each face's crop (the region the classifier saw), with its quality in the name or a sidecar.
 
     File names: {image}_{face}_{label}_{quality:.3f}.{ext} (relative folders are kept).
     """
-    from .pipeline import find_images
-    from .quality import quality_at_least
-    options = _pipeline_options(kwargs)
     images = find_images(paths)
+    options = _scoring(kwargs)
     progress = Progress(len(images), quiet)
     written = 0
     interrupted = False
@@ -341,10 +346,6 @@ def crop(paths, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
             result.decoded = None
     except KeyboardInterrupt:
         interrupted = True
-    except FaceQualityError as err:
-        _fail(str(err))
-    except ValueError as err:  # raised before any image: options that do not go together
-        _fail(str(err), EXIT_USAGE)
     _finish(progress, interrupted, None if quiet else f'Wrote {written} crops to {out_dir}.')
 
 
@@ -352,7 +353,6 @@ def crop(paths, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
 @click.option('--json', 'as_json', is_flag=True, help='Machine-readable output.')
 def models(as_json):
     """Known models, where they resolve, and whether each is in the local cache."""
-    from .status import model_status
     rows = model_status()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -371,7 +371,6 @@ def models(as_json):
 @click.option('--revision', default=None, help='Hub revision of the models.')
 def download(model_names, detectors, revision):
     """Fetch models into the Hugging Face cache for later offline use (default: the default model)."""
-    from .status import download_detectors, download_model
     failed = False
     for name in model_names or (DEFAULT_MODEL,):
         try:
@@ -391,21 +390,18 @@ def download(model_names, detectors, revision):
 
 
 @main.command()
+@exit_codes()
 def plugins():
     """Registered detectors and taggers, with the plugins that gave them."""
-    from .plugins import list_detectors, list_plugins, list_taggers
-    try:
-        click.echo('Plugins:')
-        for name in list_plugins():
-            click.echo(f'  {name}')
-        for title, items in (('Detectors', list_detectors()), ('Taggers', list_taggers())):
-            click.echo(f'{title}:')
-            for item in items:
-                click.echo(f'  {item["name"]:<16} {item["plugin"]}')
-                if item['description']:
-                    click.echo(f'  {"":<16} {item["description"]}')
-    except FaceQualityError as err:
-        _fail(str(err))
+    click.echo('Plugins:')
+    for name in list_plugins():
+        click.echo(f'  {name}')
+    for title, items in (('Detectors', list_detectors()), ('Taggers', list_taggers())):
+        click.echo(f'{title}:')
+        for item in items:
+            click.echo(f'  {item["name"]:<16} {item["plugin"]}')
+            if item['description']:
+                click.echo(f'  {"":<16} {item["description"]}')
 
 
 @main.command()
@@ -414,25 +410,19 @@ def plugins():
               help='Target folder (default: the exports cache, where the same model name finds it).')
 @click.option('--revision', default=None, help='Hub revision.')
 @click.option('--overwrite', is_flag=True, help='Replace an existing export.')
-@click.option('--atol', type=click.FloatRange(min=0), default=1e-4, show_default=True,
+@click.option('--atol', type=click.FloatRange(min=0), default=CHECK_TOLERANCE, show_default=True,
               help='Largest allowed torch/ONNX probability difference in the check.')
 @click.option('--literal', is_flag=True,
               help='Trace the model as it is, without the exact speed rewrites of MetaFormer layers.')
+@exit_codes()
 def export(model_name, output_dir, revision, overwrite, atol, literal):
     """Export a model to a local ONNX folder, checked against torch (needs the torch extra).
 
     Exporting a published model that has its own model.onnx is worth it too: for the
     MetaFormer models the export (used from then on under the same model name) runs faster.
     """
-    from .export import export_onnx
-    try:
-        target = export_onnx(model_name, output_dir=output_dir, revision=revision, overwrite=overwrite, atol=atol,
-                             rewrite=not literal)
-    except FileExistsError as err:
-        _fail(str(err), EXIT_USAGE)
-    except FaceQualityError as err:
-        _fail(str(err))
-    click.echo(target)
+    click.echo(export_onnx(model_name, output_dir=output_dir, revision=revision, overwrite=overwrite, atol=atol,
+                           rewrite=not literal))
 
 
 @main.command(name='eval-crops')
@@ -457,14 +447,14 @@ def export(model_name, output_dir, revision, overwrite, atol, literal):
               help='Or four columns holding the head box.')
 @click.option('--head-detector', default='head', show_default=True,
               help='Detector giving head boxes to images that have none.')
-@click.option('--backend', type=click.Choice(['onnx', 'openvino', 'transformers', 'auto']), default='onnx',
-              show_default=True)
+@click.option('--backend', type=click.Choice(BACKENDS), default=DEFAULT_BACKEND, show_default=True)
 @click.option('--device', default=None)
 @click.option('--batch-size', type=click.IntRange(min=1), default=None,
               help='Crops per forward pass (default: 2 on CPU, 32 on GPU).')
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None,
               help='Write report.md, report.json and macro_f1.png here.')
 @click.option('--quiet', '-q', is_flag=True, help='No progress bar.')
+@exit_codes(OSError)
 def eval_crops(images_dir, labels_path, dataset, split, dataset_revision, models, settings, seed, limit,
                image_column, label_column, head_column, head_columns, head_detector, backend, device, batch_size,
                out_dir, quiet):
@@ -472,8 +462,6 @@ def eval_crops(images_dir, labels_path, dataset, split, dataset_revision, models
 
     Prints the card's table (markdown); --out also writes every figure as JSON and a plot.
     """
-    from .evaluate import DEFAULT_SETTINGS, evaluate_crop_robustness, parse_settings, read_hf_dataset, \
-        read_labelled_folder
     if (dataset is None) == (images_dir is None or labels_path is None):
         raise click.UsageError('Give either --images and --labels, or --dataset.')
     try:
@@ -481,20 +469,15 @@ def eval_crops(images_dir, labels_path, dataset, split, dataset_revision, models
     except ValueError as err:
         raise click.UsageError(str(err))
     columns = [name.strip() for name in head_columns.split(',')] if head_columns else None
-    try:
-        if dataset is not None:
-            data = read_hf_dataset(dataset, split=split, image_column=image_column, label_column=label_column,
-                                   head_column=head_column, head_columns=columns, revision=dataset_revision)
-        else:
-            data = read_labelled_folder(images_dir, labels_path, image_column=image_column,
-                                        label_column=label_column, head_column=head_column, head_columns=columns)
-        report = evaluate_crop_robustness(data, models=models, settings=chosen, seed=seed, batch_size=batch_size,
-                                          limit=limit, backend=backend, device=device, head_detector=head_detector,
-                                          progress=False if quiet else None)
-    except FaceQualityError as err:
-        _fail(str(err))
-    except (ValueError, OSError) as err:
-        _fail(str(err), EXIT_USAGE)
+    if dataset is not None:
+        data = read_hf_dataset(dataset, split=split, image_column=image_column, label_column=label_column,
+                               head_column=head_column, head_columns=columns, revision=dataset_revision)
+    else:
+        data = read_labelled_folder(images_dir, labels_path, image_column=image_column,
+                                    label_column=label_column, head_column=head_column, head_columns=columns)
+    report = evaluate_crop_robustness(data, models=models, settings=chosen, seed=seed, batch_size=batch_size,
+                                      limit=limit, backend=backend, device=device, head_detector=head_detector,
+                                      progress=False if quiet else None)
     click.echo(report.to_markdown())
     if out_dir:
         for path in report.save(out_dir).values():

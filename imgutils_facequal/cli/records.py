@@ -11,7 +11,7 @@ import json
 import os
 from typing import List, Optional, Sequence, Set, Tuple
 
-from .pipeline import ImageResult
+from ..pipeline import ImageResult
 
 __all__ = ['result_rows', 'ResultWriter', 'completed_images']
 

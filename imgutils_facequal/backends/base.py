@@ -1,0 +1,174 @@
+"""What every backend's classifier is: a loaded model that knows its source, device and precision.
+
+A backend subclasses :class:`FaceQualityClassifier` and implements what differs: how the
+model is opened (``__init__``), how a preprocessed batch runs (``_forward``) and, where it
+is not the repository's pillow stages, how images are preprocessed. Everything else
+(probabilities, scores, batching, defaults, pickling) is shared.
+"""
+import functools
+import os
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..errors import ModelNotAvailableError
+from ..graphs.check import probabilities_from_output
+from ..hub import read_json_file
+from ..images import create_stage_transform, images_to_batch
+from ..models import ModelSource
+
+if TYPE_CHECKING:  # annotations only: numpy is imported on first use
+    import numpy as np
+
+__all__ = ['FaceQualityClassifier', 'open_classifier', 'PRECISIONS', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_WORKERS', 'GPU_WORKERS',
+           'top_class']
+
+#: ``fp32`` (default) or ``bf16``, the opt-in some backends offer.
+PRECISIONS = ('fp32', 'bf16')
+#: Crops per forward pass on a CPU: caformer_s36 is compute-bound there, so larger batches
+#: only cost memory (about 80 MB a crop).
+CPU_BATCH_SIZE = 2
+#: Crops per forward pass on a GPU, where batching is what makes it fast.
+GPU_BATCH_SIZE = 32
+#: Threads decoding, cropping and preprocessing ahead of a classifier on the CPU, whose own
+#: threads already use the cores.
+CPU_WORKERS = 2
+#: The same for a classifier on a GPU, where the CPU work limits the rate.
+GPU_WORKERS = 8
+
+
+def top_class(scores: Dict[str, float]) -> Tuple[str, float]:
+    """The most likely class of ``{class: probability}`` and its probability.
+
+    >>> top_class({'poor': 0.1, 'ok': 0.2, 'good': 0.6, 'excellent': 0.1})
+    ('good', 0.6)
+    """
+    label = max(scores, key=scores.__getitem__)
+    return label, scores[label]
+
+
+class FaceQualityClassifier:
+    """A loaded face-quality classifier. Get one with :func:`imgutils_facequal.load_face_quality_model`.
+
+    It is cached and safe to share between threads. Attributes: ``source`` (where its files
+    come from), ``model_name``, ``backend``, ``device``, ``precision`` and ``classes`` (the
+    model's class names, in its own order).
+    """
+
+    #: The backend's name, as ``backend=`` takes it.
+    backend: ClassVar[str] = ''
+    #: The precisions the backend runs.
+    precisions: ClassVar[Tuple[str, ...]] = ('fp32',)
+
+    source: ModelSource
+    device: str
+    precision: str
+    classes: List[str]
+
+    @classmethod
+    def device_key(cls, device: Optional[str]) -> str:
+        """The device ``device`` means for this backend (``None``: the backend's default)."""
+        return device or 'cpu'
+
+    @classmethod
+    def files_source(cls, source: ModelSource) -> ModelSource:
+        """Where this backend reads the model's files for ``source`` (a local export, for ONNX)."""
+        return source
+
+    @property
+    def model_name(self) -> str:
+        return self.source.model_name
+
+    @property
+    def where(self) -> str:
+        """The model and its location, for messages."""
+        return f'Model {self.source.model_name!r} ({self.source.location})'
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """Plain, picklable keyword arguments that load this classifier again."""
+        return {'model_name': self.source.model_name, 'revision': self.source.revision, 'backend': self.backend,
+                'device': self.device, 'precision': self.precision}
+
+    def __reduce__(self):  # unpickled (in another process, say) through the cache of that process
+        return open_classifier, (type(self), self.source, self.device, self.precision)
+
+    def __repr__(self) -> str:
+        return (f'<{type(self).__name__} {self.source.model_name!r} backend={self.backend!r} device={self.device!r} '
+                f'precision={self.precision!r}>')
+
+    @property
+    def runs_on_gpu(self) -> bool:
+        """Whether forward passes run on a GPU."""
+        return str(self.device).startswith('cuda')
+
+    @property
+    def default_batch_size(self) -> int:
+        """:data:`GPU_BATCH_SIZE` on a GPU, else :data:`CPU_BATCH_SIZE`."""
+        return GPU_BATCH_SIZE if self.runs_on_gpu else CPU_BATCH_SIZE
+
+    @property
+    def default_workers(self) -> int:
+        """Threads that prepare images ahead of this classifier in the folder pipeline:
+        :data:`CPU_WORKERS` on the CPU, :data:`GPU_WORKERS` (at most one per core) on a GPU."""
+        return min(GPU_WORKERS, os.cpu_count() or 1) if self.runs_on_gpu else CPU_WORKERS
+
+    @property
+    def preprocesses_in_workers(self) -> bool:
+        """Whether preprocessing may run in worker threads beside the forward pass."""
+        return True
+
+    def _read_stages(self) -> None:
+        """The repository's preprocessing stages, as a pillow transform."""
+        preprocessor = read_json_file(self.source, 'preprocessor_config.json')
+        self.stages = preprocessor.get('stages') if isinstance(preprocessor, dict) else None
+        self.transform = create_stage_transform(self.stages, self.where)
+
+    def preprocess(self, images: Sequence) -> Any:
+        """Decoded RGB images to the model's input batch, through the repository's stages."""
+        return images_to_batch(list(images), self.transform)
+
+    def _forward(self, batch) -> Any:
+        """The model's raw output for a preprocessed batch."""
+        raise NotImplementedError
+
+    def predict(self, batch) -> 'np.ndarray':
+        """One forward pass over a preprocessed batch; probabilities ``[n, n_classes]``."""
+        output = self._forward(batch)
+        if output.ndim != 2 or output.shape[1] != len(self.classes):
+            raise ModelNotAvailableError(
+                f'{self.where} returned shape {tuple(output.shape)}, but has {len(self.classes)} classes '
+                f'{self.classes}. The model file and the class list do not belong together.'
+            )
+        return probabilities_from_output(output)
+
+    def scores_of(self, probabilities) -> List[Dict[str, float]]:
+        """Rows of probabilities as ``{class: probability}``, in the model's class order."""
+        return [dict(zip(self.classes, map(float, row))) for row in probabilities]
+
+    def scores(self, images: Sequence) -> List[Dict[str, float]]:
+        """Class probabilities for decoded RGB images, in one forward pass."""
+        return self.scores_of(self.predict(self.preprocess(images)))
+
+    def scores_in_batches(self, images: Iterable, batch_size: Optional[int] = None) -> List[Dict[str, float]]:
+        """Class probabilities for decoded RGB images, ``batch_size`` (default :attr:`default_batch_size`)
+        per forward pass."""
+        images = list(images)
+        size = batch_size or self.default_batch_size
+        return [scores for start in range(0, len(images), size) for scores in self.scores(images[start:start + size])]
+
+
+_opening = threading.Lock()  # one load at a time: two threads asking for one model load it once
+
+
+@functools.lru_cache(maxsize=None)
+def _open_once(backend_class, source: ModelSource, device: str, precision: str) -> FaceQualityClassifier:
+    return backend_class(source, device, precision)
+
+
+def open_classifier(backend_class, source: ModelSource, device: str, precision: str) -> FaceQualityClassifier:
+    """The cached classifier of ``backend_class`` for a source, a device key and a precision."""
+    with _opening:
+        return _open_once(backend_class, source, device, precision)
+
+
+open_classifier.cache_clear = _open_once.cache_clear
