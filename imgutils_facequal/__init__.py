@@ -47,7 +47,7 @@ from .models import (
     list_face_quality_models,
     resolve_model,
 )
-from .pipeline import find_images, score_images
+from .pipeline import ImageResult, InputImage, find_images, score_images, score_images_with
 from .plugins import list_detectors, list_plugins, list_taggers, register_plugin, unregister_plugin
 from .plugins.hookspecs import hookimpl
 from .quality import QUALITY_ORDER, face_quality_value
@@ -82,6 +82,8 @@ __all__ = [
     'FaceTags',
     'GPU_BATCH_SIZE',
     'ImageLoadError',
+    'ImageResult',
+    'InputImage',
     'MissingModelFileError',
     'ModelNotAvailableError',
     'NoFaceFoundError',
@@ -113,6 +115,7 @@ __all__ = [
     'register_plugin',
     'resolve_model',
     'score_images',
+    'score_images_with',
     'tag_faces',
     'unregister_plugin',
     'visualize_face_quality',

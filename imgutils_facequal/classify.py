@@ -6,7 +6,7 @@ object or a PIL image) and decodes it once. Common options:
 * ``model_name``: a registered name (default ``caformer_s36.head_crop``), a hub
   repository id or a local directory; ``revision``: its hub revision.
 * ``backend``: ``onnx`` (default, no torch), ``openvino``, ``transformers`` or ``auto``; ``device``:
-  ``cpu`` or ``cuda`` (see :func:`imgutils_facequal.load_face_quality_model`).
+  ``cpu`` or ``cuda`` (see `imgutils_facequal.load_face_quality_model`).
 * ``crop``: ``full`` (default) scores the image as given, for images that are face crops
   already (or whole frames, for the baseline ``caformer_s36``); ``head`` or ``face``
   first finds the largest face and scores the crop around it; ``margin`` sets its margin.
@@ -41,18 +41,18 @@ def classify_face_quality_score(image: Any, model_name: str = DEFAULT_MODEL, rev
     :param revision: Hub revision (branch, tag or commit) of the repository.
     :param crop: ``full`` (default) scores the image as given. ``head`` or ``face`` first
         finds the largest face with the ``face`` detector and scores the crop around it
-        (see :func:`imgutils_facequal.detect_face_quality`).
+        (see `imgutils_facequal.detect_face_quality`).
     :param margin: Margin per side for ``head`` and ``face`` crops, as a multiple of the box
         size (default ``DEFAULT_MARGIN``, 0.5).
     :param backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto``.
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
     :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in (see
-        :func:`imgutils_facequal.load_face_quality_model`).
+        `imgutils_facequal.load_face_quality_model`).
     :return: ``{class: probability}`` for every class of the model, in the model's own class
         order, summing to 1.
     :raises NoFaceFoundError: With ``crop='head'`` or ``'face'``, when no face is found.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal import classify_face_quality_score
         >>> classify_face_quality_score('face.png')  # doctest: +SKIP
@@ -68,9 +68,9 @@ def classify_face_quality(image: Any, model_name: str = DEFAULT_MODEL, revision:
                           precision: str = 'fp32') -> Tuple[str, float]:
     """The most likely quality class of one face image, and its probability.
 
-    Same arguments as :func:`classify_face_quality_score`.
+    Same arguments as `classify_face_quality_score`.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal import classify_face_quality
         >>> classify_face_quality('face.png')  # doctest: +SKIP
@@ -87,10 +87,10 @@ def classify_face_quality_value(image: Any, model_name: str = DEFAULT_MODEL, rev
     """The continuous quality value in [0, 1] of one face image, for ranking and thresholds.
 
     The probability-weighted class rank, scaled to [0, 1] (see
-    :func:`imgutils_facequal.quality.face_quality_value`). Same arguments as
-    :func:`classify_face_quality_score`.
+    `imgutils_facequal.quality.face_quality_value`). Same arguments as
+    `classify_face_quality_score`.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal import classify_face_quality_value
         >>> classify_face_quality_value('face.png')  # doctest: +SKIP
@@ -120,14 +120,14 @@ def classify_face_quality_score_batch(images: Iterable[Any], model_name: str = D
                                       device: Optional[str] = None, precision: str = 'fp32') -> List[Dict[str, float]]:
     """Class probabilities for many face images, ``batch_size`` images per forward pass.
 
-    :param images: Face images, each anything :func:`classify_face_quality_score` takes.
+    :param images: Face images, each anything `classify_face_quality_score` takes.
     :param batch_size: Images per forward pass; default 2 on a CPU, 32 on a GPU.
     :return: One ``{class: probability}`` per input, in input order.
     :raises ImageLoadError: When an input cannot be read; the message gives its index and name.
 
-    The other options are those of :func:`classify_face_quality_score`.
+    The other options are those of `classify_face_quality_score`.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal import classify_face_quality_score_batch
         >>> classify_face_quality_score_batch(['a.png', 'b.png'])  # doctest: +SKIP
@@ -164,7 +164,7 @@ def classify_face_quality_batch(images: Iterable[Any], model_name: str = DEFAULT
                                 device: Optional[str] = None, precision: str = 'fp32') -> List[Tuple[str, float]]:
     """The top quality class and its probability for many face images, batched.
 
-    Same arguments as :func:`classify_face_quality_score_batch`; one ``(class, probability)``
+    Same arguments as `classify_face_quality_score_batch`; one ``(class, probability)``
     per input, in input order.
     """
     return [top_class(scores) for scores in classify_face_quality_score_batch(

@@ -1,7 +1,7 @@
 """Detect, then score: every face of an image, found by a registered detector and scored on its crop.
 
 The image is decoded once, and all crops of an image go through the classifier in batched
-forward passes. The crop rules are those of :class:`imgutils_facequal.FaceQualityDetector`.
+forward passes. The crop rules are those of `imgutils_facequal.FaceQualityDetector`.
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -39,7 +39,7 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
 
     :param image: Anything imgutils' ``ImageTyping`` accepts; decoded once.
     :param detector: A registered detector (``face`` or ``head`` built in; see
-        :func:`imgutils_facequal.list_detectors`).
+        `imgutils_facequal.list_detectors`).
     :param model_name: The face-quality model (registered name, hub repo id or directory).
     :param crop: ``head``, ``face`` or ``full``; ``None`` picks the one the model was trained
         for (``head`` for ``caformer_s36.head_crop``, ``full`` for ``caformer_s36``).
@@ -54,10 +54,10 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
         estimate them from the face boxes.
     :param revision: Hub revision of the face-quality model.
     :param backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto`` (see
-        :func:`imgutils_facequal.load_face_quality_model`).
+        `imgutils_facequal.load_face_quality_model`).
     :param device: ``cpu``, ``cuda``...; default: the backend's choice.
     :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in.
-    :return: One :class:`FaceQualityResult` per face, in the detector's order.
+    :return: One `FaceQualityResult` per face, in the detector's order.
 
     Example:
 
@@ -83,11 +83,11 @@ def tag_faces(image, taggers: Sequence[str] = ('face_quality',), detector: str =
               head_detector: Optional[str] = 'head') -> List[FaceTags]:
     """Run several registered taggers over the same face crops.
 
-    :param taggers: Names of registered taggers (see :func:`imgutils_facequal.list_taggers`).
+    :param taggers: Names of registered taggers (see `imgutils_facequal.list_taggers`).
     :param tagger_options: Per tagger, keyword options, e.g.
         ``{'face_quality': {'model_name': 'caformer_s36.head_crop'}}``.
     :param detector_options: Keyword options for the detector (``conf_threshold``...).
-    :return: One :class:`FaceTags` per face, its ``tags`` holding each tagger's result.
+    :return: One `FaceTags` per face, its ``tags`` holding each tagger's result.
 
     Example:
 

@@ -347,7 +347,7 @@ def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[
                              progress: Optional[bool] = None) -> CropRobustnessReport:
     """Run the card's crop-robustness protocol (see the module docs) on labelled images.
 
-    :param dataset: Labelled images (:func:`read_labelled_folder`, :func:`read_hf_dataset`).
+    :param dataset: Labelled images (`read_labelled_folder`, `read_hf_dataset`).
     :param models: Model names; several models are scored on identical crops.
     :param settings: Crop settings, the card's seven by default.
     :param seed: Seed of the per-image crop draws.

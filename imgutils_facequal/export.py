@@ -1,7 +1,7 @@
 """Turning any repository in the published layout into a local ONNX model directory.
 
 Some published repositories carry no ``model.onnx`` (the exporter skips it when the export
-does not come out as a single file). :func:`export_onnx` loads the model the card's way
+does not come out as a single file). `export_onnx` loads the model the card's way
 (transformers, needs the ``torch`` extra), exports it to ONNX, checks that the ONNX model
 gives the same probabilities as torch on real preprocessed images, and only then writes
 the directory. The ONNX backend (the default) then runs it without torch.
@@ -97,13 +97,13 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
     ``meta.json`` and ``README.md``.
 
     Before anything is written, the export checks itself on ``images`` (default
-    :func:`check_images`): the ONNX graph must give torch's probabilities within ``atol``
+    `check_images`): the ONNX graph must give torch's probabilities within ``atol``
     on the same preprocessed tensors, and the whole ONNX path (imgutils' pillow
     preprocessing, then onnxruntime) must give the transformers path's probabilities within
-    ``atol``. Otherwise :class:`ExportCheckError` is raised and no directory is left behind.
+    ``atol``. Otherwise `ExportCheckError` is raised and no directory is left behind.
 
     :param model_name: Registered name, hub repository id or local directory.
-    :param output_dir: Where to write; default :func:`export_dir_for` the model, where
+    :param output_dir: Where to write; default `export_dir_for` the model, where
         ``model_name`` finds it from then on.
     :param revision: Hub revision.
     :param images: Images (anything ``ImageTyping`` accepts) for the check.
@@ -113,7 +113,7 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
         caformer_s36 the two ran at the same speed within the noise of the benchmark.
     :param overwrite: Replace an existing ``output_dir``.
     :param rewrite: Trace a copy of timm MetaFormer models (caformer, convformer) rewritten
-        by :func:`~imgutils_facequal.export_rewrites.rewrite_for_export`: the same function
+        by `rewrite_for_export`: the same function
         with fewer memory passes, faster in onnxruntime (see the performance page). The
         check below compares against the untouched model either way. ``False`` traces the model literally. The rewrites applied are recorded
         in the ``rewrites`` metadata of ``model.onnx``.
@@ -121,7 +121,7 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
     :raises BackendNotAvailableError: Without the ``torch`` extra.
     :raises ExportCheckError: When the check fails.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal import export_onnx, classify_face_quality
         >>> export_onnx('caformer_s36')  # doctest: +SKIP

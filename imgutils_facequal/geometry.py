@@ -12,8 +12,8 @@ in ``[0, max_margin x head size]``), so ``margin=0`` is the head box itself and
 
 **Face to head.** A face detection covers the face (roughly brows to chin); the head
 adds hair above and around it. A face is paired with the smallest ``head`` detection
-that contains at least :data:`HEAD_CONTAINMENT` of the face's area; without one, the
-head box is the face box expanded by :data:`FACE_TO_HEAD_EXPANSION`.
+that contains at least `HEAD_CONTAINMENT` of the face's area; without one, the
+head box is the face box expanded by `FACE_TO_HEAD_EXPANSION`.
 """
 import math
 from typing import List, Optional, Sequence, Tuple
@@ -111,7 +111,7 @@ def expand_box(box: Sequence[float], left: float, top: float, right: float, bott
 
 
 def face_to_head_box(face_box: Sequence[float]) -> Box:
-    """A head box estimated from a face box alone (see :data:`FACE_TO_HEAD_EXPANSION`).
+    """A head box estimated from a face box alone (see `FACE_TO_HEAD_EXPANSION`).
 
     >>> face_to_head_box((100, 100, 140, 150))
     (90.0, 75.0, 150.0, 155.0)

@@ -1,6 +1,6 @@
 """The package's own folder on disk, ``$IMGUTILS_FACEQUAL_HOME``, and where exports live in it.
 
-It holds the ONNX exports (``exports/``, see :func:`imgutils_facequal.export_onnx`) and the
+It holds the ONNX exports (``exports/``, see `imgutils_facequal.export_onnx`) and the
 checked rewrites of published graphs (``rewritten/``). Models themselves stay in the
 Hugging Face cache.
 """

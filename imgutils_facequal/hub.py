@@ -1,8 +1,8 @@
 """Fetching a model's files from the Hugging Face hub or a local directory.
 
-Hub files go through :func:`huggingface_hub.hf_hub_download`, so its cache,
+Hub files go through `huggingface_hub.hf_hub_download`, so its cache,
 ``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_HUB_CACHE`` behave exactly as in
-every other Hugging Face tool. Failures become one :class:`ModelNotAvailableError` that
+every other Hugging Face tool. Failures become one `ModelNotAvailableError` that
 names the model, says why, and says how to fix it.
 """
 import json
@@ -40,7 +40,7 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
                      missing_hint: str = '') -> Optional[str]:
     """The local path of ``filename`` in the model's repository or directory.
 
-    :param source: Where the model lives (see :func:`imgutils_facequal.models.resolve_model`).
+    :param source: Where the model lives (see `imgutils_facequal.models.resolve_model`).
     :param filename: Path of the file inside the repository.
     :param required: When ``False``, a file that cannot be had (absent from the repository,
         or offline and not cached) gives ``None`` instead of an error.

@@ -2,7 +2,7 @@
 
 A ``model_name`` is one of:
 
-* a registered short name (see :func:`list_face_quality_models`), such as
+* a registered short name (see `list_face_quality_models`), such as
   ``caformer_s36.head_crop``;
 * a path to a local directory laid out like a published repository
   (``model.onnx``, ``preprocessor_config.json``, ...);
@@ -75,7 +75,7 @@ _REPO_ID_PATTERN = re.compile(r'^[A-Za-z0-9][\w.\-]*/[\w.\-]+$')
 def list_face_quality_models() -> List[str]:
     """The registered model names, the default first.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal import list_face_quality_models
         >>> list_face_quality_models()
@@ -89,7 +89,7 @@ def get_face_quality_model_info(name: str) -> FaceQualityModelInfo:
 
     :raises UnknownModelError: When ``name`` is not registered; the message lists the known names.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal import get_face_quality_model_info
         >>> info = get_face_quality_model_info('caformer_s36')
@@ -140,14 +140,14 @@ class ModelSource:
 
 
 def resolve_model(model_name: str = DEFAULT_MODEL, revision: Optional[str] = None) -> ModelSource:
-    """Turn a ``model_name`` into a :class:`ModelSource`, without touching the network.
+    """Turn a ``model_name`` into a `ModelSource`, without touching the network.
 
     Registered names win, then existing local directories, then hub repository ids.
 
     :raises UnknownModelError: When ``model_name`` is none of the three; the message lists
         the known names.
 
-    Example::
+    Example:
 
         >>> from imgutils_facequal.models import resolve_model
         >>> resolve_model('caformer_s36.head_crop').repo_id

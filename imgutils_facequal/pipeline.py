@@ -119,12 +119,12 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
                  detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None,
                  workers: Optional[int] = None, keep_images: bool = False,
                  precision: str = 'fp32') -> Iterator[ImageResult]:
-    """Detect and score every face of every image; one :class:`ImageResult` per image, in order.
+    """Detect and score every face of every image; one `ImageResult` per image, in order.
 
-    The model and detector options are those of :func:`imgutils_facequal.detect_face_quality`
+    The model and detector options are those of `imgutils_facequal.detect_face_quality`
     (``detector_options`` holds the detector's own, such as ``conf_threshold``); the rest are
-    those of :func:`score_images_with`, which this calls with a
-    :class:`imgutils_facequal.FaceQualityDetector` of the cached classifier.
+    those of `score_images_with`, which this calls with a
+    `imgutils_facequal.FaceQualityDetector` of the cached classifier.
     """
     classifier = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
                                          precision=precision)
@@ -135,9 +135,9 @@ def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, 
 
 def score_images_with(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size: Optional[int] = None,
                       workers: Optional[int] = None, keep_images: bool = False) -> Iterator[ImageResult]:
-    """Detect and score every face of every image with ``faces``; one :class:`ImageResult` per image, in order.
+    """Detect and score every face of every image with ``faces``; one `ImageResult` per image, in order.
 
-    :param faces: The detector and classifier (see :func:`imgutils_facequal.load_face_quality_detector`).
+    :param faces: The detector and classifier (see `imgutils_facequal.load_face_quality_detector`).
     :param batch_size: Crops per forward pass of the classifier, pooled across images;
         default the classifier's (2 on a CPU, 32 on a GPU).
     :param workers: Threads that decode, crop and preprocess ahead of the classifier, handing

@@ -22,7 +22,7 @@ QUALITY_ORDER = ('poor', 'ok', 'good', 'excellent')
 def quality_ranks(classes: Sequence[str]) -> Dict[str, int]:
     """Rank of each class, 0 for the worst.
 
-    The published vocabulary is ordered by :data:`QUALITY_ORDER` whatever order the model
+    The published vocabulary is ordered by `QUALITY_ORDER` whatever order the model
     lists it in; other class lists keep the model's order.
 
     >>> quality_ranks(['excellent', 'good', 'ok', 'poor'])

@@ -1,11 +1,11 @@
 """Detect, then score: a loaded classifier with the detector and crop rules that feed it.
 
-:class:`FaceQualityDetector` holds a loaded classifier (see
-:func:`imgutils_facequal.load_face_quality_model`) and the detector, the crop, the margin,
+`FaceQualityDetector` holds a loaded classifier (see
+`imgutils_facequal.load_face_quality_model`) and the detector, the crop, the margin,
 the head detector and the detector options. Every route from an image to scored faces
 goes through it: ``detect_face_quality``, ``tag_faces``, ``classify_face_quality`` with a
 crop, and the folder pipeline. Crops follow how the models were trained (see
-:mod:`imgutils_facequal.geometry`):
+`imgutils_facequal.geometry`):
 
 * ``crop='head'``: the head box plus ``margin`` per side (the default for the head-crop
   model, whose training crops held the whole head with a random margin);
@@ -67,7 +67,7 @@ class FaceQualityResult(NamedTuple):
     :ivar label: The most likely quality class.
     :ivar score: Its probability.
     :ivar scores: Every class with its probability, in the model's class order.
-    :ivar quality: The continuous quality value in [0, 1] (see :mod:`imgutils_facequal.quality`).
+    :ivar quality: The continuous quality value in [0, 1] (see `imgutils_facequal.quality`).
     :ivar detection_score: The detector's confidence.
     :ivar head_bbox: The head box the crop was built on (``None`` unless ``crop='head'``).
     :ivar crop_bbox: The region of the image the classifier saw.
@@ -87,7 +87,7 @@ class FaceQualityResult(NamedTuple):
 
 
 def face_results(locations: Sequence[FaceLocation], scores: Sequence[Dict[str, float]]) -> List[FaceQualityResult]:
-    """One :class:`FaceQualityResult` per located face, from its class probabilities."""
+    """One `FaceQualityResult` per located face, from its class probabilities."""
     results = []
     for location, face_scores in zip(locations, scores):
         label, score = top_class(face_scores)
@@ -113,11 +113,11 @@ class FaceLocator:
     """The rules that find the faces of an image and the crop each one is scored on; no model.
 
     :param detector: A registered detector (``face`` or ``head`` built in; see
-        :func:`imgutils_facequal.list_detectors`).
+        `imgutils_facequal.list_detectors`).
     :param crop: ``head``, ``face`` or ``full``.
     :param margin: Margin per side as a multiple of the box size (``head`` and ``face`` crops).
     :param head_detector: Detector that finds head boxes for ``crop='head'``; ``None`` estimates
-        them from the face boxes (:func:`imgutils_facequal.geometry.face_to_head_box`).
+        them from the face boxes (`imgutils_facequal.geometry.face_to_head_box`).
     :param detector_options: Keyword options for ``detector`` (``conf_threshold``,
         ``iou_threshold``, ``level``, ``version``, ``model_name``); ``None`` values are dropped.
     """
@@ -137,7 +137,7 @@ class FaceLocator:
 
     @property
     def settings(self) -> Dict[str, Any]:
-        """The rules as keyword arguments of :func:`load_face_quality_detector`."""
+        """The rules as keyword arguments of `load_face_quality_detector`."""
         options = {('detector_model_name' if key == 'model_name' else key): value
                    for key, value in self.detector_options.items()}
         return {'detector': self.detector, 'crop': self.crop, 'margin': self.margin,
@@ -188,13 +188,13 @@ class FaceLocator:
 
 
 class FaceQualityDetector:
-    """A loaded classifier and the :class:`FaceLocator` rules that find and crop the faces it scores.
+    """A loaded classifier and the `FaceLocator` rules that find and crop the faces it scores.
 
-    :param classifier: A loaded classifier (:func:`imgutils_facequal.load_face_quality_model`).
+    :param classifier: A loaded classifier (`imgutils_facequal.load_face_quality_model`).
     :param crop: ``head``, ``face`` or ``full``; ``None`` picks the one the model was trained
         for (``head`` for ``caformer_s36.head_crop``, ``full`` for ``caformer_s36``).
 
-    The other arguments are those of :class:`FaceLocator`. It is cheap to build, safe to
+    The other arguments are those of `FaceLocator`. It is cheap to build, safe to
     share between threads, and pickles as its settings (the classifier is loaded again,
     once, in the process that unpickles it).
 
@@ -216,7 +216,7 @@ class FaceQualityDetector:
 
     @property
     def settings(self) -> Dict[str, Any]:
-        """Plain, picklable keyword arguments of :func:`load_face_quality_detector` that build it again."""
+        """Plain, picklable keyword arguments of `load_face_quality_detector` that build it again."""
         return {**self.classifier.settings, **self.locator.settings}
 
     def __reduce__(self):
@@ -246,9 +246,9 @@ def load_face_quality_detector(model_name: str = DEFAULT_MODEL, revision: Option
                                iou_threshold: Optional[float] = None, level: Optional[str] = None,
                                version: Optional[str] = None,
                                detector_model_name: Optional[str] = None) -> FaceQualityDetector:
-    """A :class:`FaceQualityDetector` from plain settings, its classifier loaded (both cached).
+    """A `FaceQualityDetector` from plain settings, its classifier loaded (both cached).
 
-    The classifier's options are those of :func:`imgutils_facequal.load_face_quality_model`;
+    The classifier's options are those of `imgutils_facequal.load_face_quality_model`;
     ``conf_threshold``, ``iou_threshold``, ``level``, ``version`` and ``detector_model_name``
     go to the detector (``None`` keeps its defaults). Its ``settings`` give these arguments
     back, so the same detector can be built in another process.

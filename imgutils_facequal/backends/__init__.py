@@ -8,8 +8,8 @@
   the ``torch`` extra is installed, else an error saying what to install; with
   ``precision='bf16'``, transformers.
 
-Each backend is a subclass of :class:`FaceQualityClassifier`, chosen from
-:data:`BACKEND_CLASSES`.
+Each backend is a subclass of `FaceQualityClassifier`, chosen from
+`BACKEND_CLASSES`.
 """
 from typing import Dict, Optional, Type
 
@@ -56,7 +56,7 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
 
     The scoring functions call this for you. Call it yourself to fetch the model up front,
     to read its ``classes``, or to hand the loaded model to
-    :func:`imgutils_facequal.load_face_quality_detector`. The classifier has ``classes``,
+    `imgutils_facequal.load_face_quality_detector`. The classifier has ``classes``,
     ``scores(images)`` (one forward pass over decoded RGB images),
     ``scores_in_batches(images)`` and ``settings`` (the keyword arguments that load it again).
 

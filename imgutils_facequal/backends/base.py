@@ -1,6 +1,6 @@
 """What every backend's classifier is: a loaded model that knows its source, device and precision.
 
-A backend subclasses :class:`FaceQualityClassifier` and implements what differs: how the
+A backend subclasses `FaceQualityClassifier` and implements what differs: how the
 model is opened (``__init__``), how a preprocessed batch runs (``_forward``) and, where it
 is not the repository's pillow stages, how images are preprocessed. Everything else
 (probabilities, scores, batching, defaults, pickling) is shared.
@@ -47,7 +47,7 @@ def top_class(scores: Dict[str, float]) -> Tuple[str, float]:
 
 
 class FaceQualityClassifier:
-    """A loaded face-quality classifier. Get one with :func:`imgutils_facequal.load_face_quality_model`.
+    """A loaded face-quality classifier. Get one with `imgutils_facequal.load_face_quality_model`.
 
     It is cached and safe to share between threads. Attributes: ``source`` (where its files
     come from), ``model_name``, ``backend``, ``device``, ``precision`` and ``classes`` (the
@@ -103,13 +103,13 @@ class FaceQualityClassifier:
 
     @property
     def default_batch_size(self) -> int:
-        """:data:`GPU_BATCH_SIZE` on a GPU, else :data:`CPU_BATCH_SIZE`."""
+        """`GPU_BATCH_SIZE` on a GPU, else `CPU_BATCH_SIZE`."""
         return GPU_BATCH_SIZE if self.runs_on_gpu else CPU_BATCH_SIZE
 
     @property
     def default_workers(self) -> int:
         """Threads that prepare images ahead of this classifier in the folder pipeline:
-        :data:`CPU_WORKERS` on the CPU, :data:`GPU_WORKERS` (at most one per core) on a GPU."""
+        `CPU_WORKERS` on the CPU, `GPU_WORKERS` (at most one per core) on a GPU."""
         return min(GPU_WORKERS, os.cpu_count() or 1) if self.runs_on_gpu else CPU_WORKERS
 
     @property
@@ -150,7 +150,7 @@ class FaceQualityClassifier:
         return self.scores_of(self.predict(self.preprocess(images)))
 
     def scores_in_batches(self, images: Iterable, batch_size: Optional[int] = None) -> List[Dict[str, float]]:
-        """Class probabilities for decoded RGB images, ``batch_size`` (default :attr:`default_batch_size`)
+        """Class probabilities for decoded RGB images, ``batch_size`` (default `default_batch_size`)
         per forward pass."""
         images = list(images)
         size = batch_size or self.default_batch_size

@@ -2,9 +2,9 @@
 
 Sessions are opened with imgutils' ``open_onnx_model``, so ``ONNX_MODE`` (``cpu``, ``gpu``,
 ...) picks the execution provider exactly as in imgutils; ``device='cuda'`` or ``'cpu'``
-picks it too. A local export of the model (see :func:`imgutils_facequal.export_onnx`) is
+picks it too. A local export of the model (see `imgutils_facequal.export_onnx`) is
 used instead of the repository's file when there is one. Published graphs are rewritten
-once for speed, checked and cached (:mod:`imgutils_facequal.graphs.cache`).
+once for speed, checked and cached (`imgutils_facequal.graphs.cache`).
 onnxruntime's ``run`` is safe to call from many threads at once.
 """
 import json

@@ -75,7 +75,7 @@ def _read_model(core, path: str, where: str):
 
 def products_in_bf16(model) -> int:
     """Feed bf16 to the matrix products and convolutions of an OpenVINO ``model`` named like
-    :data:`BF16_PRODUCTS`, converting their results back to fp32, in place; returns how many.
+    `BF16_PRODUCTS`, converting their results back to fp32, in place; returns how many.
 
     Compiled with an fp32 inference precision, only those products then run in bf16 (on
     AMX or AVX512-BF16), as torch's autocast would run them.

@@ -2,11 +2,11 @@
 
 The first time the ONNX backend opens a classifier's ``model.onnx`` on the CPU or CUDA
 provider, or the OpenVINO backend opens it, it applies
-:func:`onnx_rewrites.rewrite_onnx_graph` (the rewrites that runtime runs fastest, see
-:data:`REWRITES_FOR`), runs the rewritten and the
-original graph on the export's check images (:func:`export.check_images`, through the
+`onnx_rewrites.rewrite_onnx_graph` (the rewrites that runtime runs fastest, see
+`REWRITES_FOR`), runs the rewritten and the
+original graph on the export's check images (`export.check_images`, through the
 repository's preprocessing, on the CPU provider) and keeps the rewrite only when every class probability
-agrees within :data:`export.CHECK_TOLERANCE`. The result, a rewritten
+agrees within `export.CHECK_TOLERANCE`. The result, a rewritten
 ``model.onnx`` or a note that the original is to be used, is cached under
 ``$IMGUTILS_FACEQUAL_HOME/rewritten``, keyed by the source file and the rewrites, so later loads (offline
 too) open the rewritten graph directly. Set ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` to
@@ -148,7 +148,7 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
 
     :param onnx_path: The classifier's ``model.onnx``, as fetched.
     :param provider: The execution provider it will run on, or ``'openvino'``: it picks the
-        rewrites (:data:`REWRITES_FOR`).
+        rewrites (`REWRITES_FOR`).
     :param open_session: Opens an onnxruntime session of a path on the CPU, for the check:
         float32 there is the same on every machine (CUDA may multiply in TF32), and a
         rewrite's arithmetic does not depend on the provider.

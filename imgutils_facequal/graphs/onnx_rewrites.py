@@ -2,8 +2,8 @@
 
 The published ``model.onnx`` files are traced at opset 14, where a layer norm has no
 operator of its own and attention is written out head by head. onnxruntime runs such a
-graph about 1.1 x slower than the project's own export (:mod:`export_rewrites`), and the
-export needs torch. :func:`rewrite_onnx_graph` gets most of the way there on the graph
+graph about 1.1 x slower than the project's own export (`export_rewrites`), and the
+export needs torch. `rewrite_onnx_graph` gets most of the way there on the graph
 itself, by finding the patterns the torch exporter writes for timm's MetaFormer layers:
 
 * ``fused_layer_norm``: ``ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul[, Add]``
@@ -21,7 +21,7 @@ itself, by finding the patterns the torch exporter writes for timm's MetaFormer 
 
 Only float rounding changes. Nothing here checks numbers: the ONNX and OpenVINO backends
 run the rewritten graph against the original on the export's check images before using it
-(:mod:`graph_cache`). Needs the ``onnx`` package.
+(`graph_cache`). Needs the ``onnx`` package.
 """
 import collections
 import copy
@@ -415,7 +415,7 @@ _SDPA_SCALE = 'sdpa'
 
 def _attention_scale(graph: _Graph, operand: str):
     """The tensor under an optional scaling ``Mul``, and the factor: a number,
-    :data:`_SDPA_SCALE`, or ``None`` when unknown."""
+    `_SDPA_SCALE`, or ``None`` when unknown."""
     node = graph.producer.get(operand)
     if node is None or node.op_type != 'Mul' or len(node.input) != 2:
         return operand, 1.0
@@ -625,11 +625,11 @@ def rewrite_onnx_graph(model, rewrites: Sequence[str] = ONNXRUNTIME_REWRITES) ->
 
     ``rewrites`` picks among ``'fused_layer_norm'``, ``'channels_last_stages'``,
     ``'fused_attention'``, ``'folded_star_relu'`` and ``'channels_last_rows'`` (they run in
-    that order): :data:`ONNXRUNTIME_REWRITES` by default, :data:`OPENVINO_REWRITES` for
+    that order): `ONNXRUNTIME_REWRITES` by default, `OPENVINO_REWRITES` for
     OpenVINO. ``applied`` lists those that found their pattern; empty when the graph has
     none of them (an export, or another architecture).
 
-    Example, on a graph holding one layer norm written out at opset 14::
+    Example, on a graph holding one layer norm written out at opset 14:
 
         >>> import numpy as np
         >>> from onnx import TensorProto, helper, numpy_helper

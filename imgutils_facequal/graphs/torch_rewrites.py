@@ -1,10 +1,10 @@
 """Exact rewrites that make a timm MetaFormer (caformer, convformer) faster in onnxruntime.
 
-:func:`export_onnx` traces the model the card loads. Traced literally, caformer's two
+`export_onnx` traces the model the card loads. Traced literally, caformer's two
 convolutional stages run in NCHW with a channel layer norm written as transpose, layer
 norm, transpose around every 1 x 1 convolution, so onnxruntime converts layouts back and
 forth all the time; and every StarReLU (``s * relu(x) ** 2 + b``) costs four passes over
-the widest tensors of the network. :func:`rewrite_for_export` returns a copy of the model
+the widest tensors of the network. `rewrite_for_export` returns a copy of the model
 that computes the same function with fewer memory passes:
 
 * ``channels_last_stages``: the convolutional stages run channels-last, their 1 x 1
@@ -17,7 +17,7 @@ that computes the same function with fewer memory passes:
   tokens x tokens attention matrix to memory. The graph then needs onnxruntime, the
   runtime of the ONNX backend.
 
-Only the float rounding changes; :func:`export_onnx` still checks the exported graph
+Only the float rounding changes; `export_onnx` still checks the exported graph
 against the untouched torch model. Models without these layers are returned as they are.
 Needs the ``torch`` extra (torch and timm).
 """

@@ -211,7 +211,7 @@ def register_plugin(plugin: Any, name: Optional[str] = None) -> None:
 
 
 def unregister_plugin(name: str) -> None:
-    """Remove a plugin registered by :func:`register_plugin` (or any plugin, by name)."""
+    """Remove a plugin registered by `register_plugin` (or any plugin, by name)."""
     with _lock:
         get_plugin_manager().unregister(name=name)
         _registries.clear()

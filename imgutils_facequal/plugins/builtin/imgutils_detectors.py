@@ -44,13 +44,13 @@ def _run(kind: str, repo: str, model_name: str, function, image, options):
 
 
 def detect_faces(image, level=None, version=None, model_name=None, **options):
-    """imgutils' ``detect_faces`` on ``model_name`` (default :func:`face_detector_model`)."""
+    """imgutils' ``detect_faces`` on ``model_name`` (default `face_detector_model`)."""
     return _run('face', FACE_REPO, model_name or face_detector_model(version, level), detect_module().detect_faces,
                 image, options)
 
 
 def detect_heads(image, level=None, version=None, model_name=None, **options):
-    """imgutils' ``detect_heads`` on ``model_name`` (default :func:`head_detector_model`)."""
+    """imgutils' ``detect_heads`` on ``model_name`` (default `head_detector_model`)."""
     return _run('head', HEAD_REPO, model_name or head_detector_model(version, level), detect_module().detect_heads,
                 image, options)
 
