@@ -32,7 +32,8 @@ def model_status() -> List[dict]:
         else:
             cached = try_to_load_from_cache(info.repo_id, 'model.onnx')
             if cached is _CACHED_NO_EXIST:
-                status = 'the repo has no model.onnx: run `imgutils-facequal export` (torch extra) or use --backend transformers'
+                status = ('the repo has no model.onnx: run `imgutils-facequal export` (torch extra) or use '
+                          '--backend transformers')
             elif cached:
                 status = f'cached: {cached}'
                 graph = cached_graph(cached)
