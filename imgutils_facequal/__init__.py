@@ -60,7 +60,7 @@ from .scoring import (
     load_face_quality_detector,
 )
 
-__version__ = '0.1.0'
+from ._version import __version__
 
 __all__ = [
     'BACKENDS',

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from .errors import MissingModelFileError, ModelNotAvailableError
 from .models import ModelSource
 
-__all__ = ['fetch_model_file', 'read_json_file']
+__all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit']
 
 _HOW_TO_FIX = (
     'To fix it: run once with network access so the file lands in the Hugging Face cache '
@@ -62,8 +62,13 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     where = f'model {source.model_name!r} (hub repo {source.location!r})'
@@ -122,3 +127,16 @@ def read_json_file(source: ModelSource, filename: str, required: bool = True) ->
             f'Model {source.model_name!r} ({source.location}): {filename!r} is not valid JSON ({err}). '
             f'Delete it from the cache and download it again.'
         ) from err
+
+
+def resolved_commit(source: ModelSource) -> Optional[str]:
+    """The commit of the model's files in the Hugging Face cache (``None`` for a local directory, or
+    when nothing of it is cached): what ``revision`` resolved to when the files were fetched."""
+    if source.is_local:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    path = try_to_load_from_cache(source.repo_id, 'preprocessor_config.json', revision=source.revision)
+    if not isinstance(path, str):
+        return None
+    parts = os.path.normpath(path).split(os.sep)
+    return parts[parts.index('snapshots') + 1] if 'snapshots' in parts else None

@@ -12,49 +12,13 @@ import os
 from typing import List, Optional, Sequence, Set, Tuple
 
 from ..pipeline import ImageResult
+from ..rows import flat_columns, flat_row, result_rows
 
-__all__ = ['result_rows', 'ResultWriter', 'completed_images']
-
-
-def _one_line(text: str) -> str:
-    return ' '.join(str(text).split())
-
-
-def result_rows(result: ImageResult) -> List[dict]:
-    """One row per face; one row for an image with no face; one error row for a failed image."""
-    path = result.image.path
-    if result.error is not None:
-        return [{'image': path, 'face': None, 'faces': None, 'error': _one_line(result.error)}]
-    if not result.faces:
-        return [{'image': path, 'face': None, 'faces': 0, 'width': result.size[0], 'height': result.size[1],
-                 'error': None}]
-    rows = []
-    for index, face in enumerate(result.faces):
-        rows.append({
-            'image': path, 'face': index, 'faces': len(result.faces),
-            'width': result.size[0], 'height': result.size[1],
-            'bbox': [int(v) for v in face.bbox], 'label': face.label, 'score': face.score,
-            'scores': face.scores, 'quality': face.quality, 'detection_score': face.detection_score,
-            'head_bbox': None if face.head_bbox is None else [round(float(v), 2) for v in face.head_bbox],
-            'crop_bbox': [int(v) for v in face.crop_bbox], 'error': None,
-        })
-    return rows
-
-
-def _csv_columns(classes: Sequence[str]) -> List[str]:
-    return (['image', 'face', 'faces', 'width', 'height', 'x0', 'y0', 'x1', 'y1', 'label', 'score', 'quality',
-             'detection_score'] + [f'p_{name}' for name in classes]
-            + ['crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'error'])
+__all__ = ['ResultWriter', 'completed_images']
 
 
 def _csv_row(row: dict, classes: Sequence[str]) -> list:
-    bbox = row.get('bbox') or [None] * 4
-    crop = row.get('crop_bbox') or [None] * 4
-    scores = row.get('scores') or {}
-    values = [row['image'], row.get('face'), row.get('faces'), row.get('width'), row.get('height'), *bbox,
-              row.get('label'), row.get('score'), row.get('quality'), row.get('detection_score'),
-              *[scores.get(name) for name in classes], *crop, row.get('error')]
-    return ['' if value is None else value for value in values]
+    return ['' if value is None else value for value in flat_row(row, classes).values()]
 
 
 def _parse_line(line: str, fmt: str, header: Optional[List[str]]) -> Optional[Tuple[str, Optional[int], bool]]:
@@ -122,7 +86,7 @@ class ResultWriter:
         self.fmt = fmt
         self.classes = list(classes)
         if fmt == 'csv' and write_header:
-            self._write([_csv_columns(self.classes)])
+            self._write([flat_columns(self.classes)])
 
     def _write(self, csv_rows: List[list]) -> None:
         buffer = io.StringIO()
