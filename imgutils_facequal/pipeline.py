@@ -37,9 +37,15 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.
 
 @dataclass(frozen=True)
 class InputImage:
-    """An image path and the folder it was found under (for relative output paths)."""
+    """An image to score: its path (or, with ``data``, its id), and the folder it was found under.
+
+    :param path: The file, or with ``data`` the id that names the image in results and errors.
+    :param root: The folder it was found under, for relative output paths.
+    :param data: The encoded image itself (bytes), read instead of ``path``.
+    """
     path: str
-    root: str
+    root: str = '.'
+    data: Optional[bytes] = field(default=None, repr=False, compare=False)
 
     @property
     def relative_path(self) -> str:
@@ -162,9 +168,9 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
     def prepare(item: InputImage) -> _Prepared:
         result = ImageResult(item)
         try:
-            decoded = load_rgb_image(item.path)
+            decoded = load_rgb_image(item.path if item.data is None else item.data)
         except ImageLoadError as err:
-            result.error = str(err)
+            result.error = str(err) if item.data is None else f'{item.path}: {err}'
             return _Prepared(result, [], [], [])
         result.size = decoded.size
         if keep_images:

@@ -15,8 +15,16 @@ from typing import Dict, Optional, Type
 
 from ..errors import BackendNotAvailableError, MissingModelFileError
 from ..models import DEFAULT_MODEL, resolve_model
-from .base import (CPU_BATCH_SIZE, CPU_WORKERS, GPU_BATCH_SIZE, GPU_WORKERS, PRECISIONS, FaceQualityClassifier,
-                   open_classifier, top_class)
+from .base import (
+    CPU_BATCH_SIZE,
+    CPU_WORKERS,
+    GPU_BATCH_SIZE,
+    GPU_WORKERS,
+    PRECISIONS,
+    FaceQualityClassifier,
+    open_classifier,
+    top_class,
+)
 from .onnx import FaceQualityOnnxModel
 from .openvino import FaceQualityOpenVINOModel
 from .transformers import FaceQualityTransformersModel, require_torch_extra

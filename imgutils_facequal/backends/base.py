@@ -8,7 +8,17 @@ is not the repository's pillow stages, how images are preprocessed. Everything e
 import functools
 import os
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from ..errors import ModelNotAvailableError
 from ..graphs.check import probabilities_from_output

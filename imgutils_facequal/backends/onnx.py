@@ -17,9 +17,10 @@ from ..graphs.check import check_images
 from ..home import exported_source
 from ..hub import fetch_model_file, read_json_file
 from ..models import ModelSource
+from ..sessions import open_onnx_session
 from .base import FaceQualityClassifier
 
-__all__ = ['FaceQualityOnnxModel', 'read_classes', 'open_onnx_session', 'NO_ONNX_HINT']
+__all__ = ['FaceQualityOnnxModel', 'read_classes', 'NO_ONNX_HINT']
 
 #: What to do about a repository without ``model.onnx``.
 NO_ONNX_HINT = ("The exporter skips model.onnx when the export is not a single file. Use backend='transformers' "
@@ -56,18 +57,6 @@ def read_classes(source: ModelSource, metadata: Dict[str, str]) -> Tuple[List[st
         f'metadata "classes", config.json "task_config.classes" or meta.json "classes" '
         f'(offline, those files may just not be cached). Use a repository in the published layout.'
     )
-
-
-def open_onnx_session(path: str, provider: Optional[str], where: str):
-    """imgutils' onnxruntime session of ``path`` on ``provider``, with an error that says what to do."""
-    from imgutils.utils import open_onnx_model
-    try:
-        return open_onnx_model(path, mode=provider)
-    except Exception as err:
-        raise ModelNotAvailableError(
-            f'{where}: onnxruntime cannot open {path!r}: {err}. The file may be '
-            f'corrupt: delete it from the cache and download it again.'
-        ) from err
 
 
 class FaceQualityOnnxModel(FaceQualityClassifier):

@@ -27,8 +27,9 @@ from ..graphs.cache import choose_graph
 from ..graphs.check import check_images
 from ..hub import fetch_model_file
 from ..models import ModelSource
+from ..sessions import open_onnx_session, session_threads
 from .base import FaceQualityClassifier
-from .onnx import FaceQualityOnnxModel, open_onnx_session, read_classes
+from .onnx import FaceQualityOnnxModel, read_classes
 
 if TYPE_CHECKING:  # annotations only: numpy is imported on first use
     import numpy as np
@@ -189,6 +190,7 @@ class FaceQualityOpenVINOModel(FaceQualityClassifier):
     def _compile(self, hint: str):
         # pinned to fp32 (AMX CPUs default to whole-graph bf16); the bf16 opt-in converts its products explicitly
         return self._core.compile_model(self._model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32',
+                                                             'INFERENCE_NUM_THREADS': session_threads(),
                                                              'PERFORMANCE_HINT': hint})
 
     def _keep_output(self, request, index: int) -> None:

@@ -96,6 +96,7 @@ class FaceQualityTransformersModel(FaceQualityClassifier):
 
     def _run_blocks_in_bf16(self, where: str) -> None:
         import warnings
+
         import torch
         names = _bf16_blocks(self.model)
         if not names:
