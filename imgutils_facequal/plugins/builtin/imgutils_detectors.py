@@ -2,6 +2,12 @@
 
 Options as in imgutils: ``conf_threshold``, ``iou_threshold``, ``level`` (``'s'``, ``'n'``...),
 ``version`` and ``model_name``. Options left at ``None`` keep imgutils' defaults.
+
+One option imgutils has not: ``infer_size``, the square size the detector graph runs at
+(a multiple of 32; imgutils always runs the graph's own ``imgsz``, 640). With it the same
+``model.onnx`` runs in a session of our own (`yolo_sessions.YoloSession`), which reproduces
+imgutils' pre- and post-processing; at 320 the graph computes a quarter of the work, and
+its boxes are those of a coarser look at the image.
 """
 from typing import Dict, Optional
 
@@ -9,9 +15,10 @@ from ..._imgutils import detect_module
 from ...errors import ModelNotAvailableError
 from .. import detector_options
 from ..hookspecs import hookimpl
+from .yolo_sessions import yolo_session
 
 __all__ = ['FACE_REPO', 'HEAD_REPO', 'DEFAULT_DETECTOR_MODELS', 'face_detector_model', 'head_detector_model',
-           'detect_faces', 'detect_heads']
+           'DEFAULT_THRESHOLDS', 'detect_faces', 'detect_heads']
 
 FACE_REPO = 'deepghs/anime_face_detection'
 HEAD_REPO = 'deepghs/anime_head_detection'
@@ -31,10 +38,18 @@ def head_detector_model(version: Optional[str] = None, level: Optional[str] = No
 DEFAULT_DETECTOR_MODELS: Dict[str, str] = {FACE_REPO: face_detector_model(), HEAD_REPO: head_detector_model()}
 
 
+#: The confidence thresholds imgutils' ``detect_faces`` and ``detect_heads`` pass by default.
+DEFAULT_THRESHOLDS = {FACE_REPO: 0.25, HEAD_REPO: 0.4}
+
+
 def _run(kind: str, repo: str, model_name: str, function, image, options):
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+    options = detector_options(**options)
+    infer_size = options.pop('infer_size', None)
     try:
-        return function(image, model_name=model_name, **detector_options(**options))
+        if infer_size is not None:
+            return yolo_session(repo, model_name, DEFAULT_THRESHOLDS[repo]).predict(image, infer_size, **options)
+        return function(image, model_name=model_name, **options)
     except (EntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError) as err:
         raise ModelNotAvailableError(
             f'The {kind} detector cannot get its model {model_name!r} from hub repo {repo!r}: '
@@ -44,13 +59,19 @@ def _run(kind: str, repo: str, model_name: str, function, image, options):
 
 
 def detect_faces(image, level=None, version=None, model_name=None, **options):
-    """imgutils' ``detect_faces`` on ``model_name`` (default `face_detector_model`)."""
+    """imgutils' ``detect_faces`` on ``model_name`` (default `face_detector_model`).
+
+    With ``infer_size`` the graph runs at that square size in a session of our own.
+    """
     return _run('face', FACE_REPO, model_name or face_detector_model(version, level), detect_module().detect_faces,
                 image, options)
 
 
 def detect_heads(image, level=None, version=None, model_name=None, **options):
-    """imgutils' ``detect_heads`` on ``model_name`` (default `head_detector_model`)."""
+    """imgutils' ``detect_heads`` on ``model_name`` (default `head_detector_model`).
+
+    With ``infer_size`` the graph runs at that square size in a session of our own.
+    """
     return _run('head', HEAD_REPO, model_name or head_detector_model(version, level), detect_module().detect_heads,
                 image, options)
 
