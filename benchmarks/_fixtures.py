@@ -1,8 +1,15 @@
 """Shared set-up for the benchmarks: an offline Hugging Face cache holding the published
 architecture (random-weight timm caformer_s36, 4 classes, 384 x 384, in the published
-layout) and imgutils' detector repositories with the tests' tiny grid detectors.
+layout) and imgutils' detector repositories.
+
+The detectors are of the real architecture and cost by default: YOLOv8s graphs at 640
+(``face_detect_v1.4_s``, ``head_detect_v2.0_s``) and a YOLOv8n one (``head_detect_v2.0_n``),
+random weights, imgutils' metadata, detections fed from the image's colours so that every
+path sees the same faces (`tests.support.yolo_graphs`). ``FACEQUAL_BENCH_DETECTORS=tiny``
+serves the tests' near-free grid detectors instead (a work folder holds one kind).
 
 Import this module first: it sets the environment before huggingface_hub is imported.
+Run the benchmarks from the repository root (``python -m benchmarks.NAME``).
 """
 import contextlib
 import os
@@ -15,7 +22,7 @@ os.environ.update(HF_HOME=os.path.join(WORK, 'home'), HF_HUB_CACHE=os.path.join(
                   IMGUTILS_FACEQUAL_HOME=os.path.join(WORK, 'facequal'), IMGUTILS_FACEQUAL_PLUGINS='',
                   FACEQUAL_BENCH_WORK=WORK)
 os.environ.setdefault('ONNX_MODE', 'cpu')
-sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the published-layout builders the tests use
+DETECTORS = os.environ.setdefault('FACEQUAL_BENCH_DETECTORS', 'yolo')
 
 CAFORMER_REPO = 'bench-org/cls-face-quality.caformer_s36'
 CAFORMER_NO_ONNX_REPO = 'bench-org/cls-face-quality.caformer_s36.no-onnx'
@@ -28,11 +35,16 @@ def build_hub(with_caformer: bool = True, published_onnx: bool = True) -> dict:
     repository that carries one), for runs that only use the transformers backend.
     """
     from tests.support.fake_hub import (FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, face_detector_files, head_detector_files,
-                          write_repo)
+                                        write_repo)
     marker = os.path.join(WORK, 'built')
     if not os.path.exists(marker):
-        write_repo(os.environ['HF_HUB_CACHE'], FACE_DETECTOR_REPO, face_detector_files())
-        write_repo(os.environ['HF_HUB_CACHE'], HEAD_DETECTOR_REPO, head_detector_files())
+        if DETECTORS == 'tiny':
+            faces, heads = face_detector_files(), head_detector_files()
+        else:
+            from tests.support.yolo_graphs import yolo_face_detector_files, yolo_head_detector_files
+            faces, heads = yolo_face_detector_files(('s',)), yolo_head_detector_files(('s', 'n'))
+        write_repo(os.environ['HF_HUB_CACHE'], FACE_DETECTOR_REPO, faces)
+        write_repo(os.environ['HF_HUB_CACHE'], HEAD_DETECTOR_REPO, heads)
         if with_caformer:
             from tests.support.timm_repos import timm_repo_files
             files = timm_repo_files('caformer_s36', size=384, seed=0, with_onnx=published_onnx)
@@ -41,13 +53,13 @@ def build_hub(with_caformer: bool = True, published_onnx: bool = True) -> dict:
             write_repo(os.environ['HF_HUB_CACHE'], CAFORMER_NO_ONNX_REPO,
                        {name: data for name, data in files.items() if name != 'model.onnx'})
         open(marker, 'w').close()
-    return {'work': WORK, 'classifier': CAFORMER_REPO}
+    return {'work': WORK, 'classifier': CAFORMER_REPO, 'detectors': DETECTORS}
 
 
 @contextlib.contextmanager
 def rewrites_off():
     """Models loaded inside run their ONNX graphs as published (and cache nothing)."""
-    from imgutils_facequal.graph_cache import REWRITE_ENV
+    from imgutils_facequal.graphs.cache import REWRITE_ENV
     os.environ[REWRITE_ENV] = '0'
     try:
         yield
@@ -58,21 +70,21 @@ def rewrites_off():
 def graph_as_published(model_name: str, provider_mode: str = None):
     """``model_name``'s model.onnx run exactly as published, not rewritten (a model the backend does not cache)."""
     from imgutils_facequal.models import resolve_model
-    from imgutils_facequal.onnx_backend import FaceQualityOnnxModel
+    from imgutils_facequal.backends.onnx import FaceQualityOnnxModel
     with rewrites_off():
-        return FaceQualityOnnxModel(resolve_model(model_name), provider_mode)
+        return FaceQualityOnnxModel(resolve_model(model_name), FaceQualityOnnxModel.device_key(provider_mode))
 
 
 def openvino_graph_as_published(model_name: str):
     """The openvino backend's model of ``model_name``'s model.onnx as published, not rewritten for OpenVINO."""
     from imgutils_facequal.models import resolve_model
-    from imgutils_facequal.openvino_backend import FaceQualityOpenVINOModel
+    from imgutils_facequal.backends.openvino import FaceQualityOpenVINOModel
     with rewrites_off():
         return FaceQualityOpenVINOModel(resolve_model(model_name))
 
 
 def write_frames(directory: str, count: int, faces_per_image: int, size=(640, 384)):
-    """Frames with heads and faces on the tiny detectors' grids; returns the paths."""
+    """Frames with heads and faces on the detectors' grids (4 x 4 heads, 8 x 8 faces); returns the paths."""
     from tests.support.fake_hub import CLASS_COLOURS, draw_scene
     os.makedirs(directory, exist_ok=True)
     colours = list(CLASS_COLOURS.values())
@@ -99,7 +111,7 @@ def ensure_export(output_dir: str = None, rewrite: bool = True) -> str:
     target = output_dir or os.path.join(exports_dir(), CAFORMER_NO_ONNX_REPO.replace('/', '--'))
     if not os.path.exists(os.path.join(target, 'model.onnx')):
         options = (f', output_dir={output_dir!r}' if output_dir else '') + ('' if rewrite else ', rewrite=False')
-        subprocess.run([sys.executable, '-c', 'import _fixtures; from imgutils_facequal import export_onnx; '
+        subprocess.run([sys.executable, '-c', 'from benchmarks import _fixtures; from imgutils_facequal import export_onnx; '
                         f'export_onnx(_fixtures.CAFORMER_NO_ONNX_REPO{options})'], check=True, capture_output=True,
-                       cwd=os.path.dirname(os.path.abspath(__file__)))
+                       cwd=ROOT)
     return target

@@ -118,7 +118,7 @@ def batches_of(model, images, size=8):
 
 def probabilities(path: str, batches) -> 'object':
     import numpy as np
-    from imgutils_facequal.onnx_backend import probabilities_from_output
+    from imgutils_facequal.graphs.check import probabilities_from_output
     session = _open_session(path)
     name = _input_name(session)
     return np.concatenate([probabilities_from_output(session.run(None, {name: batch})[0]) for batch in batches])
@@ -191,7 +191,7 @@ def add_model_arguments(parser, images_help: str) -> None:
 def offline_model(published: bool = False) -> str:
     """The benchmark's random caformer_s36, served offline: its export, or its published-style
     ``model.onnx`` when ``published``."""
-    import _fixtures  # offline environment, set before huggingface_hub is imported
+    from benchmarks import _fixtures  # offline environment, set before huggingface_hub is imported
     _fixtures.build_hub()
     _fixtures.ensure_export()
     return _fixtures.CAFORMER_REPO if published else _fixtures.CAFORMER_NO_ONNX_REPO

@@ -12,10 +12,10 @@ re-check the page asks for, on any model and any face crops:
     # on the published weights and your own face crops (needs the network once)
     imgutils-facequal crop frames/ --out crops/              # the head crops the classifier sees
     imgutils-facequal export caformer_s36.head_crop          # optional: the faster fp32 graph
-    python benchmarks/quantization_check.py --model caformer_s36.head_crop --images crops/ --bf16
+    python -m benchmarks.experiments.quantization_check --model caformer_s36.head_crop --images crops/ --bf16
 
     # offline, on the benchmark's random caformer_s36 and 48 cartoon face crops
-    python benchmarks/quantization_check.py
+    python -m benchmarks.experiments.quantization_check
 
 ``--images`` holds images scored as they are, so give it crops made the model's way, as
 ``imgutils-facequal crop`` writes them. Every third image calibrates the static
@@ -25,11 +25,10 @@ loads for the model (its export, when there is one). Writes ``quantization.json`
 """
 import argparse
 import os
-import sys
 import tempfile
 import warnings
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results')
 
 
 def bf16_models(model_name: str, backend: str) -> dict:
@@ -43,7 +42,7 @@ def bf16_opt_in(model_name: str, batches, reference, rounds: int, backend: str =
     """bf16 of a backend against the fp32 ONNX reference; its speed against the same backend in
     fp32 in this process (after the ONNX variants, so that their threads never run together)."""
     import numpy as np
-    from _quantize import agreement, alternating_seconds_per_face
+    from benchmarks._quantize import agreement, alternating_seconds_per_face
     models = bf16_models(model_name, backend)
     outputs = np.concatenate([models['bf16'].predict(batch) for batch in batches])
     batch = batches[0][:2]
@@ -56,7 +55,7 @@ def bf16_opt_in(model_name: str, batches, reference, rounds: int, backend: str =
 def check(model_name: str, images, calibration_images, work_dir: str, by_stage: bool, rounds: int,
           bf16: bool = False, openvino_bf16: bool = False) -> dict:
     import numpy as np
-    from _quantize import agreement, batches_of, confidence, probabilities, quantized_variants, seconds_per_face, \
+    from benchmarks._quantize import agreement, batches_of, confidence, probabilities, quantized_variants, seconds_per_face, \
         ships, stage_variants
     from imgutils_facequal import load_face_quality_model
     model = load_face_quality_model(model_name, backend='onnx', device='cpu')
@@ -144,8 +143,7 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    sys.path.insert(0, HERE)
-    from _quantize import add_model_arguments
+    from benchmarks._quantize import add_model_arguments
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser, 'folder of face crops (default: 48 cartoon crops, 16 more to calibrate)')
     parser.add_argument('--by-stage', action='store_true', help='also quantise one stage at a time')
@@ -154,14 +152,14 @@ def main():
     parser.add_argument('--openvino-bf16', action='store_true', help="also measure the openvino backend's bf16 "
                                                                      "opt-in (needs the openvino extra)")
     parser.add_argument('--rounds', type=int, default=7)
-    parser.add_argument('--output-dir', default=os.path.join(HERE, 'results'))
+    parser.add_argument('--output-dir', default=RESULTS)
     args = parser.parse_args()
     warnings.filterwarnings('ignore')
-    from _quantize import load_crops, offline_model
+    from benchmarks._quantize import load_crops, offline_model
     model_name = args.model
     if model_name is None:
         model_name = offline_model()
-        import _fixtures
+        from benchmarks import _fixtures
         work_dir = _fixtures.WORK
     else:
         work_dir = tempfile.mkdtemp(prefix='facequal-quantization-')
@@ -170,11 +168,11 @@ def main():
         images = [image for i, image in enumerate(crops) if i % 3 != 2]
         calibration = [image for i, image in enumerate(crops) if i % 3 == 2]
     else:
-        from _faces import cartoon_faces
+        from benchmarks._faces import cartoon_faces
         images, calibration = cartoon_faces(48, seed=1), cartoon_faces(16, seed=2)  # as in performance.py
     report = check(model_name, images, calibration, work_dir, args.by_stage, args.rounds, args.bf16,
                    args.openvino_bf16)
-    from _results import write_results
+    from benchmarks._results import write_results
     write_results(args.output_dir, 'quantization', report, markdown(report))
 
 

@@ -5,7 +5,7 @@ lock, and handed to one thread of their own as ``score_images`` does) and the
 repository's preprocessing, on one-face frames of the benchmark's test hub. It tells
 which step limits the pipeline when the classifier runs on a GPU. Usage::
 
-    python benchmarks/pipeline_steps.py [--device cuda] [--images 96]
+    python -m benchmarks.experiments.pipeline_steps [--device cuda] [--images 96]
 """
 import argparse
 import os
@@ -13,8 +13,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import _fixtures  # noqa: F401  (sets the offline environment first)
-from _fixtures import CAFORMER_NO_ONNX_REPO, WORK, build_hub, write_frames
+from benchmarks import _fixtures  # noqa: F401  (sets the offline environment first)
+from benchmarks._fixtures import CAFORMER_NO_ONNX_REPO, WORK, build_hub, write_frames
 
 
 def images_per_second(step, count: int, threads: int) -> float:
@@ -33,8 +33,9 @@ def main():
     import numpy as np
     build_hub(published_onnx=False)
     from imgutils_facequal import load_face_quality_model
-    from imgutils_facequal.detect import locate_faces
-    from imgutils_facequal.preprocess import load_rgb_image
+    from imgutils_facequal import FaceLocator
+    locate_faces = FaceLocator().locate
+    from imgutils_facequal.images import load_rgb_image
     paths = write_frames(os.path.join(WORK, 'steps-1face'), args.images, 1)
     model = load_face_quality_model(CAFORMER_NO_ONNX_REPO, backend='transformers', device=args.device)
     images = [load_rgb_image(path) for path in paths]

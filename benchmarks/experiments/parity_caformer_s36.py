@@ -9,23 +9,21 @@ Hugging Face cache with ``HF_HUB_OFFLINE=1``, and measures on varied images:
 * the ONNX backend against the transformers backend, per class probability;
 * ``export_onnx`` of a copy without ``model.onnx`` against the transformers backend.
 
-Usage: ``python benchmarks/parity_caformer_s36.py [--out benchmarks/results/parity_caformer_s36.json]``
+Usage: ``python -m benchmarks.experiments.parity_caformer_s36 [--out benchmarks/results/parity_caformer_s36.json]``
 (needs the ``test`` extra; about two minutes on two CPU cores).
 """
 import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = tempfile.mkdtemp(prefix='facequal-parity-')
 os.environ.update(HF_HOME=os.path.join(WORK, 'home'), HF_HUB_CACHE=os.path.join(WORK, 'hub'), HF_HUB_OFFLINE='1',
                   IMGUTILS_FACEQUAL_HOME=os.path.join(WORK, 'facequal'), ONNX_MODE='cpu',
                   IMGUTILS_FACEQUAL_PLUGINS='')
-sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the published-layout builders the tests use
 
 import numpy as np  # noqa: E402
 
@@ -40,7 +38,7 @@ def main():
 
     from tests.support.fake_hub import write_repo
     from tests.support.timm_repos import timm_repo_files
-    from test_backends import varied_images
+    from tests.test_backends import varied_images
 
     started = time.perf_counter()
     files = timm_repo_files('caformer_s36', size=384, seed=0)
@@ -51,7 +49,7 @@ def main():
     import torch
     from imgutils.preprocess import create_torchvision_transforms
     from imgutils_facequal import classify_face_quality_score_batch, export_onnx, load_face_quality_model
-    from imgutils_facequal.preprocess import load_rgb_image
+    from imgutils_facequal.images import load_rgb_image
 
     images = varied_images()
     onnx_model = load_face_quality_model(REPO)

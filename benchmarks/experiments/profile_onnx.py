@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/profile_onnx.py MODEL.onnx [MORE.onnx ...] [--batch-size 2] [--runs 3]
+    python -m benchmarks.experiments.profile_onnx MODEL.onnx [MORE.onnx ...] [--batch-size 2] [--runs 3]
 
 Runs each graph on random 384 x 384 input with the session options of the ONNX backend
 (all graph optimisations, one thread per CPU) and prints, per operator type, its share of

@@ -24,7 +24,7 @@ and, on one product alone (1024 x 384 by 384 x 1536, random), how far OpenVINO's
 
 Usage::
 
-    python benchmarks/openvino_precision.py [--model NAME --images CROPS/] [--rounds 5]
+    python -m benchmarks.experiments.openvino_precision [--model NAME --images CROPS/] [--rounds 5]
 
 Without ``--model`` it runs offline on the benchmark's random caformer_s36 (its export, or
 with ``--published`` its published-style ``model.onnx``) and 48 + 192 cartoon face crops.
@@ -35,12 +35,11 @@ import argparse
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results')
 PAUSE_BEFORE_CALL = 0.3  # as in performance.py: the previous call's spinning threads settle
 PRODUCTS = ('MatMul', 'Convolution')
 PRECISE = '<rt_info><attribute name="precise" version="0" /></rt_info>'
@@ -79,10 +78,34 @@ def marked_in_ir(core, onnx_path: str, work_dir: str):
     return core.read_model(marked)
 
 
+def products_in_bf16(model, where: str) -> int:
+    """Feed bf16 to the MatMuls and Convolutions whose names match ``where``, converting their
+    results back to fp32, in place; returns how many. The backend's own ``products_in_bf16``
+    does this for its fixed set (``BF16_PRODUCTS``); this study varies the set."""
+    import openvino
+    from openvino import opset13 as ops
+    converted = 0
+    for node in list(model.get_ordered_ops()):
+        if node.get_type_name() not in ('MatMul', 'Convolution') or not re.search(where, node.get_friendly_name()):
+            continue
+        for port in node.inputs():
+            source = port.get_source_output()
+            if source.get_element_type() == openvino.Type.f32:
+                port.replace_source_output(ops.convert(source, 'bf16').output(0))
+        consumers = list(node.output(0).get_target_inputs())
+        node.validate_and_infer_types()
+        back = ops.convert(node.output(0), 'f32').output(0)
+        for consumer in consumers:
+            consumer.replace_source_output(back)
+        converted += 1
+    if converted:
+        model.validate_nodes_and_infer_types()
+    return converted
+
+
 def explicit_bf16_products(core, onnx_path: str, where: str = ''):
     """The fp32 graph with its products (those whose node names match ``where``) fed bf16 and
     their results converted back to fp32, as the openvino backend's opt-in does for its own."""
-    from imgutils_facequal.openvino_backend import products_in_bf16
     model = read_static(core, onnx_path)
     if not products_in_bf16(model, where):
         raise SystemExit(f'{onnx_path}: no MatMul or Convolution named like {where!r}')
@@ -143,7 +166,7 @@ def one_product_error(core) -> dict:
 def check(model_name: str, image_sets: dict, rounds: int, work_dir: str) -> dict:
     import numpy as np
     import openvino
-    from _quantize import agreement, alternating_seconds_per_face, batches_of, probabilities, ships
+    from benchmarks._quantize import agreement, alternating_seconds_per_face, batches_of, probabilities, ships
     from imgutils_facequal import load_face_quality_model
     model = load_face_quality_model(model_name, backend='onnx', device='cpu')
     onnx_path = model.onnx_path
@@ -223,27 +246,26 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    sys.path.insert(0, HERE)
-    from _quantize import add_model_arguments
+    from benchmarks._quantize import add_model_arguments
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser, 'folder of face crops (default: 48 + 192 cartoon crops)')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--published', action='store_true', help="without --model: the benchmark's published-style "
                                                                 "model.onnx instead of its export")
-    parser.add_argument('--output-dir', default=os.path.join(HERE, 'results'))
+    parser.add_argument('--output-dir', default=RESULTS)
     args = parser.parse_args()
     warnings.filterwarnings('ignore')
-    from _quantize import load_crops, offline_model
+    from benchmarks._quantize import load_crops, offline_model
     model_name = args.model or offline_model(args.published)
     if args.images:
         crops = load_crops(args.images)
         image_sets = {f'your {len(crops)} crops': crops}
     else:
-        from _faces import cartoon_faces
+        from benchmarks._faces import cartoon_faces
         image_sets = {'48 cartoon crops': cartoon_faces(48, seed=1), '192 cartoon crops': cartoon_faces(192, seed=7)}
     with tempfile.TemporaryDirectory(prefix='facequal-openvino-precision-') as work_dir:
         report = check(model_name, image_sets, args.rounds, work_dir)
-    from _results import write_results
+    from benchmarks._results import write_results
     name = 'openvino_precision_published' if args.published and args.model is None else 'openvino_precision'
     write_results(args.output_dir, name, report, markdown(report))
 

@@ -24,7 +24,7 @@ default path runs it), the classifier alone on that graph and on the graph as pu
 and how far the CUDA provider's probabilities are from the CPU provider's on the same
 input. Where only the CPU build is installed, the table says so instead. Usage::
 
-    python benchmarks/gpu_performance.py [--rounds 3] [--images 48] [--output-dir DIR]
+    python -m benchmarks.experiments.gpu_performance [--rounds 3] [--images 48] [--output-dir DIR]
 
 Writes ``gpu_performance.json`` and ``gpu_performance.md`` (default ``benchmarks/results``).
 """
@@ -35,9 +35,9 @@ import statistics
 import time
 import warnings
 
-import _fixtures  # noqa: F401  (sets the offline environment first)
-from _fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, graph_as_published, write_frames
-from _results import write_results
+from benchmarks import _fixtures  # noqa: F401  (sets the offline environment first)
+from benchmarks._fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, graph_as_published, write_frames
+from benchmarks._results import write_results
 
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 MODEL = CAFORMER_NO_ONNX_REPO  # safetensors and remote code only: the card's way and the transformers backend
@@ -49,7 +49,8 @@ def card_way(device):
     import torch
     from imgutils.data import load_image
     from transformers import AutoImageProcessor, AutoModel
-    from imgutils_facequal.detect import locate_faces
+    from imgutils_facequal import FaceLocator
+    locate_faces = FaceLocator().locate
     processor = AutoImageProcessor.from_pretrained(MODEL, trust_remote_code=True)
     model = AutoModel.from_pretrained(MODEL, trust_remote_code=True, use_infer_head=True).eval().to(device)
 
@@ -68,9 +69,7 @@ def card_way(device):
 
 def runners(device, with_onnx: bool):
     from imgutils_facequal import detect_face_quality
-    from imgutils_facequal.backends import GPU_WORKERS
     from imgutils_facequal.pipeline import find_images, score_images
-    default_workers = min(GPU_WORKERS, os.cpu_count() or 1)
     options = {'model_name': MODEL, 'backend': 'transformers', 'device': device}
     onnx_options = {'model_name': ONNX_MODEL, 'backend': 'onnx', 'device': device}
     onnx_paths = {
@@ -83,8 +82,6 @@ def runners(device, with_onnx: bool):
         "card's way": card_way(device),
         'detect_face_quality, per image': lambda paths: sum(len(detect_face_quality(p, **options)) for p in paths),
         'folder pipeline': lambda paths: sum(len(r.faces) for r in score_images(find_images(paths), **options)),
-        'folder pipeline, detection in every worker': lambda paths: sum(
-            len(r.faces) for r in score_images(find_images(paths), concurrent_detections=default_workers, **options)),
         "folder pipeline, precision='bf16'": lambda paths: sum(
             len(r.faces) for r in score_images(find_images(paths), precision='bf16', **options)),
         **onnx_paths,
@@ -161,8 +158,8 @@ def onnx_on_cuda(device, rounds) -> dict:
     ``predict`` gets it), rewritten at load and as published, and its agreement with the
     CPU provider on the same input (the rewrite is checked on the CPU provider only)."""
     import numpy as np
-    from _faces import cartoon_faces
-    from _quantize import agreement
+    from benchmarks._faces import cartoon_faces
+    from benchmarks._quantize import agreement
     from imgutils_facequal import load_face_quality_model
     from imgutils_facequal.backends import runs_on_gpu
     rewritten = load_face_quality_model(ONNX_MODEL, backend='onnx', device=device)
@@ -188,8 +185,8 @@ def onnx_on_cuda(device, rounds) -> dict:
 def bf16_agreement(device) -> dict:
     """The opt-in against fp32, both on ``device``, on the CPU benchmark's 240 cartoon crops."""
     import numpy as np
-    from _faces import cartoon_faces
-    from _quantize import agreement
+    from benchmarks._faces import cartoon_faces
+    from benchmarks._quantize import agreement
     from imgutils_facequal import load_face_quality_model
     crops = cartoon_faces(48, seed=1) + cartoon_faces(192, seed=7)
     outputs = {}

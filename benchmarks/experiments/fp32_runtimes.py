@@ -18,7 +18,7 @@ compiler (for inductor); compiling takes a minute or two.
 
 Usage::
 
-    python benchmarks/fp32_runtimes.py [--rounds 7] [--batch-size 2]
+    python -m benchmarks.experiments.fp32_runtimes [--rounds 7] [--batch-size 2]
 
 Writes ``benchmarks/results/fp32_runtimes.json`` and ``fp32_runtimes.md``.
 """
@@ -27,9 +27,9 @@ import os
 import statistics
 import time
 
-import _fixtures
-from _results import write_results
-from performance import GFLOP_PER_FACE, PAUSE_BEFORE_CALL, PUBLISHED_MODEL, RESULTS, STAGE_MATMUL_SIZE, matmul_calls
+from benchmarks import _fixtures
+from benchmarks._results import write_results
+from benchmarks.experiments.classifier_variants import GFLOP_PER_FACE, PAUSE_BEFORE_CALL, PUBLISHED_MODEL, RESULTS, STAGE_MATMUL_SIZE, matmul_calls
 
 
 def openvino_whole_batch(batch, onnx_path: str):
