@@ -15,6 +15,10 @@ __all__ = [
     'NoFaceFoundError',
     'PluginError',
     'ExportCheckError',
+    'ModelOutputError',
+    'DetectionError',
+    'InputNotFoundError',
+    'OutputError',
 ]
 
 
@@ -52,3 +56,19 @@ class PluginError(FaceQualityError, ValueError):
 
 class ExportCheckError(FaceQualityError):
     """The exported ONNX model does not reproduce torch's output; nothing was written."""
+
+
+class ModelOutputError(FaceQualityError, ValueError):
+    """The classifier gave no probabilities for an image (NaN or infinite values)."""
+
+
+class DetectionError(FaceQualityError, ValueError):
+    """A detector failed on an image, or returned something that is not a list of detections."""
+
+
+class InputNotFoundError(FaceQualityError, FileNotFoundError):
+    """A path or glob given as input matches nothing."""
+
+
+class OutputError(FaceQualityError, OSError):
+    """An output cannot be written (a missing folder, a read-only file, a full disk)."""

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .backends import DEFAULT_BACKEND, load_face_quality_model, top_class
-from .errors import BackendNotAvailableError
+from .errors import BackendNotAvailableError, ImageLoadError
 from .geometry import box_area, random_margin_crop_box
 from .images import load_rgb_image
 from .models import DEFAULT_MODEL
@@ -324,15 +324,25 @@ class CropRobustnessReport:
         return path
 
     def save(self, directory: str) -> Dict[str, str]:
-        """Write ``report.md``, ``report.json`` and ``macro_f1.png``; returns their paths."""
+        """Write ``report.md``, ``report.json`` and, when matplotlib (the ``eval`` extra) is installed,
+        ``macro_f1.png``; returns the paths written."""
         os.makedirs(directory, exist_ok=True)
         paths = {name: os.path.join(directory, name) for name in ('report.md', 'report.json', 'macro_f1.png')}
         with open(paths['report.md'], 'w', encoding='utf-8') as f:
             f.write(self.to_markdown())
         with open(paths['report.json'], 'w', encoding='utf-8') as f:
             json.dump(self.to_dict(), f, indent=2)
-        self.plot(paths['macro_f1.png'])
+        if can_plot():
+            self.plot(paths['macro_f1.png'])
+        else:
+            del paths['macro_f1.png']
         return paths
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (the ``eval`` extra) is installed, so reports can draw their plot."""
+    import importlib.util
+    return importlib.util.find_spec('matplotlib') is not None
 
 
 def _largest_head(image, head_detector: str):
@@ -416,6 +426,11 @@ def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[
         score(pending[start:start + batch_size])
     if bar is not None:
         bar.close()
+    if not evaluated:
+        reasons = '; '.join(f'{name}: {reason}' for name, reason in skipped[:5])
+        raise ImageLoadError(f'None of the {len(items)} labelled images could be evaluated ({reasons}'
+                             f'{"; ..." if len(skipped) > 5 else ""}), so there is no macro-F1 to report. Check the '
+                             f'image paths and head boxes.')
 
     report = CropRobustnessReport(models=list(models), classes=classes, settings=settings, seed=seed,
                                   images_evaluated=evaluated, head_boxes_from=dict(head_sources), skipped=skipped)

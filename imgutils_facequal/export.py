@@ -12,6 +12,7 @@ then on by the same ``model_name`` as the repository, offline too. An export to 
 directory is used by passing that directory as ``model_name``.
 """
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,8 @@ from .images import load_rgb_image
 from .models import DEFAULT_MODEL, ModelSource, resolve_model
 
 __all__ = ['export_onnx']
+
+logger = logging.getLogger('imgutils_facequal')
 
 _SMALL_FILES = ('preprocessor_config.json', 'config.json', 'meta.json', 'README.md')
 _WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.onnx')
@@ -115,7 +118,8 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
     :param rewrite: Trace a copy of timm MetaFormer models (caformer, convformer) rewritten
         by `rewrite_for_export`: the same function
         with fewer memory passes, faster in onnxruntime (see the performance page). The
-        check below compares against the untouched model either way. ``False`` traces the model literally. The rewrites applied are recorded
+        check below compares against the untouched model either way. ``False`` traces the model
+        literally. The rewrites applied are recorded
         in the ``rewrites`` metadata of ``model.onnx``.
     :return: The directory written.
     :raises BackendNotAvailableError: Without the ``torch`` extra.
@@ -137,6 +141,7 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f'{target!r} already exists; pass overwrite=True to replace it.')
     decoded = [load_rgb_image(image) for image in (images if images is not None else check_images())]
+    logger.info('Exporting %s (%s): loading it with transformers...', source.model_name, source.location)
     model = FaceQualityTransformersModel(source, 'cpu')
 
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -145,6 +150,7 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
         onnx_path = os.path.join(staging, 'model.onnx')
         tensors = model.preprocess(decoded)
         traced, rewrites = rewrite_for_export(model.model) if rewrite else (model.model, [])
+        logger.info('Tracing it to ONNX (opset %d, rewrites: %s)...', opset, ', '.join(rewrites) or 'none')
         _export_graph(traced, tensors[:1], onnx_path, opset)
         del traced
         config = model.model.config
@@ -159,6 +165,7 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
         })
         _copy_small_files(source, staging)
 
+        logger.info('Checking the export against torch on %d images...', len(decoded))
         torch_probabilities = model.predict(tensors)
         exported = FaceQualityOnnxModel(ModelSource(model_name=source.model_name, local_dir=staging),
                                         'CPUExecutionProvider')
@@ -178,6 +185,8 @@ def export_onnx(model_name: str = DEFAULT_MODEL, output_dir: Optional[str] = Non
         if os.path.exists(target):
             shutil.rmtree(target)
         os.replace(staging, target)
+        logger.info('Checked (largest difference %.1e) and written to %s.', max(graph_difference, path_difference),
+                    target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -15,9 +15,9 @@ from .models import ModelSource
 __all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit']
 
 _HOW_TO_FIX = (
-    'To fix it: run once with network access so the file lands in the Hugging Face cache '
-    '(for example `hf download {repo}`), or point model_name at a local directory '
-    'in the published layout, or check the name.'
+    'To fix it: run `imgutils-facequal download {model}` once with network access (it fetches the classifier '
+    'and the detectors into the Hugging Face cache), or point model_name at a local directory in the published '
+    'layout, or check the name.'
 )
 
 
@@ -72,7 +72,7 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
     )
 
     where = f'model {source.model_name!r} (hub repo {source.location!r})'
-    fix = _HOW_TO_FIX.format(repo=source.repo_id)
+    fix = _HOW_TO_FIX.format(model=source.model_name)
     try:
         return hf_hub_download(source.repo_id, filename, revision=source.revision)
     except GatedRepoError as err:
@@ -120,7 +120,7 @@ def read_json_file(source: ModelSource, filename: str, required: bool = True) ->
     if path is None:
         return None
     try:
-        with open(path, 'r', encoding='utf-8') as f:
+        with open(path, 'r', encoding='utf-8-sig') as f:  # a BOM, as some editors write it, is no error
             return json.load(f)
     except (OSError, ValueError) as err:
         raise ModelNotAvailableError(

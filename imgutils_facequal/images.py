@@ -5,7 +5,7 @@ Preprocessing is never hard-coded: it is the ``stages`` list of the repository's
 """
 import io
 import os
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from ._imgutils import pillow_transforms
 from .errors import ImageLoadError, ModelNotAvailableError
@@ -13,6 +13,7 @@ from .errors import ImageLoadError, ModelNotAvailableError
 __all__ = [
     'load_rgb_image',
     'describe_image_input',
+    'check_stages',
     'create_stage_transform',
     'images_to_batch',
 ]
@@ -31,32 +32,64 @@ def describe_image_input(image: Any) -> str:
     return repr(image)
 
 
+_SIXTEEN_BIT_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N')
+
+
 def _to_8bit(image):
-    """Scale 16- and 32-bit integer images to 8 bits, so they do not clip to white."""
+    """Grey images of more than 8 bits, scaled to 8 bits by their mode's range, so they neither clip to
+    white nor turn black: 16-bit modes from 0..65535, float images from [0, 1]. A 32-bit integer
+    (``I``) or float image whose values cannot be of that range is taken as 0..65535 or 0..255 data."""
     import numpy as np
     from PIL import Image
 
     array = np.asarray(image, dtype=np.float64)
-    high = float(array.max()) if array.size else 0.0
-    scale = 255.0 / 65535.0 if high > 255 else 1.0
-    return Image.fromarray(np.clip(np.round(array * scale), 0, 255).astype(np.uint8), mode='L')
+    high = float(np.nanmax(array)) if array.size else 0.0
+    if image.mode in _SIXTEEN_BIT_MODES:
+        scale = 255.0 / 65535.0
+    elif image.mode == 'F':
+        scale = 255.0 if high <= 1.0 else 1.0
+    else:
+        scale = 255.0 / 65535.0 if high > 255 else 1.0
+    return Image.fromarray(np.clip(np.round(np.nan_to_num(array) * scale), 0, 255).astype(np.uint8), mode='L')
+
+
+def _open(image: Any):
+    """A PIL image of any ``ImageTyping`` input; an existing file is opened as a file even when its
+    name looks like a URL (``http:face.png``)."""
+    from imgutils.data import load_image
+    from PIL import Image
+    if isinstance(image, (bytes, bytearray)):  # imgutils hands bytes to Image.open, which takes them for a name
+        return Image.open(io.BytesIO(image))
+    if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
+        return Image.open(image)
+    return load_image(image, mode=None, force_background=None)
+
+
+def _upright(image):
+    """The image as a viewer shows it: its EXIF orientation applied."""
+    from PIL import ImageOps
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: nothing to apply
+        return image
+    return ImageOps.exif_transpose(image) if orientation not in (None, 1) else image
 
 
 def load_rgb_image(image: Any):
     """Load anything imgutils' ``ImageTyping`` accepts as one decoded RGB image.
 
     Transparent images are put on white, as in imgutils
-    (``load_image(..., mode='RGB', force_background='white')``). 16-bit and 32-bit grey
-    images are scaled to 8 bits first.
+    (``load_image(..., mode='RGB', force_background='white')``). The EXIF orientation is
+    applied, as image viewers apply it, so sizes and boxes are in the frame a viewer shows.
+    16-bit, 32-bit and float grey images are scaled to 8 bits by their mode's range first.
 
     :raises ImageLoadError: When the input cannot be read as an image; the message names it.
     """
     from imgutils.data import load_image
     try:
-        # imgutils hands bytes to Image.open, which takes them for a file name.
-        source = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image
-        pil_image = load_image(source, mode=None, force_background='white')
-        if pil_image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N'):
+        pil_image = _upright(_open(image))
+        pil_image = load_image(pil_image, mode=None, force_background='white')
+        if pil_image.mode in ('I', 'F') + _SIXTEEN_BIT_MODES:
             pil_image = _to_8bit(pil_image)
         pil_image = load_image(pil_image, mode='RGB', force_background='white')
         pil_image.load()
@@ -70,18 +103,63 @@ def load_rgb_image(image: Any):
     return pil_image
 
 
-def create_stage_transform(stages: Sequence[dict], where: str) -> Callable:
-    """Build the pillow transform for a repository's ``stages`` list.
+#: The largest side a ``resize`` stage may ask for without a known model input size.
+MAX_STAGE_SIZE = 4096
+_TO_TENSOR = ('to_tensor', 'maybe_to_tensor')
 
-    :param stages: The ``stages`` of ``preprocessor_config.json``, in imgutils' format.
-    :param where: The model, for error messages.
-    :raises ModelNotAvailableError: When the stages are missing or imgutils cannot build them.
+
+def _sizes(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def check_stages(stages: Sequence[dict], where: str, input_size: Optional[Sequence[int]] = None) -> None:
+    """Refuse preprocessing stages that cannot give the model its input.
+
+    Sizes must be positive whole numbers, a resize at most 4 times the model's input side
+    (:data:`MAX_STAGE_SIZE` when the input size is not fixed), a centre crop the model's input
+    size when it is fixed; a to-tensor stage must be there, and no ``normalize`` std may be 0.
+
+    :param input_size: The model's ``(height, width)``, when its graph fixes it.
+    :raises ModelNotAvailableError: Naming the model and the stage.
     """
+    def refuse(stage, reason):
+        raise ModelNotAvailableError(
+            f'{where}: preprocessor_config.json stage {stage!r} {reason}, so images cannot be prepared for the '
+            f'model. Fix the repository\'s preprocessor_config.json (or use another revision).')
+
     if not isinstance(stages, list) or not stages:
         raise ModelNotAvailableError(
             f'{where}: preprocessor_config.json has no "stages" list, so the preprocessing '
             f'the model was trained with is unknown. Use a repository in the published layout.'
         )
+    largest = 4 * max(input_size) if input_size else MAX_STAGE_SIZE
+    for stage in stages:
+        if not isinstance(stage, dict) or not isinstance(stage.get('type'), str):
+            refuse(stage, 'is not an object with a "type"')
+        kind = stage['type']
+        if kind in ('resize', 'center_crop'):
+            sizes = _sizes(stage.get('size'))
+            if not sizes or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+                refuse(stage, 'has a size that is not a positive whole number')
+            if kind == 'resize' and max(sizes) > largest:
+                refuse(stage, f'resizes to {max(sizes)}, more than {largest}'
+                              + (f' (4 times the model input {tuple(input_size)})' if input_size else ''))
+            if kind == 'center_crop' and input_size and tuple(sizes * (2 // len(sizes))) != tuple(input_size):
+                refuse(stage, f'crops to {sizes}, but the model takes {tuple(input_size)}')
+        if kind == 'normalize' and any(not isinstance(v, (int, float)) or v == 0 for v in _sizes(stage.get('std'))):
+            refuse(stage, 'divides by a std of 0 (or not a number)')
+    if not any(stage['type'] in _TO_TENSOR for stage in stages):
+        refuse([stage['type'] for stage in stages], 'has no to_tensor stage')
+
+
+def create_stage_transform(stages: Sequence[dict], where: str) -> Callable:
+    """Build the pillow transform for a repository's ``stages`` list, after :func:`check_stages`.
+
+    :param stages: The ``stages`` of ``preprocessor_config.json``, in imgutils' format.
+    :param where: The model, for error messages.
+    :raises ModelNotAvailableError: When the stages are missing, wrong, or imgutils cannot build them.
+    """
+    check_stages(stages, where)
     try:
         transform = pillow_transforms().create_pillow_transforms(list(stages))
     except Exception as err:

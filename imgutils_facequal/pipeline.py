@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .backends import DEFAULT_BACKEND, load_face_quality_model
-from .errors import ImageLoadError
+from .errors import DetectionError, ImageLoadError, InputNotFoundError, ModelOutputError
 from .images import load_rgb_image
 from .models import DEFAULT_MODEL
 from .scoring import DEFAULT_MARGIN, FaceQualityDetector, FaceQualityResult, face_results
 
-__all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'score_images', 'score_images_with']
+__all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'shard_images', 'score_images',
+           'score_images_with']
 
 #: File extensions picked up when walking folders (files named explicitly are always taken).
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.jfif', '.avif')
@@ -55,38 +56,73 @@ class InputImage:
 def find_images(paths: Sequence[str]) -> List[InputImage]:
     """Files, folders (walked recursively, image extensions only) and globs, in a stable order.
 
-    A path that is neither a file, a folder nor a glob that matches something is kept, so
-    that the run reports it as an error instead of skipping it silently.
+    An image is taken once however it is spelled (``frames``, ``./frames``, an absolute path,
+    a way through a symbolic link): images are told apart by their real path. Folders and
+    globs take image files only; a file named on its own is always taken (and reported if it
+    cannot be read).
+
+    :raises InputNotFoundError: When a path is neither a file, a folder nor a glob that
+        matches something; the message names it.
     """
     found: List[InputImage] = []
     seen = set()
 
     def add(path: str, root: str) -> None:
-        key = os.path.abspath(path)
+        key = os.path.realpath(path)
         if key not in seen:
             seen.add(key)
             found.append(InputImage(path, root))
 
+    def walk(folder: str, root: str) -> None:
+        for directory, subdirectories, files in os.walk(folder):
+            subdirectories.sort()
+            for name in sorted(files):
+                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'):
+                    add(os.path.join(directory, name), root)
+
+    missing = []
     for path in paths:
         if os.path.isdir(path):
-            for directory, subdirectories, files in os.walk(path):
-                subdirectories.sort()
-                for name in sorted(files):
-                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'):
-                        add(os.path.join(directory, name), path)
+            walk(path, path)
         elif os.path.lexists(path):
             add(path, os.path.dirname(path) or '.')
         else:
             matches = sorted(glob.glob(path, recursive=True))
             if not matches:
-                add(path, os.path.dirname(path) or '.')
+                missing.append(path)
             for match in matches:
                 if os.path.isdir(match):
-                    for item in find_images([match]):
-                        add(item.path, item.root)
-                else:
+                    walk(match, match)
+                elif match.lower().endswith(IMAGE_EXTENSIONS):
                     add(match, os.path.dirname(match) or '.')
+    if missing:
+        raise InputNotFoundError(
+            f'No such file, folder or matching glob: {", ".join(map(repr, missing))}. Check the spelling (a glob in '
+            f'quotes is expanded here; unquoted, by the shell).')
     return found
+
+
+def shard_images(images: Sequence[InputImage], index: int, count: int) -> List[InputImage]:
+    """The ``index``-th of ``count`` stable shares of ``images`` (``index`` from 1 to ``count``).
+
+    An image's share comes from a hash of its real path alone, so N jobs given the same
+    inputs, each its own ``index``, score every image once between them, whatever order
+    or spelling their inputs have.
+
+    >>> images = [InputImage(f'/frames/{n}.png') for n in range(100)]
+    >>> shares = [shard_images(images, index, 4) for index in (1, 2, 3, 4)]
+    >>> sum(map(len, shares)), len({image for share in shares for image in share})
+    (100, 100)
+    """
+    if not (isinstance(count, int) and isinstance(index, int) and 1 <= index <= count):
+        raise ValueError(f'A shard is I/N with 1 <= I <= N; got {index}/{count}.')
+    import hashlib
+
+    def share(image: InputImage) -> int:
+        digest = hashlib.sha1(os.fsencode(os.path.realpath(image.path))).digest()
+        return int.from_bytes(digest[:8], 'big') % count
+
+    return [image for image in images if share(image) == index - 1]
 
 
 @dataclass
@@ -106,6 +142,7 @@ class _Prepared:
     inputs: list  # one classifier input (or crop, see _score) per crop, dropped once scored
     face_input: List[int]
     scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
+    error: Optional[str] = None
 
     @property
     def complete(self) -> bool:
@@ -117,6 +154,10 @@ def _detection_thread() -> ThreadPoolExecutor:
     # kept for the life of the process: imgutils opens its sessions per thread, so a fresh
     # thread would load the detectors again on every call
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix='facequal-detect')
+
+
+# a forked child has none of the parent's threads: it starts a detection thread of its own
+os.register_at_fork(after_in_child=_detection_thread.cache_clear)
 
 
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
@@ -168,6 +209,9 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
     def prepare(item: InputImage) -> _Prepared:
         result = ImageResult(item)
         try:
+            if item.data is None and os.path.exists(item.path) and not os.path.isfile(item.path):
+                raise ImageLoadError(f'Cannot read image {item.path!r}: it is not a regular file (a folder, a '
+                                     f'pipe or a device). Pass image files.')
             decoded = load_rgb_image(item.path if item.data is None else item.data)
         except ImageLoadError as err:
             result.error = str(err) if item.data is None else f'{item.path}: {err}'
@@ -175,13 +219,20 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
         result.size = decoded.size
         if keep_images:
             result.decoded = decoded
-        locations = detection_pool.submit(locator.locate, decoded).result()
+        try:
+            locations = detection_pool.submit(locator.locate, decoded).result()
+        except DetectionError as err:  # that image fails; the run goes on
+            result.error = f'{item.path}: {err}'
+            return _Prepared(result, [], [], [])
         inputs, face_input = locator.classifier_inputs(decoded, locations)
         return _Prepared(result, locations, [model_input(image) for image in inputs], face_input)
 
     def finish(prepared: _Prepared) -> ImageResult:
         result = prepared.result
-        result.faces = face_results(prepared.locations, [prepared.scores[index] for index in prepared.face_input])
+        if prepared.error is not None:
+            result.error = prepared.error
+        else:
+            result.faces = face_results(prepared.locations, [prepared.scores[index] for index in prepared.face_input])
         return result
 
     waiting: Deque[_Prepared] = deque()
@@ -191,39 +242,42 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
         batch = [queued_crops.popleft() for _ in range(min(size, len(queued_crops)))]
         inputs = [prepared.inputs[index] for prepared, index in batch]
         probabilities = model.predict(np.concatenate(inputs) if preprocess_in_workers else model.preprocess(inputs))
-        for (prepared, index), scores in zip(batch, model.scores_of(probabilities)):
-            prepared.scores[index] = scores
+        for (prepared, index), row in zip(batch, probabilities):
+            try:
+                prepared.scores[index], = model.scores_of(row[None])
+            except ModelOutputError as err:  # that image fails, not the batch
+                prepared.scores[index] = {}
+                prepared.error = f'{prepared.result.image.path}: {err}'
             prepared.inputs[index] = None  # free the input as soon as it is scored
 
     detection_pool = _detection_thread()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') as pool:
-        ahead: Deque = deque()
-        iterator = iter(images)
-        # images in flight: enough for two forward passes even at one face per image, so the
-        # workers keep preparing the next batch while the classifier runs this one
-        window = max(2 * workers, 2 * batch_size)
-        try:
-            while True:
-                while len(ahead) < window:
-                    item = next(iterator, None)
-                    if item is None:
-                        break
-                    ahead.append(pool.submit(prepare, item))
-                if not ahead:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode')
+    ahead: Deque = deque()
+    iterator = iter(images)
+    # images in flight: enough for two forward passes even at one face per image, so the
+    # workers keep preparing the next batch while the classifier runs this one
+    window = max(2 * workers, 2 * batch_size)
+    try:
+        while True:
+            while len(ahead) < window:
+                item = next(iterator, None)
+                if item is None:
                     break
-                prepared = ahead.popleft().result()
-                waiting.append(prepared)
-                queued_crops.extend((prepared, index) for index in range(len(prepared.inputs)))
-                while len(queued_crops) >= batch_size:
-                    run_batch(batch_size)
-                if not ahead and queued_crops:
-                    run_batch(len(queued_crops))
-                while waiting and waiting[0].complete:
-                    yield finish(waiting.popleft())
-            while queued_crops:
+                ahead.append(pool.submit(prepare, item))
+            if not ahead:
+                break
+            prepared = ahead.popleft().result()
+            waiting.append(prepared)
+            queued_crops.extend((prepared, index) for index in range(len(prepared.inputs)))
+            while len(queued_crops) >= batch_size:
                 run_batch(batch_size)
-            while waiting:
+            if not ahead and queued_crops:
+                run_batch(len(queued_crops))
+            while waiting and waiting[0].complete:
                 yield finish(waiting.popleft())
-        finally:  # an interrupted consumer: drop what has not started
-            for future in ahead:
-                future.cancel()
+        while queued_crops:
+            run_batch(batch_size)
+        while waiting:
+            yield finish(waiting.popleft())
+    finally:  # done, or an interrupted consumer: drop what has not started, and wait for nothing
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -19,7 +19,7 @@ Parquet metadata.
 import csv
 import json
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ._version import __version__
 from .backends import FaceQualityClassifier
@@ -27,8 +27,8 @@ from .hub import resolved_commit
 from .pipeline import ImageResult
 from .scoring import FaceQualityDetector
 
-__all__ = ['FORMATS', 'result_rows', 'flat_columns', 'flat_row', 'nested_row', 'arrow_schema', 'rows_table',
-           'read_rows', 'provenance', 'read_provenance', 'PROVENANCE_KEY', 'format_for']
+__all__ = ['FORMATS', 'result_rows', 'per_image_rows', 'complete_images', 'flat_columns', 'flat_row', 'nested_row',
+           'arrow_schema', 'rows_table', 'read_rows', 'provenance', 'read_provenance', 'PROVENANCE_KEY', 'format_for']
 
 #: The output formats, by name.
 FORMATS = ('jsonl', 'csv', 'parquet')
@@ -69,6 +69,50 @@ def result_rows(result: ImageResult) -> List[dict]:
             'crop_bbox': [int(v) for v in face.crop_bbox], 'error': None,
         })
     return rows
+
+
+def per_image_rows(result: ImageResult) -> List[dict]:
+    """One row for the image: its faces, and the best, worst and mean quality of them (``None`` without faces).
+
+    The best face's class is ``best_label``; an unreadable image gives its error instead.
+    """
+    path = result.image.path
+    if result.error is not None:
+        return [{'image': path, 'faces': None, 'error': _one_line(result.error)}]
+    qualities = [face.quality for face in result.faces]
+    best = max(result.faces, key=lambda face: face.quality, default=None)
+    return [{'image': path, 'faces': len(result.faces), 'width': result.size[0], 'height': result.size[1],
+             'best_quality': max(qualities, default=None), 'worst_quality': min(qualities, default=None),
+             'mean_quality': sum(qualities) / len(qualities) if qualities else None,
+             'best_label': None if best is None else best.label, 'error': None}]
+
+
+def complete_images(rows: Sequence[dict], per_image: bool = False) -> Tuple[Set[str], List[dict]]:
+    """The images whose rows are all there, and those rows, in order.
+
+    An image is complete when it has as many face rows as its ``faces`` says, or one row
+    with ``faces`` 0 (``per_image``: one row). Error rows never count: the image is to be
+    scored again. Rows of an image cut short, and any later repeat of a complete image,
+    are left out.
+    """
+    done: Set[str] = set()
+    kept: List[dict] = []
+    index = 0
+    while index < len(rows):
+        image = rows[index]['image']
+        end = index
+        while end < len(rows) and rows[end]['image'] == image:
+            end += 1
+        group = rows[index:end]
+        index = end
+        expected = group[0].get('faces')
+        if image in done or any(row.get('error') for row in group) or expected is None:
+            continue
+        wanted = 1 if per_image or expected == 0 else expected
+        if len(group) >= wanted:
+            done.add(image)
+            kept.extend(group[:wanted])
+    return done, kept
 
 
 def flat_columns(classes: Sequence[str], with_head: bool = False) -> List[str]:

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from imgutils_facequal import find_images, load_face_quality_detector, score_images_with
-from imgutils_facequal.cli.records import ResultWriter
+from imgutils_facequal.cli.records import open_output
 from imgutils_facequal.rows import (arrow_schema, flat_columns, flat_row, nested_row, provenance, read_provenance,
                                     read_rows, result_rows, rows_table)
 from tests.support.fake_hub import CLASS_COLOURS, QUALITY_CLASSES, draw_scene, solid_image
@@ -24,10 +24,10 @@ def results(tmp_path):
 
 def write(results, path, fmt):
     faces, scored = results
-    with open(path, 'w', encoding='utf-8', newline='') as stream:
-        writer = ResultWriter(stream, fmt, faces.classifier.classes, write_header=True)
-        for result in scored:
-            writer.write(result)
+    out = open_output(str(path), fmt).start(faces.classifier.classes, provenance(faces))
+    for result in scored:
+        out.write(result)
+    out.close(finished=True)
 
 
 def test_flat_and_nested_rows_round_trip(results):

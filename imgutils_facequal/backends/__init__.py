@@ -13,7 +13,7 @@ Each backend is a subclass of `FaceQualityClassifier`, chosen from
 """
 from typing import Dict, Optional, Type
 
-from ..errors import BackendNotAvailableError, MissingModelFileError
+from ..errors import BackendNotAvailableError, MissingModelFileError, ModelNotAvailableError
 from ..models import DEFAULT_MODEL, resolve_model
 from .base import (
     CPU_BATCH_SIZE,
@@ -98,9 +98,15 @@ def load_face_quality_model(model_name: str = DEFAULT_MODEL, revision: Optional[
         return _open('transformers', source, device, precision)
     try:
         return _open('onnx', source, device, precision)
-    except MissingModelFileError as missing_onnx:
+    except ModelNotAvailableError as no_onnx:  # no model.onnx, or none cached (offline)
         try:
             require_torch_extra("backend='auto' falls back to the transformers backend, which")
         except BackendNotAvailableError as no_torch:
-            raise BackendNotAvailableError(f'{missing_onnx} {no_torch}') from missing_onnx
-        return _open('transformers', source, device, precision)
+            raise BackendNotAvailableError(f'{no_onnx} {no_torch}') from no_onnx
+        try:
+            return _open('transformers', source, device, precision)
+        except ModelNotAvailableError as no_transformers:
+            if isinstance(no_onnx, MissingModelFileError):
+                raise
+            raise ModelNotAvailableError(f'{no_onnx} The transformers backend cannot load it either: '
+                                         f'{no_transformers}') from no_transformers

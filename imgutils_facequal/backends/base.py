@@ -20,17 +20,17 @@ from typing import (
     Tuple,
 )
 
-from ..errors import ModelNotAvailableError
+from ..errors import ModelNotAvailableError, ModelOutputError
 from ..graphs.check import probabilities_from_output
 from ..hub import read_json_file
-from ..images import create_stage_transform, images_to_batch
+from ..images import check_stages, create_stage_transform, images_to_batch
 from ..models import ModelSource
 
 if TYPE_CHECKING:  # annotations only: numpy is imported on first use
     import numpy as np
 
-__all__ = ['FaceQualityClassifier', 'open_classifier', 'PRECISIONS', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_WORKERS', 'GPU_WORKERS',
-           'top_class']
+__all__ = ['FaceQualityClassifier', 'open_classifier', 'PRECISIONS', 'CPU_BATCH_SIZE', 'GPU_BATCH_SIZE',
+           'CPU_WORKERS', 'GPU_WORKERS', 'top_class']
 
 #: ``fp32`` (default) or ``bf16``, the opt-in some backends offer.
 PRECISIONS = ('fp32', 'bf16')
@@ -133,6 +133,22 @@ class FaceQualityClassifier:
         self.stages = preprocessor.get('stages') if isinstance(preprocessor, dict) else None
         self.transform = create_stage_transform(self.stages, self.where)
 
+    def _check_loaded(self, input_size: Optional[Sequence[int]] = None, images: int = 1) -> None:
+        """Refuse a model that cannot give probabilities per class: run once on ``images`` plain images."""
+        from PIL import Image
+        import numpy as np
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ModelNotAvailableError(
+                f'{self.where} has the classes {self.classes}: a face-quality model needs two or more classes, each '
+                f'named once. Fix the class list of the repository (model.onnx metadata, config.json or meta.json).')
+        if self.stages is not None:
+            check_stages(self.stages, self.where, input_size)
+        probabilities = self.predict(self.preprocess([Image.new('RGB', (64, 64), (128, 128, 128))] * images))
+        if not np.isfinite(probabilities).all():
+            raise ModelNotAvailableError(
+                f'{self.where} returns {probabilities.tolist()} for a plain grey image: not probabilities. The model '
+                f'file or its preprocessing is broken; download it again or use another revision.')
+
     def preprocess(self, images: Sequence) -> Any:
         """Decoded RGB images to the model's input batch, through the repository's stages."""
         return images_to_batch(list(images), self.transform)
@@ -152,7 +168,15 @@ class FaceQualityClassifier:
         return probabilities_from_output(output)
 
     def scores_of(self, probabilities) -> List[Dict[str, float]]:
-        """Rows of probabilities as ``{class: probability}``, in the model's class order."""
+        """Rows of probabilities as ``{class: probability}``, in the model's class order.
+
+        :raises ModelOutputError: When a row is not finite (NaN or infinite).
+        """
+        import numpy as np
+        bad = [index for index, row in enumerate(probabilities) if not np.isfinite(row).all()]
+        if bad:
+            raise ModelOutputError(f'{self.where} gave no probabilities (NaN or infinite values) for the '
+                                   f'image{"s" if len(bad) > 1 else ""} at {bad} of its batch.')
         return [dict(zip(self.classes, map(float, row))) for row in probabilities]
 
     def scores(self, images: Sequence) -> List[Dict[str, float]]:

@@ -24,8 +24,9 @@ __all__ = ['FaceQualityOnnxModel', 'read_classes', 'NO_ONNX_HINT']
 
 #: What to do about a repository without ``model.onnx``.
 NO_ONNX_HINT = ("The exporter skips model.onnx when the export is not a single file. Use backend='transformers' "
-                "(or 'auto'), which needs the torch extra, or make a local ONNX copy once with "
-                "export_onnx(model_name) and use it as before.")
+                "(or 'auto'), which needs the torch extra and runs the repository's own Python code "
+                "(trust_remote_code), or make a local ONNX copy once with export_onnx(model_name) (the same "
+                "code runs once, for the export) and use it as before.")
 
 
 def _classes_from_metadata(metadata: Dict[str, str]) -> Optional[List[str]]:
@@ -94,6 +95,8 @@ class FaceQualityOnnxModel(FaceQualityClassifier):
         self.input_name = next((i.name for i in inputs if i.name == 'input'), inputs[0].name)
         self.output_name = next((o.name for o in outputs if o.name == 'output'), outputs[0].name)
         self.classes, self.classes_from = read_classes(source, self.session.get_modelmeta().custom_metadata_map)
+        shape = next(i.shape for i in inputs if i.name == self.input_name)
+        self._check_loaded(tuple(shape[2:]) if len(shape) == 4 and all(isinstance(v, int) for v in shape[2:]) else None)
 
     @property
     def runs_on_gpu(self) -> bool:

@@ -90,7 +90,9 @@ def products_in_bf16(model) -> int:
         from openvino.runtime import opset13 as ops
     converted = 0
     for node in list(model.get_ordered_ops()):
-        if node.get_type_name() not in ('MatMul', 'Convolution') or not re.search(BF16_PRODUCTS, node.get_friendly_name()):
+        if node.get_type_name() not in ('MatMul', 'Convolution'):
+            continue
+        if not re.search(BF16_PRODUCTS, node.get_friendly_name()):
             continue
         for port in node.inputs():
             source = port.get_source_output()
@@ -186,6 +188,9 @@ class FaceQualityOpenVINOModel(FaceQualityClassifier):
         self._outputs: Dict[int, 'np.ndarray'] = {}
         self._single_request = None  # every core on one crop, for the crops left over
         self._lock = threading.Lock()
+        sides = [shape[i] for i in range(2, len(shape))]
+        self._check_loaded(tuple(side.get_length() for side in sides) if all(side.is_static for side in sides)
+                           else None, images=self.requests)  # a full wave of requests: no second compilation
 
     def _compile(self, hint: str):
         # pinned to fp32 (AMX CPUs default to whole-graph bf16); the bf16 opt-in converts its products explicitly

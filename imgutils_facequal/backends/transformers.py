@@ -10,6 +10,8 @@ when it is available. Needs the ``torch`` extra: ``pip install 'imgutils-facequa
 and keeps the stem, the downsampling layers and the head in fp32. It is faster on CPUs
 with AVX512-BF16 or AMX and on GPUs, and slower than fp32 on CPUs without them.
 """
+import logging
+import os
 import re
 import threading
 from typing import TYPE_CHECKING, List, Optional, Sequence
@@ -22,7 +24,9 @@ if TYPE_CHECKING:  # annotations only: torch is imported on first use
     import numpy as np
     import torch
 
-__all__ = ['FaceQualityTransformersModel', 'require_torch_extra', 'TORCH_EXTRA']
+__all__ = ['FaceQualityTransformersModel', 'require_torch_extra', 'TORCH_EXTRA', 'TRUST_REMOTE_CODE_ENV']
+
+logger = logging.getLogger('imgutils_facequal')
 
 _BLOCK_NAME = re.compile(r'(^|\.)blocks\.\d+$')
 
@@ -42,6 +46,24 @@ def require_torch_extra(purpose: str = 'The transformers backend'):
             f'{purpose} needs {", ".join(missing)}, which {"is" if len(missing) == 1 else "are"} not '
             f'installed. Install the torch extra: {TORCH_EXTRA}'
         )
+
+
+#: ``0`` refuses to run a repository's own Python code (the transformers backend and ``export`` need it).
+TRUST_REMOTE_CODE_ENV = 'IMGUTILS_FACEQUAL_TRUST_REMOTE_CODE'
+_told_remote_code = set()
+
+
+def _allow_remote_code(location: str, where: str) -> None:
+    """Say once per repository that its Python code runs; refuse when ``IMGUTILS_FACEQUAL_TRUST_REMOTE_CODE=0``."""
+    if os.environ.get(TRUST_REMOTE_CODE_ENV, '1').strip().lower() in ('0', 'false', 'no', 'off'):
+        raise BackendNotAvailableError(
+            f"{where}: the transformers backend runs the repository's own Python code (trust_remote_code), and "
+            f"{TRUST_REMOTE_CODE_ENV}=0 refuses that. Use backend='onnx', or unset {TRUST_REMOTE_CODE_ENV} if you "
+            f"trust {location!r}.")
+    if location not in _told_remote_code:
+        _told_remote_code.add(location)
+        logger.warning("Running the Python code of %r (trust_remote_code), as its model card does; set %s=0 to "
+                       "refuse repository code.", location, TRUST_REMOTE_CODE_ENV)
 
 
 def _bf16_blocks(model) -> list:
@@ -71,6 +93,7 @@ class FaceQualityTransformersModel(FaceQualityClassifier):
         self.source, self.device, self.precision = source, device, precision
         where = self.where
         location = source.local_dir if source.is_local else source.repo_id
+        _allow_remote_code(location, where)
         options = {'trust_remote_code': True}
         if not source.is_local and source.revision is not None:
             options['revision'] = source.revision
@@ -93,6 +116,7 @@ class FaceQualityTransformersModel(FaceQualityClassifier):
         self.classes: List[str] = [str(name) for name in classes]
         self.stages = getattr(self.processor, 'to_dict', dict)().get('stages')
         self._lock = threading.Lock()
+        self._check_loaded()
 
     def _run_blocks_in_bf16(self, where: str) -> None:
         import warnings

@@ -11,9 +11,11 @@ Exit codes:
 import click
 
 from .. import __version__
+from .common import show_status_on_stderr
 from .curate import crop, filter_command
 from .evaluate import eval_crops
 from .models import download, export, models, plugins
+from .report import report
 from .score import score
 
 __all__ = ['main']
@@ -25,8 +27,10 @@ def main():
     """Score how good anime faces are (poor, ok, good, excellent), over folders of images.
 
     Exit codes: 0 all done; 1 some inputs failed (see their error rows); 2 usage error;
-    3 a model, backend or plugin is not available; 130 interrupted (rerun to resume).
+    3 a model, backend, plugin or the output is not available; 130 interrupted (rerun to resume).
+    Status lines and warnings go to stderr, one line each.
     """
+    show_status_on_stderr()
 
-for command in (score, filter_command, crop, models, download, plugins, export, eval_crops):
+for command in (score, filter_command, crop, report, models, download, plugins, export, eval_crops):
     main.add_command(command)

@@ -3,9 +3,11 @@
 import click
 
 from ..backends import BACKENDS, DEFAULT_BACKEND
-from ..evaluate import DEFAULT_SETTINGS, evaluate_crop_robustness, parse_settings, read_hf_dataset, read_labelled_folder
+from ..errors import ImageLoadError
+from ..evaluate import (DEFAULT_SETTINGS, can_plot, evaluate_crop_robustness, parse_settings, read_hf_dataset,
+                        read_labelled_folder)
 from ..models import DEFAULT_MODEL
-from .common import exit_codes
+from .common import EXIT_SOME_FAILED, exit_codes, fail
 
 
 @click.command(name='eval-crops')
@@ -58,10 +60,15 @@ def eval_crops(images_dir, labels_path, dataset, split, dataset_revision, models
     else:
         data = read_labelled_folder(images_dir, labels_path, image_column=image_column,
                                     label_column=label_column, head_column=head_column, head_columns=columns)
-    report = evaluate_crop_robustness(data, models=models, settings=chosen, seed=seed, batch_size=batch_size,
-                                      limit=limit, backend=backend, device=device, head_detector=head_detector,
-                                      progress=False if quiet else None)
+    try:
+        report = evaluate_crop_robustness(data, models=models, settings=chosen, seed=seed, batch_size=batch_size,
+                                          limit=limit, backend=backend, device=device, head_detector=head_detector,
+                                          progress=False if quiet else None)
+    except ImageLoadError as err:  # nothing could be evaluated: the inputs failed
+        fail(str(err), EXIT_SOME_FAILED)
     click.echo(report.to_markdown())
     if out_dir:
         for path in report.save(out_dir).values():
             click.echo(f'wrote {path}', err=True)
+        if not can_plot():
+            click.echo("not drawn: macro_f1.png needs matplotlib: pip install 'imgutils-facequal[eval]'", err=True)

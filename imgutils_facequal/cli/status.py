@@ -68,17 +68,27 @@ def download_model(model_name: str, revision: Optional[str] = None) -> Iterator[
 
 
 def download_detectors() -> Iterator[str]:
-    """Fetch the default face and head detector models imgutils uses; yields a line per file."""
+    """Fetch the default face and head detector models imgutils uses; yields a line per file.
+
+    A hub that cannot be reached stops the download at the first file, saying so (not that a
+    file is missing).
+    """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, \
+        OfflineModeIsEnabled
     for repo_id, filenames in DETECTOR_FILES.items():
         for filename in filenames:
             try:
                 yield f'{repo_id}: {filename} -> {hf_hub_download(repo_id, filename)}'
+            except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:  # before EntryNotFoundError: a subclass
+                raise ModelNotAvailableError(
+                    f'Cannot fetch {filename!r} of detector repo {repo_id!r}: the hub could not be reached '
+                    f'(or HF_HUB_OFFLINE=1 is set) and the file is not cached. Run it with network access.'
+                ) from err
             except EntryNotFoundError:
                 if filename.endswith('model.onnx'):
                     raise ModelNotAvailableError(f'Detector repo {repo_id!r} has no {filename!r}.')
-            except (OfflineModeIsEnabled, HfHubHTTPError) as err:
+            except HfHubHTTPError as err:
                 raise ModelNotAvailableError(
                     f'Cannot fetch {filename!r} of detector repo {repo_id!r}: {err}. Run it with network access.'
                 ) from err

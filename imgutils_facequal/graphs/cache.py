@@ -1,19 +1,19 @@
 """Published ONNX graphs rewritten once, checked against the original, and cached on disk.
 
 The first time the ONNX backend opens a classifier's ``model.onnx`` on the CPU or CUDA
-provider, or the OpenVINO backend opens it, it applies
-`onnx_rewrites.rewrite_onnx_graph` (the rewrites that runtime runs fastest, see
-`REWRITES_FOR`), runs the rewritten and the
-original graph on the export's check images (`export.check_images`, through the
-repository's preprocessing, on the CPU provider) and keeps the rewrite only when every class probability
-agrees within `export.CHECK_TOLERANCE`. The result, a rewritten
-``model.onnx`` or a note that the original is to be used, is cached under
-``$IMGUTILS_FACEQUAL_HOME/rewritten``, keyed by the source file and the rewrites, so later loads (offline
-too) open the rewritten graph directly. Set ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` to
-run the original graphs as they are.
+provider, or the OpenVINO backend opens it, it applies `rewrite_onnx_graph` (the rewrites
+that runtime runs fastest, see `REWRITES_FOR`), runs the rewritten and the original graph
+on the check images (`graphs.check.check_images`, through the repository's preprocessing,
+on the CPU provider) and keeps the rewrite only when every class probability agrees within
+`CHECK_TOLERANCE`. The result, a rewritten ``model.onnx`` (with its SHA-256 digest) or a
+note that the original is to be used, is cached under ``$IMGUTILS_FACEQUAL_HOME/rewritten``,
+keyed by the source file and the rewrites, so later loads (offline too) open the rewritten
+graph directly, once its digest matches; a damaged one is made again from the original.
+Set ``IMGUTILS_FACEQUAL_REWRITE_ONNX=0`` to run the original graphs as they are.
 """
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +30,8 @@ __all__ = ['REWRITE_ENV', 'REWRITE_PROVIDERS', 'REWRITES_FOR', 'GraphChoice', 'r
            'cached_graph', 'choose_graph']
 
 REWRITE_ENV = 'IMGUTILS_FACEQUAL_REWRITE_ONNX'
+
+logger = logging.getLogger('imgutils_facequal')
 
 #: The execution providers with a ``com.microsoft`` ``MultiHeadAttention`` kernel.
 REWRITE_PROVIDERS = ('CPUExecutionProvider', 'CUDAExecutionProvider')
@@ -71,6 +73,14 @@ def _cache_folder(onnx_path: str, rewrites: Sequence[str]) -> str:
     return os.path.join(rewritten_dir(), hashlib.sha256(key.encode()).hexdigest()[:20])
 
 
+def _digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for block in iter(lambda: file.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _probabilities(session, batch):
     import numpy as np
     name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
@@ -97,6 +107,7 @@ def _rewrite_and_check(onnx_path: str, models: list, rewrites: Sequence[str], fo
             staged = os.path.join(staging, 'model.onnx')
             onnx.save(model, staged)
             del model
+            report['sha256'] = _digest(staged)
             # one graph in memory at a time: the first load is the package's memory peak
             expected = _probabilities(open_session(onnx_path), check_batch)
             rewritten_session = open_session(staged)
@@ -130,16 +141,22 @@ def _rewrite_and_check(onnx_path: str, models: list, rewrites: Sequence[str], fo
 
 
 def cached_graph(onnx_path: str, rewrites: Sequence[str] = ONNXRUNTIME_REWRITES) -> Optional[GraphChoice]:
-    """What an earlier load decided for ``onnx_path`` and these rewrites (its rewrite, or the original), if any."""
+    """What an earlier load decided for ``onnx_path`` and these rewrites (its rewrite, or the original), if any.
+
+    A cached rewrite whose file no longer has the digest recorded beside it (altered, or cut
+    short), or whose record cannot be read, counts as none: it is made again.
+    """
     try:
         folder = _cache_folder(onnx_path, rewrites)
         with open(os.path.join(folder, 'rewrite.json')) as file:
             report = json.load(file)
-    except (OSError, ValueError):
+        rewritten = os.path.join(folder, 'model.onnx')
+        if os.path.isfile(rewritten):
+            if report.get('sha256') != _digest(rewritten):
+                return None
+            return GraphChoice(path=rewritten, rewrites=report.get('rewrites', []), note=report.get('note', ''))
+    except (OSError, ValueError, AttributeError):
         return None
-    rewritten = os.path.join(folder, 'model.onnx')
-    if os.path.isfile(rewritten):
-        return GraphChoice(path=rewritten, rewrites=report.get('rewrites', []), note=report.get('note', ''))
     return GraphChoice(path=onnx_path, note=report.get('note', ''))
 
 
@@ -171,6 +188,12 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
     except Exception:  # noqa: BLE001 - not an ONNX file: opening it reports the problem, not the rewrite
         return GraphChoice(path=onnx_path, note='the original graph (not readable as ONNX)')
     folder = _cache_folder(onnx_path, rewrites)
+    if os.path.isdir(folder):  # a cached rewrite that did not pass: made again from the original
+        logger.warning('The cached rewrite in %s is damaged (its digest or record does not match); making it again '
+                       'from %s.', folder, onnx_path)
+        shutil.rmtree(folder, ignore_errors=True)
+    logger.info('Rewriting %s for speed, once: checked against the original on a few images, then cached in %s '
+                '(this can take a minute).', onnx_path, rewritten_dir())
     try:
         return _rewrite_and_check(onnx_path, models, rewrites, folder, open_session, check_batch(),
                                   keep_sessions=provider == 'CPUExecutionProvider')

@@ -7,14 +7,16 @@ unset, every installed plugin loads; set, only the comma-separated distributions
 load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none).
 """
 import importlib
+import math
 import os
+import warnings
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import pluggy
 
-from ..errors import PluginError
+from ..errors import DetectionError, FaceQualityError, PluginError
 from . import hookspecs
 
 __all__ = [
@@ -55,14 +57,50 @@ def detector_options(**options: Any) -> Dict[str, Any]:
 
 @dataclass(frozen=True)
 class Registered:
-    """A detector or tagger, with the plugin that registered it."""
+    """A detector or tagger, with the plugin that registered it.
+
+    Calling a detector checks what it returns: a list of ``(bbox, label, score, ...)`` with
+    four finite coordinates, ``x1 > x0``, ``y1 > y0`` and a finite score. A detector that raises,
+    or returns anything else, gives a :class:`DetectionError` naming it (the package's own
+    errors, such as a model that cannot be had, pass through as they are).
+    """
     name: str
     function: Callable[..., Any]
     plugin: str
     description: str = ''
+    kind: str = 'detector'
 
     def __call__(self, *args, **kwargs):
-        return self.function(*args, **kwargs)
+        if self.kind != 'detector':
+            return self.function(*args, **kwargs)
+        try:
+            detections = self.function(*args, **kwargs)
+        except FaceQualityError:
+            raise
+        except Exception as err:
+            raise DetectionError(f'Detector {self.name!r} (plugin {self.plugin!r}) failed: '
+                                 f'{type(err).__name__}: {err}') from err
+        return _checked_detections(self, detections)
+
+
+def _checked_detections(detector: 'Registered', detections) -> list:
+    def refuse(reason):
+        raise DetectionError(f'Detector {detector.name!r} (plugin {detector.plugin!r}) returned {reason}; a detector '
+                             f'returns [((x0, y0, x1, y1), label, score), ...].')
+    if not isinstance(detections, (list, tuple)):
+        refuse(f'{type(detections).__name__} {detections!r:.80}')
+    for detection in detections:
+        try:
+            bbox, _, score = detection[:3]
+            x0, y0, x1, y1 = (float(value) for value in bbox)
+            score = float(score)
+        except (TypeError, ValueError) as err:
+            refuse(f'{detection!r:.80} ({err})')
+        if not all(math.isfinite(value) for value in (x0, y0, x1, y1, score)):
+            refuse(f'a detection with a NaN or infinite value, {detection!r:.80}')
+        if x1 <= x0 or y1 <= y0:
+            refuse(f'an empty or inverted box, {detection!r:.80}')
+    return list(detections)
 
 
 _lock = threading.RLock()
@@ -70,10 +108,29 @@ _manager = None
 _registries: Dict[str, Dict[str, Registered]] = {}
 
 
+def _installed_entry_points():
+    from importlib.metadata import entry_points
+    found = entry_points()
+    return found.select(group=ENTRY_POINT_GROUP) if hasattr(found, 'select') else found.get(ENTRY_POINT_GROUP, [])
+
+
 def _load_external_plugins(manager: pluggy.PluginManager) -> None:
+    """Every installed plugin, skipping with a warning one that fails to import; with
+    ``IMGUTILS_FACEQUAL_PLUGINS`` set, only the distributions it names, and a failure is an error."""
     allowed = os.environ.get(PLUGINS_ENV)
     if allowed is None:
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for entry_point in _installed_entry_points():
+            if manager.get_plugin(entry_point.name) is not None:
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as err:  # noqa: BLE001 - one broken plugin must not break every command
+                warnings.warn(
+                    f'Skipping the imgutils-facequal plugin {entry_point.name!r} ({entry_point.value}): it fails to '
+                    f'import ({type(err).__name__}: {err}). Fix or uninstall it; name its distribution in '
+                    f'{PLUGINS_ENV} to see the whole error.', RuntimeWarning, stacklevel=2)
+                continue
+            manager.register(plugin, name=entry_point.name)
         return
     from importlib.metadata import distribution
     for name in filter(None, (item.strip() for item in allowed.split(','))):
@@ -118,7 +175,7 @@ def _collect(hook_name: str) -> Dict[str, Registered]:
                     f'Plugin {_plugin!r} registers {hook_name[len("register_"):-1]} {name!r}, '
                     f'which plugin {found[name].plugin!r} already registered. Pick another name.'
                 )
-            found[name] = Registered(name, function, _plugin, description)
+            found[name] = Registered(name, function, _plugin, description, hook_name[len('register_'):-1])
 
         implementation.function(register=register)
     return found
