@@ -1,4 +1,5 @@
 """``imgutils-facequal score``: one row per face, resumable."""
+import os
 import sys
 
 import click
@@ -10,19 +11,34 @@ from .records import ResultWriter, completed_images
 
 @click.command()
 @click.argument('paths', nargs=-1, required=True)
-@click.option('--output', '-o', type=click.Path(dir_okay=False), default=None,
+@click.option('--output', '-o', type=click.Path(), default=None,
               help='Output file; rerunning with the same file skips images already in it. Default: stdout.')
 @click.option('--format', 'fmt', type=click.Choice(['jsonl', 'csv']), default=None,
               help='Output format (default: from the output file name, else jsonl).')
 @click.option('--visualize', type=click.Path(file_okay=False), default=None,
               help='Also write each image with its faces boxed and labelled to this folder.')
+@click.option('--ray', 'ray_address', is_flag=False, flag_value='local', default=None, metavar='[auto|ADDRESS]',
+              help='Score on Ray Data: alone, a cluster on this machine (or RAY_ADDRESS); auto or an address, that '
+                   'cluster. Writes Parquet shards to the --output folder; a rerun resumes. Needs the ray extra.')
+@click.option('--actors', type=click.IntRange(min=1), default=1, show_default=True,
+              help='With --ray: actors, each with its own model and an equal share of the CPUs.')
+@click.option('--gpus-per-actor', type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help='With --ray: GPUs per actor (0.5: two actors share a card).')
 @scoring_options
 @exit_codes()
-def score(paths, output, fmt, visualize, quiet, **kwargs):
+def score(paths, output, fmt, visualize, quiet, ray_address, actors, gpus_per_actor, **kwargs):
     """Score every face of every image: one row per face, one per image without a face.
 
     PATHS are files, folders (searched recursively for images) and globs.
     """
+    if ray_address is not None:
+        if visualize or fmt not in (None, 'parquet'):
+            raise click.UsageError('--ray writes Parquet rows per face; it does not go with --visualize or '
+                                   '--format jsonl/csv.')
+        from .ray_score import score_on_ray
+        return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, None, kwargs)
+    if output and os.path.isdir(output):
+        raise click.UsageError(f'{output!r} is a folder: give a file name as --output (a folder is for --ray).')
     fmt = fmt or ('csv' if output and output.lower().endswith('.csv') else 'jsonl')
     images = find_images(paths)
     done = completed_images(output, fmt) if output else set()

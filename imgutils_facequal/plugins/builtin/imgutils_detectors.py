@@ -8,12 +8,19 @@ One option imgutils has not: ``infer_size``, the square size the detector graph 
 ``model.onnx`` runs in a session of our own (`yolo_sessions.YoloSession`), which reproduces
 imgutils' pre- and post-processing; at 320 the graph computes a quarter of the work, and
 its boxes are those of a coarser look at the image.
+
+With ``IMGUTILS_FACEQUAL_THREADS`` set (a Ray actor, a Slurm task), the detectors run in
+those sessions of our own too, at the graph's own size, with that many threads: imgutils
+opens its sessions with a thread per core, which oversubscribes a machine shared by several
+processes.
 """
+import os
 from typing import Dict, Optional
 
 from ..._imgutils import detect_module
 from ...errors import ModelNotAvailableError
 from .. import detector_options
+from ...sessions import THREADS_ENV
 from ..hookspecs import hookimpl
 from .yolo_sessions import yolo_session
 
@@ -47,7 +54,7 @@ def _run(kind: str, repo: str, model_name: str, function, image, options):
     options = detector_options(**options)
     infer_size = options.pop('infer_size', None)
     try:
-        if infer_size is not None:
+        if infer_size is not None or os.environ.get(THREADS_ENV):
             return yolo_session(repo, model_name, DEFAULT_THRESHOLDS[repo]).predict(image, infer_size, **options)
         return function(image, model_name=model_name, **options)
     except (EntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError) as err:

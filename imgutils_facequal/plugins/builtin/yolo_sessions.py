@@ -19,6 +19,8 @@ import os
 import threading
 from typing import List, Optional, Sequence, Tuple
 
+from ...sessions import session_threads
+
 __all__ = ['YoloSession', 'yolo_session']
 
 Detection = Tuple[Tuple[int, int, int, int], str, float]
@@ -66,7 +68,7 @@ class YoloSession:
         from onnxruntime import GraphOptimizationLevel, InferenceSession, SessionOptions
         options = SessionOptions()
         options.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = os.cpu_count()
+        options.intra_op_num_threads = session_threads()  # IMGUTILS_FACEQUAL_THREADS, else every core
         self.session = InferenceSession(path, options, providers=['CPUExecutionProvider'])
         metadata = self.session.get_modelmeta().custom_metadata_map
         size = tuple(json.loads(metadata['imgsz'])) if 'imgsz' in metadata else (640, 640)

@@ -1,0 +1,140 @@
+"""``imgutils-facequal score --ray``: the same scoring on Ray Data, written as Parquet shards to a folder.
+
+The actors score; this process (the driver) writes what they return, a shard every
+`IMAGES_PER_SHARD` images, each to a temporary name first and then renamed, so a shard in
+the folder is always whole. A rerun reads the ids already complete in the shards
+(`imgutils_facequal.ray.completed_ids`) and scores only the rest. Progress, the summary and
+the exit codes are those of the in-process command.
+"""
+import json
+import os
+import time
+import uuid
+from collections import namedtuple
+from typing import List, Optional, Sequence
+
+import click
+
+from ..pipeline import ImageResult, InputImage, find_images
+from ..rows import PROVENANCE_KEY
+from .common import Progress, finish
+
+__all__ = ['IMAGES_PER_SHARD', 'score_on_ray']
+
+#: Images per Parquet shard the command writes.
+IMAGES_PER_SHARD = 4096
+#: Images per call of an actor.
+IMAGES_PER_CALL = 64
+
+_Face = namedtuple('_Face', 'label quality')
+
+
+def _connect(address: str) -> None:
+    import ray
+    if ray.is_initialized():
+        return
+    # 'local': an existing cluster named by RAY_ADDRESS, else a new one on this machine
+    ray.init(address=None if address == 'local' else address, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _cpus_per_actor(actors: int) -> float:
+    """An equal share of the cluster's CPUs per actor, one CPU left to Ray's read tasks."""
+    import ray
+    cpus = ray.cluster_resources().get('CPU', 1.0)
+    return float(max(1, int((cpus - 1) // actors)))
+
+
+def _results(table) -> List[ImageResult]:
+    """What `Progress` counts, per image of a block of rows."""
+    results: dict = {}
+    for image, label, quality, error in zip(*(table.column(name).to_pylist()
+                                               for name in ('image', 'label', 'quality', 'error'))):
+        result = results.setdefault(image, ImageResult(InputImage(image)))
+        if error is not None:
+            result.error = error
+        elif label is not None:
+            result.faces.append(_Face(label, quality))
+    return list(results.values())
+
+
+class _ShardWriter:
+    """Blocks of rows into whole Parquet shards: ``part-<run>-<n>.parquet``, written under a temporary name."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.run = f'{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:8]}'
+        self.blocks: list = []
+        self.images = 0
+        self.count = 0
+
+    def add(self, table, images: int) -> None:
+        self.blocks.append(table)
+        self.images += images
+        if self.images >= IMAGES_PER_SHARD:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from ..ray import ACTOR_KEY
+        if not self.blocks:
+            return
+        actors = []
+        for block in self.blocks:
+            for actor in json.loads((block.schema.metadata or {}).get(ACTOR_KEY, b'[]')):
+                if actor not in actors:
+                    actors.append(actor)
+        metadata = {PROVENANCE_KEY: self.blocks[0].schema.metadata[PROVENANCE_KEY],
+                    ACTOR_KEY: json.dumps(actors).encode('utf-8')}
+        table = pa.concat_tables([block.replace_schema_metadata(None) for block in self.blocks])
+        target = os.path.join(self.directory, f'part-{self.run}-{self.count:05d}.parquet')
+        pq.write_table(table.replace_schema_metadata(metadata), target + '.tmp')
+        os.replace(target + '.tmp', target)
+        self.blocks, self.images = [], 0
+        self.count += 1
+
+
+def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, actors: int, gpus_per_actor: float,
+                 quiet: bool, log_interval: Optional[float], kwargs: dict) -> None:
+    """Score ``paths`` on a Ray cluster into the folder ``output``; exits with the command's codes."""
+    from ..ray import check_cpu_headroom, completed_ids, read_image_folder, score_dataset
+    if not output:
+        raise click.UsageError('--ray writes Parquet shards to a folder: give it as --output (-o scores/).')
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise click.UsageError(f'--ray writes Parquet shards to a folder, and {output!r} is a file: give a folder '
+                               f'as --output.')
+    os.makedirs(output, exist_ok=True)
+    images = find_images(list(paths))
+    if not images:
+        click.echo(f'Warning: no images found in {", ".join(map(repr, paths))} (image files end in .png, .jpg, '
+                   f'.webp...).', err=True)
+    done = completed_ids(output)
+    todo = [item.path for item in images if item.path not in done]
+    _connect(address)
+    cpus = _cpus_per_actor(actors)
+    check_cpu_headroom(actors, cpus)
+    settings = dict(model_name=kwargs.pop('model_name'), revision=kwargs.pop('revision'),
+                    backend=kwargs.pop('backend'), device=kwargs.pop('device'), precision=kwargs.pop('precision'),
+                    detector=kwargs.pop('detector'), crop=kwargs.pop('crop'), margin=kwargs.pop('margin'),
+                    conf_threshold=kwargs.pop('conf_threshold'), iou_threshold=kwargs.pop('iou_threshold'),
+                    level=kwargs.pop('detector_level'), version=kwargs.pop('detector_version'),
+                    batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
+    progress = Progress(len(todo), quiet, done_before=len(images) - len(todo),
+                        **({} if log_interval is None else {'log_interval': log_interval}))
+    writer = _ShardWriter(output)
+    interrupted = False
+    if todo:
+        rows = score_dataset(read_image_folder(todo), actors=actors, cpus_per_actor=cpus,
+                             gpus_per_actor=gpus_per_actor, images_per_call=IMAGES_PER_CALL, **settings)
+        try:
+            for table in rows.iter_batches(batch_format='pyarrow', batch_size=None):  # blocks as the actors made them
+                results = _results(table)
+                writer.add(table, len(results))
+                for result in results:
+                    progress.update(result)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            writer.flush()
+    finish(progress, interrupted)
