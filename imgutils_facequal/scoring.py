@@ -314,14 +314,15 @@ def load_face_quality_detector(model_name: str = DEFAULT_MODEL, revision: Option
                                iou_threshold: Optional[float] = None, level: Optional[str] = None,
                                version: Optional[str] = None, detector_model_name: Optional[str] = None,
                                head_localisation: str = 'paired', head_level: Optional[str] = None,
+                               head_version: Optional[str] = None,
                                head_infer_size: Optional[int] = None) -> FaceQualityDetector:
     """A `FaceQualityDetector` from plain settings, its classifier loaded (both cached).
 
     The classifier's options are those of `imgutils_facequal.load_face_quality_model`;
     ``conf_threshold``, ``iou_threshold``, ``level``, ``version`` and ``detector_model_name``
     go to the detector (``None`` keeps its defaults). ``head_localisation`` is that of
-    `FaceLocator`; ``head_level`` and ``head_infer_size`` go to the head detector as
-    ``level`` and ``infer_size``. Its ``settings`` give these arguments back, so the same
+    `FaceLocator`; ``head_level``, ``head_version`` and ``head_infer_size`` go to the head
+    detector as ``level``, ``version`` and ``infer_size``. Its ``settings`` give these arguments back, so the same
     detector can be built in another process.
 
     Example:
@@ -336,7 +337,7 @@ def load_face_quality_detector(model_name: str = DEFAULT_MODEL, revision: Option
                                          precision=precision)
     options = detector_options(conf_threshold=conf_threshold, iou_threshold=iou_threshold, level=level,
                                version=version, model_name=detector_model_name)
-    head_options = detector_options(level=head_level, infer_size=head_infer_size)
+    head_options = detector_options(level=head_level, version=head_version, infer_size=head_infer_size)
     return FaceQualityDetector(classifier, detector=detector, crop=crop, margin=margin, head_detector=head_detector,
                                detector_options=options, head_localisation=head_localisation,
                                head_detector_options=head_options)

@@ -19,12 +19,16 @@ from tests.support.fake_hub import CLASS_COLOURS, FACE_DETECTOR_REPO, HEAD_DETEC
 HEADS = [(0, 0, CLASS_COLOURS['good']), (2, 1, CLASS_COLOURS['poor']), (3, 3, CLASS_COLOURS['excellent'])]
 
 
+#: The version the YOLOv8n graphs are served under, so that no other test's model names change.
+YOLO = 'yolo'
+
+
 @pytest.fixture(scope='module')
 def yolo_n_detectors(hub_cache_dir):
-    """``face_detect_v1.4_n`` and ``head_detect_v2.0_n``: YOLOv8n graphs beside the tiny ``s`` ones."""
+    """``face_detect_yolo_n`` and ``head_detect_yolo_n``: YOLOv8n graphs beside the tiny ones."""
     from tests.support.yolo_graphs import yolo_face_detector_files, yolo_head_detector_files
-    write_repo(hub_cache_dir, FACE_DETECTOR_REPO, yolo_face_detector_files(levels=('n',)))
-    write_repo(hub_cache_dir, HEAD_DETECTOR_REPO, yolo_head_detector_files(levels=('n',)))
+    write_repo(hub_cache_dir, FACE_DETECTOR_REPO, yolo_face_detector_files(levels=('n',), version=YOLO))
+    write_repo(hub_cache_dir, HEAD_DETECTOR_REPO, yolo_head_detector_files(levels=('n',), version=YOLO))
 
 
 @pytest.fixture
@@ -45,19 +49,19 @@ def test_own_session_is_imgutils_on_the_tiny_detectors(scene):
 
 def test_own_session_is_imgutils_on_a_yolov8_graph(yolo_n_detectors, scene):
     image, expected = scene
-    imgutils_heads = detect_module().detect_heads(image, model_name='head_detect_v2.0_n', conf_threshold=0.4)
-    ours = imgutils_detectors.detect_heads(image, level='n', infer_size=640)  # the graph's own size, our session
+    imgutils_heads = detect_module().detect_heads(image, model_name='head_detect_yolo_n', conf_threshold=0.4)
+    ours = imgutils_detectors.detect_heads(image, level='n', version=YOLO, infer_size=640)  # the graph's own size, our session
     assert ours == imgutils_heads
     assert sorted(bbox for bbox, _, _ in ours) == sorted(head for _, head, _ in expected if head is not None)
-    faces = imgutils_detectors.detect_faces(image, level='n', infer_size=640)
-    assert faces == detect_module().detect_faces(image, model_name='face_detect_v1.4_n')
+    faces = imgutils_detectors.detect_faces(image, level='n', version=YOLO, infer_size=640)
+    assert faces == detect_module().detect_faces(image, model_name='face_detect_yolo_n')
     assert sorted(bbox for bbox, _, _ in faces) == sorted(face for face, _, _ in expected)
 
 
 def test_a_smaller_inference_size_finds_the_same_heads(yolo_n_detectors, scene):
     image, _ = scene
-    full = imgutils_detectors.detect_heads(image, level='n')
-    small = imgutils_detectors.detect_heads(image, level='n', infer_size=320)
+    full = imgutils_detectors.detect_heads(image, level='n', version=YOLO)
+    small = imgutils_detectors.detect_heads(image, level='n', version=YOLO, infer_size=320)
     assert [bbox for bbox, _, _ in small] == [bbox for bbox, _, _ in full]
     assert [score for _, _, score in small] != [score for _, _, score in full]  # a different look at the image
 
@@ -113,7 +117,7 @@ def test_heads_localisation_with_face_crops_crops_the_derived_face(scene):
 def test_head_detector_options_reach_the_head_detector(yolo_n_detectors, scene):
     image, _ = scene
     paired = FaceLocator().locate(image)
-    for options in ({'level': 'n'}, {'level': 'n', 'infer_size': 320}):
+    for options in ({'level': 'n', 'version': YOLO}, {'level': 'n', 'version': YOLO, 'infer_size': 320}):
         cheaper = FaceLocator(head_detector_options=options).locate(image)
         assert [(location.bbox, location.head_bbox, location.crop_bbox) for location in cheaper] == \
             [(location.bbox, location.head_bbox, location.crop_bbox) for location in paired]
@@ -125,8 +129,9 @@ def test_head_detector_options_reach_the_head_detector(yolo_n_detectors, scene):
 
 def test_head_localisation_options_round_trip(yolo_n_detectors, scene):
     image, _ = scene
-    faces = load_face_quality_detector(head_localisation='heads', head_level='n', head_infer_size=320)
-    assert faces.locator.head_detector_options == {'level': 'n', 'infer_size': 320}
+    faces = load_face_quality_detector(head_localisation='heads', head_level='n', head_version=YOLO,
+                                       head_infer_size=320)
+    assert faces.locator.head_detector_options == {'level': 'n', 'version': YOLO, 'infer_size': 320}
     assert load_face_quality_detector(**faces.settings).settings == faces.settings
     again = pickle.loads(pickle.dumps(faces))
     assert again.settings == faces.settings

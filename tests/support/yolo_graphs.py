@@ -200,19 +200,21 @@ def yolo_detector_repo_files(model_name: str, label: str, grid: int, low: float,
     }
 
 
-def yolo_face_detector_files(levels=('s',)) -> Dict[str, bytes]:
-    """``deepghs/anime_face_detection`` with YOLOv8 graphs of each level (``face_detect_v1.4_{level}``)."""
+def yolo_face_detector_files(levels=('s',), version: str = 'v1.4') -> Dict[str, bytes]:
+    """``deepghs/anime_face_detection`` with YOLOv8 graphs of each level (``face_detect_{version}_{level}``)."""
     from .fake_hub import FACE_GRID
     files = {}
     for level in levels:
-        files.update(yolo_detector_repo_files(f'face_detect_v1.4_{level}', 'face', FACE_GRID, 0.7, 5.0, level, seed=1))
+        files.update(yolo_detector_repo_files(f'face_detect_{version}_{level}', 'face', FACE_GRID, 0.7, 5.0, level,
+                                              seed=1))
     return files
 
 
-def yolo_head_detector_files(levels=('s',)) -> Dict[str, bytes]:
-    """``deepghs/anime_head_detection`` with YOLOv8 graphs of each level (``head_detect_v2.0_{level}``)."""
+def yolo_head_detector_files(levels=('s',), version: str = 'v2.0') -> Dict[str, bytes]:
+    """``deepghs/anime_head_detection`` with YOLOv8 graphs of each level (``head_detect_{version}_{level}``)."""
     from .fake_hub import HEAD_GRID
     files = {}
     for level in levels:
-        files.update(yolo_detector_repo_files(f'head_detect_v2.0_{level}', 'head', HEAD_GRID, 0.25, 4.0, level, seed=2))
+        files.update(yolo_detector_repo_files(f'head_detect_{version}_{level}', 'head', HEAD_GRID, 0.25, 4.0, level,
+                                              seed=2))
     return files
