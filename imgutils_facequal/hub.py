@@ -12,13 +12,21 @@ from typing import Any, Optional
 from .errors import MissingModelFileError, ModelNotAvailableError
 from .models import ModelSource
 
-__all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit']
+__all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit', 'hub_unreachable']
 
 _HOW_TO_FIX = (
     'To fix it: run `imgutils-facequal download {model}` once with network access (it fetches the classifier '
     'and the detectors into the Hugging Face cache), or point model_name at a local directory in the published '
     'layout, or check the name.'
 )
+
+
+def hub_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the hub could not be reached (a refused or timed-out connection, from the HTTP
+    client huggingface_hub uses: requests, httpx, or httpx2 from huggingface_hub 2 on)."""
+    root = type(err).__module__.split('.')[0]
+    return root.startswith(('httpx', 'httpcore')) or root in ('requests', 'urllib3') or \
+        isinstance(err, (ConnectionError, TimeoutError))
 
 
 def _is_offline() -> bool:
@@ -112,6 +120,13 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
         ) from err
     except (HfHubHTTPError, OSError) as err:
         raise ModelNotAvailableError(f'Cannot get {filename!r} of {where}: {err}. {fix}') from err
+    except Exception as err:
+        if not hub_unreachable(err):
+            raise
+        if not required:
+            return None
+        raise ModelNotAvailableError(f'Cannot get {filename!r} of {where}: it is not in the local Hugging Face '
+                                     f'cache and the hub could not be reached. {fix}') from None
 
 
 def read_json_file(source: ModelSource, filename: str, required: bool = True) -> Optional[Any]:

@@ -27,7 +27,8 @@ from .hub import resolved_commit
 from .pipeline import ImageResult
 from .scoring import FaceQualityDetector
 
-__all__ = ['FORMATS', 'result_rows', 'per_image_rows', 'complete_images', 'flat_columns', 'flat_row', 'nested_row',
+__all__ = ['FORMATS', 'result_rows', 'per_image_rows', 'per_image_row', 'per_image_schema', 'PER_IMAGE_COLUMNS',
+           'complete_images', 'flat_columns', 'flat_row', 'nested_row',
            'arrow_schema', 'rows_table', 'read_rows', 'provenance', 'read_provenance', 'PROVENANCE_KEY', 'format_for']
 
 #: The output formats, by name.
@@ -71,6 +72,11 @@ def result_rows(result: ImageResult) -> List[dict]:
     return rows
 
 
+#: The columns of a per-image summary, in order.
+PER_IMAGE_COLUMNS = ('image', 'faces', 'width', 'height', 'best_quality', 'worst_quality', 'mean_quality',
+                     'best_label', 'error')
+
+
 def per_image_rows(result: ImageResult) -> List[dict]:
     """One row for the image: its faces, and the best, worst and mean quality of them (``None`` without faces).
 
@@ -85,6 +91,24 @@ def per_image_rows(result: ImageResult) -> List[dict]:
              'best_quality': max(qualities, default=None), 'worst_quality': min(qualities, default=None),
              'mean_quality': sum(qualities) / len(qualities) if qualities else None,
              'best_label': None if best is None else best.label, 'error': None}]
+
+
+def per_image_row(flat: Dict[str, Any]) -> dict:
+    """A per-image row read back from CSV text or Parquet: numbers as numbers, empty as ``None``."""
+    row = {name: (None if flat.get(name) in (None, '') else flat.get(name)) for name in PER_IMAGE_COLUMNS}
+    for name, kind in (('faces', int), ('width', int), ('height', int), ('best_quality', float),
+                       ('worst_quality', float), ('mean_quality', float)):
+        row[name] = _number(row[name], kind)
+    return row
+
+
+def per_image_schema(metadata: Optional[dict] = None):
+    """The Parquet schema of per-image rows: int32 counts and sizes, float32 qualities."""
+    import pyarrow as pa
+    kinds = {'image': pa.string(), 'faces': pa.int32(), 'width': pa.int32(), 'height': pa.int32(),
+             'best_label': pa.string(), 'error': pa.string()}
+    encoded = None if metadata is None else {PROVENANCE_KEY: json.dumps(metadata).encode('utf-8')}
+    return pa.schema([pa.field(name, kinds.get(name, pa.float32())) for name in PER_IMAGE_COLUMNS], metadata=encoded)
 
 
 def complete_images(rows: Sequence[dict], per_image: bool = False) -> Tuple[Set[str], List[dict]]:

@@ -48,6 +48,26 @@ TEST_REPOS = {
 }
 
 
+#: Test modules that need an extra (torch, openvino, eval, parquet, ray or docs) throughout. Tests that use
+#: the ``timm_repos`` fixture (torch models) are marked too; the rest run on a plain ``pip install .``.
+EXTRAS_MODULES = {'test_precision', 'test_export_rewrites', 'test_openvino_backend', 'test_ray', 'test_evaluate',
+                  'test_docs', 'test_api_reference', 'test_rows', 'test_report', 'test_curate', 'test_detectors',
+                  'test_tabular'}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With ``-m 'not extras'`` the modules that need extras are not even imported (they import torch, say)."""
+    if 'not extras' in (config.option.markexpr or '') and collection_path.stem in EXTRAS_MODULES:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if 'timm_repos' in item.fixturenames or item.module.__name__.rsplit('.', 1)[-1] in EXTRAS_MODULES:
+            item.add_marker(pytest.mark.extras)
+
+
 def pytest_sessionstart(session):
     from tests.support.synthetic_eval import eval_repos
     for repo_id, files in {**TEST_REPOS, **eval_repos()}.items():

@@ -22,6 +22,7 @@ def run(*args, check_code=None, timeout=300, cwd=None):
                             stdin=subprocess.DEVNULL, cwd=cwd)
     if check_code is not None:
         assert result.returncode == check_code, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
+        assert 'Traceback' not in result.stderr, result.stderr[-3000:]  # exit 1 is also what a crash gives
     return result
 
 

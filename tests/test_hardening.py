@@ -337,8 +337,9 @@ def test_names_with_line_breaks_resume(tmp_path, fmt):
     again = run('score', root, '-o', output, check_code=0)
     assert '5 images skipped' in again.stderr and output.read_bytes() == data
     if fmt == 'csv':
-        import pandas
-        assert len(set(pandas.read_csv(output)['image'])) == 5
+        import csv
+        with open(output, newline='', encoding='utf-8') as file:
+            assert len({row['image'] for row in csv.DictReader(file)}) == 5
 
 
 # 19. output problems are found before any model loads, and reported without a traceback
@@ -444,6 +445,7 @@ def test_usage_problems_are_found_first(frames, tmp_path):
 
 
 # 26. exit codes
+@pytest.mark.extras
 def test_sigint_while_models_load_exits_130(frames):
     process = subprocess.Popen([SCRIPT, 'score', str(frames), '--backend', 'transformers', '--model',
                                 'test-org/timm-face-quality'], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -493,3 +495,15 @@ def test_bytes_name_the_row_id():
     faces = load_face_quality_detector()
     result, = score_images_with(faces, [InputImage('row-17', data=b'not an image')])
     assert result.error.startswith('row-17: ')
+
+
+# 27. long first loads say what they do (and -q keeps them quiet)
+def test_a_first_load_says_it_rewrites_the_graph(timm_repos, frames, tmp_path):
+    env = dict(os.environ, IMGUTILS_FACEQUAL_HOME=str(tmp_path / 'home'))
+    loud = subprocess.run([SCRIPT, 'score', str(frames), '--model', timm_repos['caformer']], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert loud.returncode == 0 and 'imgutils-facequal: Rewriting' in loud.stderr
+    env['IMGUTILS_FACEQUAL_HOME'] = str(tmp_path / 'another-home')
+    quiet = subprocess.run([SCRIPT, 'score', str(frames), '--model', timm_repos['caformer'], '-q'],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == ''

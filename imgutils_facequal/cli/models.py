@@ -54,9 +54,14 @@ def download(model_names, detectors, revision):
 
 
 @click.command()
+@click.option('--json', 'as_json', is_flag=True, help='Machine-readable output.')
 @exit_codes()
-def plugins():
+def plugins(as_json):
     """Registered detectors and taggers, with the plugins that gave them."""
+    if as_json:
+        click.echo(json.dumps({'plugins': list_plugins(), 'detectors': list_detectors(), 'taggers': list_taggers()},
+                              indent=2))
+        return
     click.echo('Plugins:')
     for name in list_plugins():
         click.echo(f'  {name}')

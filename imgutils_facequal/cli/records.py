@@ -26,7 +26,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ..errors import OutputError
 from ..pipeline import ImageResult
-from ..rows import complete_images, flat_columns, flat_row, nested_row, per_image_rows, result_rows, rows_table
+from ..rows import (PER_IMAGE_COLUMNS, complete_images, flat_columns, flat_row, nested_row, per_image_row,
+                    per_image_rows, per_image_schema, result_rows, rows_table)
 
 __all__ = ['IMAGES_PER_PART', 'ScoreOutput', 'open_output', 'completed_images']
 
@@ -48,11 +49,12 @@ def _csv_text(records: List[list]) -> str:
     return buffer.getvalue()
 
 
-def _csv_record(row: dict, classes: Sequence[str]) -> list:
-    return ['' if value is None else value for value in flat_row(row, classes).values()]
+def _csv_record(row: dict, classes: Sequence[str], per_image: bool = False) -> list:
+    values = [row.get(name) for name in PER_IMAGE_COLUMNS] if per_image else flat_row(row, classes).values()
+    return ['' if value is None else value for value in values]
 
 
-def _read_text_rows(path: str, fmt: str) -> Tuple[List[dict], bool]:
+def _read_text_rows(path: str, fmt: str, per_image: bool = False) -> Tuple[List[dict], bool]:
     """The rows of a JSON Lines or CSV output, and whether its end was torn (a record without its line end)."""
     with open(path, 'rb') as file:
         data = file.read()
@@ -91,7 +93,8 @@ def _read_text_rows(path: str, fmt: str) -> Tuple[List[dict], bool]:
         if len(record) != len(header):
             raise ValueError(f'{path!r} record {number} has {len(record)} columns, the header {len(header)}: not a '
                              f'csv output of imgutils-facequal; use another output file.')
-        rows.append(nested_row(dict(zip(header, record))))
+        flat = dict(zip(header, record))
+        rows.append(per_image_row(flat) if per_image else nested_row(flat))
     return rows, torn
 
 
@@ -120,6 +123,7 @@ class ScoreOutput:
         self._part_rows: List[dict] = []
         self._part_images = 0
         self._previous: List[dict] = []
+        self._old_parts: List[str] = []
         if path is not None:
             self._check_writable()
             self._lock()
@@ -131,7 +135,7 @@ class ScoreOutput:
         if self.path is None:
             self._stream = sys.stdout
             if self.fmt == 'csv':
-                self._write_text(_csv_text([flat_columns(self.classes)]))
+                self._write_text(_csv_text([self._columns()]))
             return self
         self._check_provenance()
         if self.fmt == 'parquet':
@@ -198,7 +202,7 @@ class ScoreOutput:
     # -- JSON Lines and CSV ------------------------------------------------------------------
     def _resume_text(self) -> None:
         if self._regular and os.path.isfile(self.path):
-            rows, torn = _read_text_rows(self.path, self.fmt)
+            rows, torn = _read_text_rows(self.path, self.fmt, self.per_image)
             self.done, kept = complete_images(rows, per_image=self.per_image)
             self.retried = {row['image'] for row in rows if row.get('error')} - self.done
             if torn or len(kept) != len(rows):
@@ -208,13 +212,16 @@ class ScoreOutput:
         except OSError as err:
             raise OutputError(f'Cannot open {self.path!r} for writing: {err.strerror}.') from err
         if self.fmt == 'csv' and self._stream.tell() == 0 or self.fmt == 'csv' and not self._regular:
-            self._write_text(_csv_text([flat_columns(self.classes)]))
+            self._write_text(_csv_text([self._columns()]))
+
+    def _columns(self) -> List[str]:
+        return list(PER_IMAGE_COLUMNS) if self.per_image else flat_columns(self.classes)
 
     def _rewrite(self, rows: List[dict]) -> None:
         if self.fmt == 'jsonl':
             text = ''.join(_json_line(row) for row in rows)
         else:
-            text = _csv_text([flat_columns(self.classes)] + [_csv_record(row, self.classes) for row in rows])
+            text = _csv_text([self._columns()] + [_csv_record(row, self.classes, self.per_image) for row in rows])
         _write_atomically(self.path, text)
 
     def _write_text(self, text: str) -> None:
@@ -238,12 +245,10 @@ class ScoreOutput:
                       if name.startswith('part-') and name.endswith('.parquet'))
 
     def _resume_parquet(self) -> None:
-        import pyarrow.parquet as pq
         rows: List[dict] = []
-        for path in ([self.path] if os.path.isfile(self.path) else []) + self._parts():
-            table = pq.read_table(path)
-            classes = [name[2:] for name in table.column_names if name.startswith('p_')]
-            rows.extend(nested_row(flat, classes) for flat in table.to_pylist())
+        self._old_parts = self._parts()  # complete parts of an interrupted run: kept, merged once
+        for path in ([self.path] if os.path.isfile(self.path) else []) + self._old_parts:
+            rows.extend(self._read_parquet(path))
         self.done, _ = complete_images(rows, per_image=self.per_image)
         self.retried = {row['image'] for row in rows if row.get('error')} - self.done
         self._previous = [row for row in rows if row['image'] in self.done]
@@ -266,8 +271,17 @@ class ScoreOutput:
     def _table(self, rows: List[dict]):
         if self.per_image:
             import pyarrow as pa
-            return pa.Table.from_pylist(rows)
+            return pa.Table.from_pylist([{name: row.get(name) for name in PER_IMAGE_COLUMNS} for row in rows],
+                                        schema=per_image_schema(self.provenance))
         return rows_table(rows, self.classes, self.provenance)
+
+    def _read_parquet(self, path: str) -> List[dict]:
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        if self.per_image:
+            return [per_image_row(flat) for flat in table.to_pylist()]
+        classes = [name[2:] for name in table.column_names if name.startswith('p_')]
+        return [nested_row(flat, classes) for flat in table.to_pylist()]
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, result: ImageResult) -> None:
@@ -280,7 +294,7 @@ class ScoreOutput:
         elif self.fmt == 'jsonl':
             self._write_text(''.join(_json_line(row) for row in rows))
         else:
-            self._write_text(_csv_text([_csv_record(row, self.classes) for row in rows]))
+            self._write_text(_csv_text([_csv_record(row, self.classes, self.per_image) for row in rows]))
 
     def close(self, finished: bool) -> None:
         """Flush what is pending; a finished Parquet run merges its parts into the output. Closing twice is
@@ -313,9 +327,8 @@ class ScoreOutput:
             return
         rows = list(self._previous)
         for path in parts:
-            table = pq.read_table(path)
-            classes = [name[2:] for name in table.column_names if name.startswith('p_')]
-            rows.extend(nested_row(flat, classes) for flat in table.to_pylist())
+            if path not in self._old_parts:
+                rows.extend(self._read_parquet(path))
         staging = self.path + '.tmp'
         pq.write_table(self._table(rows), staging)
         os.replace(staging, self.path)

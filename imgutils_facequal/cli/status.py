@@ -5,7 +5,7 @@ from ..errors import MissingModelFileError, ModelNotAvailableError
 from ..graphs.cache import cached_graph
 from ..graphs.onnx_rewrites import OPENVINO_REWRITES
 from ..home import exported_source
-from ..hub import fetch_model_file
+from ..hub import fetch_model_file, hub_unreachable
 from ..models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
 from ..plugins.builtin.imgutils_detectors import DEFAULT_DETECTOR_MODELS
 
@@ -81,6 +81,8 @@ def download_detectors() -> Iterator[str]:
             try:
                 yield f'{repo_id}: {filename} -> {hf_hub_download(repo_id, filename)}'
             except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:  # before EntryNotFoundError: a subclass
+                if not filename.endswith('model.onnx'):
+                    continue  # the others are optional; a hub that cannot be reached shows at the model
                 raise ModelNotAvailableError(
                     f'Cannot fetch {filename!r} of detector repo {repo_id!r}: the hub could not be reached '
                     f'(or HF_HUB_OFFLINE=1 is set) and the file is not cached. Run it with network access.'
@@ -92,3 +94,9 @@ def download_detectors() -> Iterator[str]:
                 raise ModelNotAvailableError(
                     f'Cannot fetch {filename!r} of detector repo {repo_id!r}: {err}. Run it with network access.'
                 ) from err
+            except Exception as err:
+                if not hub_unreachable(err):
+                    raise
+                raise ModelNotAvailableError(
+                    f'Cannot fetch {filename!r} of detector repo {repo_id!r}: the hub could not be reached. Run it '
+                    f'with network access.') from None

@@ -19,6 +19,7 @@ from typing import Dict, Optional
 
 from ..._imgutils import detect_module
 from ...errors import ModelNotAvailableError
+from ...hub import hub_unreachable
 from .. import detector_options
 from ...sessions import THREADS_ENV
 from ..hookspecs import hookimpl
@@ -57,12 +58,16 @@ def _run(kind: str, repo: str, model_name: str, function, image, options):
         if infer_size is not None or os.environ.get(THREADS_ENV):
             return yolo_session(repo, model_name, DEFAULT_THRESHOLDS[repo]).predict(image, infer_size, **options)
         return function(image, model_name=model_name, **options)
-    except (EntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError) as err:
+    except Exception as err:
+        unreachable = hub_unreachable(err)
+        if not (unreachable or isinstance(err, (EntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError))):
+            raise
+        reason = 'the hub could not be reached' if unreachable else f'{type(err).__name__}: {err}'
         raise ModelNotAvailableError(
-            f'The {kind} detector cannot get its model {model_name!r} from hub repo {repo!r}: '
-            f'{type(err).__name__}: {err} To fix it: run once with network access so the model lands '
-            f'in the Hugging Face cache, or check the detector level, version and model name.'
-        ) from err
+            f'The {kind} detector cannot get its model {model_name!r} from hub repo {repo!r}: {reason}. '
+            f'To fix it: run `imgutils-facequal download` once with network access (it fetches the classifier '
+            f'and the detectors into the Hugging Face cache), or check the detector level, version and model name.'
+        ) from None if unreachable else err
 
 
 def detect_faces(image, level=None, version=None, model_name=None, **options):
