@@ -9,6 +9,7 @@ from typing import Iterator, List, Optional
 import click
 
 from ..backends import BACKENDS, DEFAULT_BACKEND, PRECISIONS
+from ..curate import output_stem, write_new_file
 from ..detect import visualize_face_quality
 from ..errors import FaceQualityError
 from ..models import DEFAULT_MODEL
@@ -151,6 +152,12 @@ def run_pipeline(images, options, keep_images=False) -> Iterator:
 
 
 def save_visualization(result, directory: str) -> None:
-    target = os.path.join(directory, os.path.splitext(result.image.relative_path)[0] + '.png')
-    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-    visualize_face_quality(result.decoded, result.faces).save(target)
+    """Draw an image's faces to ``directory`` as PNG, named by `imgutils_facequal.curate.output_stem`
+    (``x.png`` and ``x.jpg`` side by side get ``x.png.png`` and ``x.jpg.png``); an existing file is
+    never overwritten (the same drawing again is skipped silently, another one with a warning)."""
+    target = os.path.join(directory, output_stem(result.image) + '.png')
+    drawing = visualize_face_quality(result.decoded, result.faces)
+    try:
+        write_new_file(target, lambda temp: drawing.save(temp, format='PNG'))
+    except FileExistsError as err:
+        click.echo(f'not drawing {result.image.path}: {err}', err=True)

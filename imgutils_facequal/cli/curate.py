@@ -1,33 +1,108 @@
-"""``imgutils-facequal filter`` and ``crop``: the keepers to a folder, the faces as files."""
+"""``imgutils-facequal filter`` and ``crop``: the keepers to a folder, the faces as files.
+
+Both score the images given as PATHS, or, with ``--scores``, read the rows of an earlier
+``score`` run and load no model. Neither ever overwrites a file or leaves a partial one
+(see `imgutils_facequal.curate.place_file`).
+"""
 import json
 import os
-import shutil
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import click
 
+from ..curate import (DEFAULT_SIDECARS, FolderFilter, face_passes, output_stems, provenance_mismatches, rows_of,
+                      scored_images, threshold_table, write_manifest, write_new_file)
+from ..errors import ImageLoadError
+from ..images import load_rgb_image
 from ..pipeline import find_images
-from ..quality import QUALITY_ORDER, quality_at_least
-from .common import Progress, exit_codes, finish, run_pipeline, scoring, scoring_options
+from ..quality import QUALITY_ORDER
+from ..rows import read_provenance, read_rows
+from .common import EXIT_USAGE, Progress, exit_codes, fail, finish, run_pipeline, scoring, scoring_options
+
+# scoring options whose value changes the rows, by their load_face_quality_detector names
+_RECORDED = {'model_name': 'model_name', 'revision': 'revision', 'backend': 'backend', 'precision': 'precision',
+             'detector': 'detector', 'crop': 'crop', 'margin': 'margin', 'conf_threshold': 'conf_threshold',
+             'iou_threshold': 'iou_threshold', 'detector_level': 'level', 'detector_version': 'version'}
+
+_SCORES_HELP = ('Read the faces from this output of `score` (JSON Lines, CSV or Parquet) instead of scoring PATHS: '
+                'no model is loaded. Model options given with it must match what the file records.')
 
 
-def _passes(result, min_quality: Optional[str], min_score: Optional[float], every_face: bool) -> bool:
-    if not result.faces:
-        return False
-    checks = []
-    for face in result.faces:
-        ok = True
-        if min_quality is not None:
-            ok = quality_at_least(face.label, min_quality, list(face.scores))
-        if min_score is not None:
-            ok = ok and face.quality >= min_score
-        checks.append(ok)
-    return all(checks) if every_face else any(checks)
+def _prefixes(folders) -> Tuple[str, ...]:
+    found = set()
+    for folder in folders:
+        if folder is not None:
+            found.update(path.rstrip(os.sep) + os.sep for path in (os.path.abspath(folder), os.path.realpath(folder)))
+    return tuple(found)
+
+
+def _without_outputs(images, *folders) -> Tuple[list, int]:
+    """The inputs outside the output folders: a folder inside a source would otherwise be read
+    again on every rerun (and its files nested one level deeper each time)."""
+    prefixes = _prefixes(folders)
+    kept = [image for image in images if not os.path.abspath(image.path).startswith(prefixes)]
+    return kept, len(images) - len(kept)
+
+
+def _saved_results(scores: str, kwargs: dict):
+    """The results stored in ``scores``, after checking the model options given against its provenance."""
+    context = click.get_current_context()
+    given = {target: kwargs[name] for name, target in _RECORDED.items()
+             if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
+    try:
+        rows = read_rows(scores)
+        recorded = read_provenance(scores)
+    except FileNotFoundError:
+        fail(f'{scores} does not exist; write it first with `imgutils-facequal score PATHS -o {scores}`.', EXIT_USAGE)
+    except (OSError, ValueError, KeyError) as err:
+        fail(f'{scores} cannot be read as scores: {err}', EXIT_USAGE)
+    if recorded is None:
+        if given:
+            click.echo(f'Warning: {scores} records no model or settings (no {scores}.meta.json); '
+                       f'{", ".join("--" + name.replace("_", "-") for name in sorted(given))} cannot be checked '
+                       f'against it and change nothing.', err=True)
+    else:
+        problems = provenance_mismatches(recorded, **given)
+        if problems:
+            fail(f'{scores} was not scored with the options given:\n  ' + '\n  '.join(problems)
+                 + '\nDrop those options to use the file as it is, or score again with them.', EXIT_USAGE)
+    return scored_images(rows)
+
+
+def _sidecar_patterns(text: str) -> Tuple[str, ...]:
+    if text.strip().lower() in ('', 'none'):
+        return ()
+    return tuple(part.strip() for part in text.split(',') if part.strip())
+
+
+def _inputs(paths: Sequence[str], scores: Optional[str], kwargs: dict, *out_folders):
+    """``(images, results or None, options or None)``: from saved scores, or images to score."""
+    if scores and paths:
+        raise click.UsageError('Give PATHS to score, or --scores with the rows of an earlier run; not both.')
+    if not scores and not paths:
+        raise click.UsageError('Give PATHS to score, or --scores with the rows of an earlier run.')
+    if scores:
+        results, ignored = _results_outside(_saved_results(scores, kwargs), out_folders)
+        return [result.image for result in results], results, None, ignored
+    images, ignored = _without_outputs(find_images(paths), *out_folders)
+    return images, None, scoring(kwargs), ignored
+
+
+def _results_outside(results, folders):
+    prefixes = _prefixes(folders)
+    kept = [result for result in results if not os.path.abspath(result.image.path).startswith(prefixes)]
+    return kept, len(results) - len(kept)
+
+
+def _note_ignored(ignored: int, quiet: bool) -> None:
+    if ignored and not quiet:
+        click.echo(f'Ignored {ignored} images inside the output folders.', err=True)
 
 
 @click.command(name='filter')
-@click.argument('paths', nargs=-1, required=True)
-@click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the kept images.')
+@click.argument('paths', nargs=-1)
+@click.option('--scores', type=click.Path(dir_okay=False), default=None, help=_SCORES_HELP)
+@click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None, help='Folder for the kept images.')
 @click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
               help='Keep images whose best face (or every face) is this class or better.')
 @click.option('--min-score', type=click.FloatRange(0, 1), default=None,
@@ -35,60 +110,97 @@ def _passes(result, min_quality: Optional[str], min_score: Optional[float], ever
 @click.option('--every-face', is_flag=True, help='Require every face to pass, not only the best one.')
 @click.option('--mode', type=click.Choice(['copy', 'hardlink', 'move']), default='copy', show_default=True,
               help='How kept images get to --out (relative folders are kept).')
+@click.option('--sidecars', default=','.join(DEFAULT_SIDECARS), show_default=True,
+              help='Files that travel with each image, comma-separated: extensions, or patterns with {stem}; '
+                   '"none" for none.')
+@click.option('--rejected', type=click.Path(file_okay=False), default=None,
+              help='Also put the images that do not pass (and have no error) in this folder, the same way.')
+@click.option('--manifest', type=click.Path(dir_okay=False), default=None,
+              help='Write the kept images\' paths under --out to this file, one a line.')
+@click.option('--thresholds', is_flag=True,
+              help='With --scores: print how many images and faces each --min-quality class and --min-score '
+                   'step keeps, and change nothing.')
 @click.option('--dry-run', is_flag=True, help='Print what would be done and change nothing.')
 @scoring_options
 @exit_codes()
-def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry_run, quiet, **kwargs):
-    """Copy, hard-link or move the images whose faces reach a quality to a folder.
+def filter_command(paths, scores, out_dir, min_quality, min_score, every_face, mode, sidecars, rejected, manifest,
+                   thresholds, dry_run, quiet, **kwargs):
+    """Copy, hard-link or move the images whose faces reach a quality to a folder, with their sidecars.
 
-    Images without a face are never kept. Give --min-quality, --min-score or both.
+    Score PATHS, or read the rows of an earlier `score -o FILE` with --scores FILE (no model,
+    seconds for a large folder; paths under --out are taken from the deepest folder holding
+    every image). Images without a face are never kept. Give --min-quality, --min-score or
+    both; --scores FILE --thresholds shows what each would keep. An existing file is never
+    overwritten.
     """
+    if thresholds:
+        if not scores:
+            raise click.UsageError('--thresholds reads saved rows: run `imgutils-facequal score PATHS -o scores.jsonl`'
+                                   ', then `filter --scores scores.jsonl --thresholds`.')
+        results = _saved_results(scores, kwargs)
+        click.echo(threshold_table(rows_of(results)).to_text())
+        return
     if min_quality is None and min_score is None:
-        raise click.UsageError('Give --min-quality or --min-score (or both).')
-    images = find_images(paths)
-    options = scoring(kwargs)
+        raise click.UsageError('Give --min-quality or --min-score (or both); with saved scores, '
+                               '`filter --scores FILE --thresholds` shows what each would keep.')
+    if out_dir is None:
+        raise click.UsageError("Missing option '--out'.")
+    if rejected is not None and os.path.realpath(rejected) == os.path.realpath(out_dir):
+        raise click.UsageError('--rejected must be another folder than --out.')
+    images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir, rejected)
+    _note_ignored(ignored, quiet)
+    sorter = FolderFilter(images, out_dir, min_quality, min_score, every_face, mode, _sidecar_patterns(sidecars),
+                          rejected, dry_run)
     progress = Progress(len(images), quiet or dry_run)
-    kept = 0
-    interrupted = False
     verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
+    interrupted = False
     try:
-        for result in run_pipeline(images, options):
+        for result in results if results is not None else run_pipeline(images, options):
             progress.update(result)
-            if result.error is not None:
-                click.echo(f'failed {result.image.path}: {result.error}', err=True)
-                continue
-            if not _passes(result, min_quality, min_score, every_face):
-                continue
-            target = os.path.join(out_dir, result.image.relative_path)
-            if dry_run:
-                click.echo(f'would {verb} {result.image.path} -> {target}')
-                kept += 1
-                continue
-            if os.path.exists(target):
-                click.echo(f'skipped {result.image.path}: {target} already exists', err=True)
-                continue
-            os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-            try:
-                if mode == 'copy':
-                    shutil.copy2(result.image.path, target)
-                elif mode == 'hardlink':
-                    os.link(result.image.path, target)
+            outcome = sorter.add(result)
+            if outcome.action == 'would':
+                click.echo(f'would {verb} {outcome.image} -> {outcome.target}')
+            elif outcome.action == 'missing':
+                progress.failed.append(outcome.image)
+                click.echo(f'missing {outcome.image}: listed in {scores} but no longer exists (nor at '
+                           f'{outcome.target}); score again to drop it.', err=True)
+            elif outcome.message and outcome.action in ('placed', 'present'):
+                progress.failed.append(outcome.image)
+                click.echo(f'failed to {verb} all of {outcome.image}: {outcome.message}', err=True)
+            elif outcome.action == 'failed':
+                if result.error is None:
+                    progress.failed.append(outcome.image)
+                    click.echo(f'failed to {verb} {outcome.image}: {outcome.message}', err=True)
                 else:
-                    shutil.move(result.image.path, target)
-            except OSError as err:
-                progress.failed.append(result.image.path)
-                click.echo(f'failed to {verb} {result.image.path} -> {target}: {err}', err=True)
-                continue
-            kept += 1
+                    click.echo(f'failed {outcome.image}: {outcome.message}', err=True)
     except KeyboardInterrupt:
         interrupted = True
+    summary = sorter.summary
+    if manifest and not dry_run:
+        write_manifest(manifest, summary.kept)
     finish(progress, interrupted, None if quiet else (
-        f'{"Would keep" if dry_run else "Kept"} {kept} of {progress.images} images'
-        f'{"" if dry_run else f" ({verb} to {out_dir})"}.'))
+        f'{"Would keep" if dry_run else "Kept"} {len(summary.kept)} of {summary.images} images'
+        + ('' if dry_run else f' ({verb} to {out_dir})')
+        + (f'; {len(summary.rejected)} not passing {"would go" if dry_run else "put"} in {rejected}' if rejected
+           else '')
+        + (f'; {len(summary.present)} were there already' if summary.present else '')
+        + (f'; {len(summary.missing)} listed in {scores} no longer exist' if summary.missing else '')
+        + (f'; manifest: {manifest}' if manifest and not dry_run else '') + '.'))
+
+
+_FORMATS = {'png': 'PNG', 'jpg': 'JPEG', 'webp': 'WEBP'}
+
+
+def _text_writer(text: str):
+    def write(path: str) -> None:
+        with open(path, 'w', encoding='utf-8') as file:
+            file.write(text)
+    return write
 
 
 @click.command()
-@click.argument('paths', nargs=-1, required=True)
+@click.argument('paths', nargs=-1)
+@click.option('--scores', type=click.Path(dir_okay=False), default=None, help=_SCORES_HELP)
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the crops.')
 @click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
               help='Only write faces of this class or better.')
@@ -98,38 +210,66 @@ def filter_command(paths, out_dir, min_quality, min_score, every_face, mode, dry
 @click.option('--image-format', type=click.Choice(['png', 'jpg', 'webp']), default='png', show_default=True)
 @scoring_options
 @exit_codes()
-def crop(paths, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
+def crop(paths, scores, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
     """Write each face's crop (the region the classifier saw), with its quality in the name or a sidecar.
 
-    File names: {image}_{face}_{label}_{quality:.3f}.{ext} (relative folders are kept).
+    File names: {image}_{face}_{label}_{quality:.3f}.{ext} (relative folders are kept; an
+    image that shares its name with another, x.png and x.jpg, keeps its extension in it).
+    With --scores FILE the crops are cut from the boxes saved by `score`: no model. An
+    existing file is never overwritten (a rerun that would write the same bytes skips it).
     """
-    images = find_images(paths)
-    options = scoring(kwargs)
+    images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir)
+    _note_ignored(ignored, quiet)
+    stems = output_stems(images)
     progress = Progress(len(images), quiet)
-    written = 0
+    written = present = 0
     interrupted = False
+
+    def write_crop(result, decoded) -> None:
+        nonlocal written, present
+        stem = stems[result.image.path]
+        for index, face in enumerate(result.faces):
+            if min_quality is not None and not face_passes(face, min_quality):
+                continue
+            name = f'{stem}_{index}' if sidecar else f'{stem}_{index}_{face.label}_{face.quality:.3f}'
+            region = decoded.crop(face.crop_bbox)
+            targets = [(os.path.join(out_dir, f'{name}.{image_format}'),
+                        lambda temp, region=region: region.save(temp, format=_FORMATS[image_format]))]
+            if sidecar:
+                info = {'image': result.image.path, 'face': index, 'bbox': list(face.bbox),
+                        'crop_bbox': list(face.crop_bbox), 'label': face.label, 'score': face.score,
+                        'scores': face.scores, 'quality': face.quality, 'detection_score': face.detection_score}
+                targets.append((os.path.join(out_dir, f'{name}.json'), _text_writer(json.dumps(info, indent=2))))
+            try:
+                outcomes = [write_new_file(target, write) for target, write in targets]
+            except OSError as err:
+                progress.failed.append(result.image.path)
+                click.echo(f'failed to write face {index} of {result.image.path}: {err}', err=True)
+                continue
+            if all(outcome == 'present' for outcome in outcomes):
+                present += 1
+            else:
+                written += 1
+
     try:
-        for result in run_pipeline(images, options, keep_images=True):
+        for result in results if results is not None else run_pipeline(images, options, keep_images=True):
             progress.update(result)
             if result.error is not None:
                 click.echo(f'failed {result.image.path}: {result.error}', err=True)
                 continue
-            stem = os.path.splitext(result.image.relative_path)[0]
-            for index, face in enumerate(result.faces):
-                if min_quality is not None and not quality_at_least(face.label, min_quality, list(face.scores)):
+            decoded = result.decoded
+            if decoded is None:  # from saved scores: decode only images with a face to write
+                if not any(min_quality is None or face_passes(face, min_quality) for face in result.faces):
                     continue
-                name = f'{stem}_{index}' if sidecar else f'{stem}_{index}_{face.label}_{face.quality:.3f}'
-                target = os.path.join(out_dir, f'{name}.{image_format}')
-                os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-                result.decoded.crop(face.crop_bbox).save(target)
-                if sidecar:
-                    with open(os.path.join(out_dir, f'{name}.json'), 'w', encoding='utf-8') as f:
-                        json.dump({'image': result.image.path, 'face': index, 'bbox': list(face.bbox),
-                                   'crop_bbox': list(face.crop_bbox), 'label': face.label, 'score': face.score,
-                                   'scores': face.scores, 'quality': face.quality,
-                                   'detection_score': face.detection_score}, f, indent=2)
-                written += 1
+                try:
+                    decoded = load_rgb_image(result.image.path)
+                except ImageLoadError as err:
+                    progress.failed.append(result.image.path)
+                    click.echo(f'failed {result.image.path}: {err}', err=True)
+                    continue
+            write_crop(result, decoded)
             result.decoded = None
     except KeyboardInterrupt:
         interrupted = True
-    finish(progress, interrupted, None if quiet else f'Wrote {written} crops to {out_dir}.')
+    finish(progress, interrupted, None if quiet else
+           f'Wrote {written} crops to {out_dir}' + (f'; {present} were there already' if present else '') + '.')
