@@ -65,6 +65,7 @@ from .pipeline import ImageResult, InputImage, find_images, score_images, score_
 from .plugins import list_detectors, list_plugins, list_taggers, register_plugin, unregister_plugin
 from .plugins.hookspecs import hookimpl
 from .quality import QUALITY_ORDER, face_quality_value
+from .report import write_report
 from .scoring import (
     CROP_MODES,
     DEFAULT_MARGIN,
@@ -145,5 +146,6 @@ __all__ = [
     'threshold_table',
     'unregister_plugin',
     'visualize_face_quality',
+    'write_report',
     '__version__',
 ]

@@ -1,0 +1,226 @@
+"""The HTML report, opened in a real headless Chromium over the DevTools protocol.
+
+Chromium is a test dependency (Debian's ``chromium``; ``.ci/run`` installs it): the test
+fails, never skips, without it.
+"""
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from imgutils_facequal import write_report
+from imgutils_facequal.rows import read_rows
+from tests.test_cli import read_jsonl, run, scene
+
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                  '--remote-allow-origins=*', '--window-size=1280,1000', '--hide-scrollbars']
+
+PAGE_FINDINGS = '''JSON.stringify({
+  images: Array.from(document.images).map(i => ({src: i.getAttribute('src').slice(0, 60), complete: i.complete,
+                                                width: i.naturalWidth})),
+  counts: Object.fromEntries(Array.from(document.querySelectorAll('[data-count]'))
+                             .map(e => [e.dataset.count, Number(e.textContent)])),
+  sections: Array.from(document.querySelectorAll('section.class')).map(s => ({
+    name: s.dataset.class, shown: s.querySelectorAll('figure').length, total: Number(s.dataset.total),
+    heading: s.querySelector('h2').textContent,
+    qualities: Array.from(s.querySelectorAll('figcaption')).map(f => Number(f.textContent))})),
+  thresholds: Object.fromEntries(Array.from(document.querySelectorAll('tr[data-threshold]'))
+                                 .map(r => [r.dataset.threshold, Array.from(r.cells).slice(1).map(c => Number(c.textContent))])),
+  gone: document.querySelectorAll('.gone').length,
+  links: Array.from(document.querySelectorAll('.grid a')).map(a => a.href),
+  hover: (document.querySelector('.grid img') || {}).title,
+})'''
+
+
+class Chromium:
+    """Headless Chromium with a fresh profile, driven over the DevTools protocol."""
+
+    def __init__(self, profile):
+        import websocket
+        executable = shutil.which('chromium') or shutil.which('chromium-browser')
+        if executable is None:
+            pytest.fail('the report test needs Chromium: apt-get install -y chromium (.ci/run installs it)')
+        profile.mkdir()
+        self.process = subprocess.Popen([executable, *CHROMIUM_FLAGS, f'--user-data-dir={profile}',
+                                         '--remote-debugging-port=0', 'about:blank'],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        port_file = profile / 'DevToolsActivePort'
+        deadline = time.time() + 20
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert self.process.poll() is None and time.time() < deadline, 'Chromium did not start'
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        targets = json.load(no_proxy.open(f'http://127.0.0.1:{port}/json', timeout=10))
+        page = next(target for target in targets if target['type'] == 'page')
+        self.socket = websocket.create_connection(page['webSocketDebuggerUrl'], timeout=20, suppress_origin=True,
+                                                  http_no_proxy=['127.0.0.1'])
+        self.next_id = 0
+        self.events = []
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self.socket.send(json.dumps({'id': self.next_id, 'method': method, 'params': params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get('id') == self.next_id:
+                assert 'error' not in message, message
+                return message['result']
+            self.events.append(message)
+
+    def open(self, path):
+        self.call('Page.enable')
+        self.events.clear()
+        started = time.perf_counter()
+        self.call('Page.navigate', url=f'file://{path}')
+        deadline = time.time() + 20
+        while not any(event.get('method') == 'Page.loadEventFired' for event in self.events):
+            assert time.time() < deadline, 'the page did not load'
+            self.events.append(json.loads(self.socket.recv()))
+        return time.perf_counter() - started
+
+    def findings(self):
+        result = self.call('Runtime.evaluate', expression=PAGE_FINDINGS, returnByValue=True)
+        return json.loads(result['result']['value'])
+
+    def screenshot(self, path, max_height=2400):
+        """The whole page (up to ``max_height`` pixels) as PNG."""
+        size = self.call('Page.getLayoutMetrics')['cssContentSize']
+        clip = {'x': 0, 'y': 0, 'width': size['width'], 'height': min(size['height'], max_height), 'scale': 1}
+        data = self.call('Page.captureScreenshot', format='png', clip=clip, captureBeyondViewport=True)['data']
+        path.write_bytes(base64.b64decode(data))
+
+    def close(self):
+        try:
+            self.socket.close()
+        finally:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    chromium = Chromium(tmp_path / 'chromium-profile')
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def scored(tmp_path):
+    """Twelve scored scenes, one frame without a face and one file that is no image."""
+    root = tmp_path / 'frames'
+    root.mkdir()
+    for index in range(12):
+        scene(index)[0].save(root / f'frame{index:02d}.png')
+    Image.new('RGB', (200, 150)).save(root / 'black.png')
+    (root / 'broken.png').write_bytes(b'not an image')
+    scores = tmp_path / 'scores.jsonl'
+    run('score', root, '-o', scores, '--crop', 'face', '--margin', '0', '-q', check_code=1)
+    return root, scores
+
+
+def expected_counts(scores):
+    """What the page must show, counted straight from the file."""
+    rows = read_jsonl(scores)
+    faces = [row for row in rows if row.get('label')]
+    images = {row['image'] for row in rows}
+    counts = {'images': len(images), 'faces': len(faces), 'failed': len({r['image'] for r in rows if r['error']}),
+              'with-faces': len({row['image'] for row in faces})}
+    counts.update({f'class-{name}': count for name, count in Counter(row['label'] for row in faces).items()})
+    return rows, faces, counts
+
+
+def test_the_page_shows_every_face_and_the_counts_of_the_file(scored, tmp_path, browser):
+    root, scores = scored
+    out = tmp_path / 'report'
+    result = run('report', scores, '-o', out, check_code=0)
+    assert 'Wrote' in result.stderr
+    rows, faces, counts = expected_counts(scores)
+    seconds = browser.open(out / 'index.html')
+    found = browser.findings()
+    browser.screenshot(tmp_path / 'report.png')
+    assert seconds < 10
+    assert len(found['images']) == len(faces) and found['gone'] == 0
+    broken = [image for image in found['images'] if not image['complete'] or image['width'] == 0]
+    assert broken == [] and all(image['src'].startswith('thumbs/') for image in found['images'])
+    assert {key: found['counts'].get(key) for key in counts} == counts
+    assert {section['name']: section['shown'] for section in found['sections']} == {
+        key[len('class-'):]: value for key, value in counts.items() if key.startswith('class-')}
+    for section in found['sections']:
+        assert section['qualities'] == sorted(section['qualities'], reverse=True)  # best first
+    good_or_better = {row['image'] for row in faces if row['label'] in ('good', 'excellent')}
+    every_face_good = {image for image in {row['image'] for row in faces}
+                       if all(r['label'] in ('good', 'excellent') for r in faces if r['image'] == image)}
+    assert found['thresholds']['--min-quality good'] == [len(good_or_better), len(every_face_good),
+                                                         sum(row['label'] in ('good', 'excellent') for row in faces)]
+    assert {link[len('file://'):] for link in found['links']} == {str(root / os.path.basename(row['image']))
+                                                                  for row in faces}
+    assert 'quality: ' in found['hover'] and 'crop_bbox: ' in found['hover']
+    screenshot = Image.open(tmp_path / 'report.png')
+    assert screenshot.size[0] == 1280
+    assert len(screenshot.convert('RGB').resize((64, 64)).getcolors(64 * 64)) > 50  # not a blank page
+
+
+def test_a_large_run_gives_a_small_page_that_opens_fast(scored, tmp_path, browser):
+    """100,000 images (links to the scored frames, one face each) show at most per_class faces a class."""
+    root, scores = scored
+    faces = [row for row in read_rows(str(scores)) if row.get('label')]
+    links = tmp_path / 'many'
+    links.mkdir()
+    many = []
+    for number in range(100_000):
+        row = faces[number % len(faces)]
+        path = links / f'{number:06d}.png'
+        os.symlink(row['image'], path)
+        many.append(dict(row, image=str(path), face=0, faces=1, quality=row['quality'] * (1 - number * 1e-7)))
+    out = tmp_path / 'big-report'
+    started = time.perf_counter()
+    written = write_report(many, str(out), per_class=50)
+    assert time.perf_counter() - started < 30
+    assert written['faces'] == 100_000 and written['shown'] == 4 * 50 and written['unreadable'] == {}
+    assert os.path.getsize(out / 'index.html') < 600_000
+    assert browser.open(out / 'index.html') < 5
+    found = browser.findings()
+    assert len(found['images']) == 200 and all(image['complete'] and image['width'] > 0 for image in found['images'])
+    assert [section['shown'] for section in found['sections']] == [50, 50, 50, 50]
+    assert sum(section['total'] for section in found['sections']) == 100_000
+    assert found['counts']['images'] == found['counts']['faces'] == 100_000
+
+
+def test_images_gone_since_scoring_are_shown_as_such(scored, tmp_path, browser):
+    root, scores = scored
+    (root / 'frame03.png').unlink()
+    out = tmp_path / 'report'
+    result = run('report', scores, '-o', out, check_code=1)
+    assert 'frame03.png' in result.stderr
+    browser.open(out / 'index.html')
+    found = browser.findings()
+    gone = sum(1 for row in read_jsonl(scores) if row['image'].endswith('frame03.png'))
+    assert found['gone'] == gone and all(image['width'] > 0 for image in found['images'])
+
+
+def test_embedded_thumbnails_and_the_report_folder(scored, tmp_path):
+    root, scores = scored
+    out = tmp_path / 'one-file'
+    written = write_report(read_rows(str(scores)), str(out), embed=True, per_class=3)
+    assert os.listdir(out) == ['index.html'] and written['shown'] == 12
+    page = (out / 'index.html').read_text()
+    for data in page.split('src="data:image/jpeg;base64,')[1:]:
+        assert Image.open(io.BytesIO(base64.b64decode(data.split('"')[0]))).size[0] <= 128
+    # a rerun replaces the report; a folder of other files is refused
+    run('report', scores, '-o', out, '--per-class', '2', check_code=0)
+    assert len(os.listdir(out / 'thumbs')) == 8
+    run('report', scores, '-o', out, '--per-class', '1', check_code=0)
+    assert len(os.listdir(out / 'thumbs')) == 4  # thumbnails the page no longer shows are removed
+    result = run('report', scores, '-o', root, check_code=2)
+    assert 'holds no earlier report' in result.stderr
+    assert run('report', tmp_path / 'nothing.jsonl', '-o', tmp_path / 'r', check_code=2).stderr.count('score') >= 1
