@@ -349,8 +349,8 @@ def completed_ids(directory: str) -> Set[str]:
 
     An image counts when all of its ``faces`` rows are there (across shards), or it has a
     no-face or error row: the rule of the JSON Lines resume. A shard that cannot be read
-    (a run killed while writing it) is renamed ``<name>.incomplete``, with a warning, and its
-    images are scored again.
+    (a run killed while writing it) is renamed ``.<name>.incomplete`` (hidden, so readers of
+    the folder skip it), with a warning, and its images are scored again.
     """
     import pyarrow.parquet as pq
     if not os.path.isdir(directory):
@@ -359,15 +359,16 @@ def completed_ids(directory: str) -> Set[str]:
     expected: Dict[str, Optional[int]] = {}
     done: Set[str] = set()
     for name in sorted(os.listdir(directory)):
-        if not name.endswith('.parquet'):
+        if not name.endswith('.parquet') or name.startswith(('.', '_')):
             continue
         path = os.path.join(directory, name)
         try:
             table = pq.read_table(path, columns=['image', 'faces', 'error'])
         except Exception as err:  # a torn file: no footer, or a footer of another file
-            os.replace(path, path + '.incomplete')
-            warnings.warn(f'{path} cannot be read ({type(err).__name__}: {err}); it was set aside as '
-                          f'{name}.incomplete and its images will be scored again.', UserWarning, stacklevel=2)
+            aside = f'.{name}.incomplete'  # hidden: readers of the folder (pyarrow, Ray) skip it
+            os.replace(path, os.path.join(directory, aside))
+            warnings.warn(f'{path} cannot be read ({type(err).__name__}: {err}); it was set aside as {aside} '
+                          f'and its images will be scored again.', UserWarning, stacklevel=2)
             continue
         for image, faces, error in zip(*(table.column(column).to_pylist() for column in ('image', 'faces', 'error'))):
             if error is not None or not faces:

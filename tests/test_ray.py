@@ -221,10 +221,10 @@ def test_a_failure_part_way_then_a_rerun_gives_every_image_once_and_rescores_onl
         file.write(torn[:len(torn) // 2])
     with pytest.warns(UserWarning, match='torn.parquet cannot be read'):
         assert completed_ids(output) == done
-    assert os.path.exists(os.path.join(output, 'torn.parquet.incomplete'))
+    assert os.path.exists(os.path.join(output, '.torn.parquet.incomplete'))
 
     score_dataset(read_image_folder([frames], skip=done), actors=1, images_per_call=2).write_parquet(output)
-    new = sorted(set(os.listdir(output)) - set(first) - {'torn.parquet.incomplete'})
+    new = sorted(set(os.listdir(output)) - set(first) - {'.torn.parquet.incomplete'})
     rescored = {row['image'] for shard in new for row in read_rows(os.path.join(output, shard))}
     assert rescored == set(paths) - done
     rows = [row for shard in sorted(os.listdir(output)) if shard.endswith('.parquet')
@@ -319,7 +319,7 @@ def test_the_command_writes_whole_shards_exits_1_on_error_rows_and_a_rerun_score
     first = run_cli('score', frames, '--ray', cluster, '--actors', '2', '-o', output)
     assert first.returncode == 1, first.stderr[-3000:]
     assert 'Done: 14 images' in first.stderr and 'failed: 1' in first.stderr
-    assert not list(output.glob('*.tmp'))
+    assert not list(output.glob('.*.tmp'))
     shards = sorted(output.glob('*.parquet'))
     assert read_provenance(str(shards[0]))['model'] == 'caformer_s36.head_crop'
     rows = [row for shard in shards for row in read_rows(str(shard))]
@@ -333,3 +333,16 @@ def test_the_command_writes_whole_shards_exits_1_on_error_rows_and_a_rerun_score
     new = sorted(set(output.glob('*.parquet')) - set(shards))
     assert [row['image'] for shard in new for row in read_rows(str(shard))][:1] == [
         os.path.join(frames, 'episode2', 'frame20.png')]
+
+
+def test_a_model_that_cannot_be_had_fails_the_run_at_once_with_exit_code_3(cluster, frames, tmp_path):
+    result = run_cli('score', frames, '--ray', cluster, '--model', 'test-org/no-onnx', '-o', tmp_path / 'out')
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert 'Error: the actors could not start' in result.stderr and 'model.onnx' in result.stderr
+    assert not list((tmp_path / 'out').glob('*.parquet'))
+
+
+def test_importing_the_package_does_not_import_ray():
+    code = 'import sys, imgutils_facequal; print("ray" in sys.modules, "pyarrow" in sys.modules)'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ['False', 'False']

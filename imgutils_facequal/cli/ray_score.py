@@ -1,8 +1,8 @@
 """``imgutils-facequal score --ray``: the same scoring on Ray Data, written as Parquet shards to a folder.
 
 The actors score; this process (the driver) writes what they return, a shard every
-`IMAGES_PER_SHARD` images, each to a temporary name first and then renamed, so a shard in
-the folder is always whole. A rerun reads the ids already complete in the shards
+`IMAGES_PER_SHARD` images, each to a hidden temporary name first and then renamed, so a
+shard in the folder is always whole. A rerun reads the ids already complete in the shards
 (`imgutils_facequal.ray.completed_ids`) and scores only the rest. Progress, the summary and
 the exit codes are those of the in-process command.
 """
@@ -17,7 +17,7 @@ import click
 
 from ..pipeline import ImageResult, InputImage, find_images
 from ..rows import PROVENANCE_KEY
-from .common import Progress, finish
+from .common import EXIT_UNAVAILABLE, Progress, fail, finish
 
 __all__ = ['IMAGES_PER_SHARD', 'score_on_ray']
 
@@ -88,9 +88,10 @@ class _ShardWriter:
         metadata = {PROVENANCE_KEY: self.blocks[0].schema.metadata[PROVENANCE_KEY],
                     ACTOR_KEY: json.dumps(actors).encode('utf-8')}
         table = pa.concat_tables([block.replace_schema_metadata(None) for block in self.blocks])
-        target = os.path.join(self.directory, f'part-{self.run}-{self.count:05d}.parquet')
-        pq.write_table(table.replace_schema_metadata(metadata), target + '.tmp')
-        os.replace(target + '.tmp', target)
+        name = f'part-{self.run}-{self.count:05d}.parquet'
+        staging = os.path.join(self.directory, f'.{name}.tmp')  # hidden: readers of the folder skip it
+        pq.write_table(table.replace_schema_metadata(metadata), staging)
+        os.replace(staging, os.path.join(self.directory, name))
         self.blocks, self.images = [], 0
         self.count += 1
 
@@ -135,6 +136,16 @@ def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, acto
                     progress.update(result)
         except KeyboardInterrupt:
             interrupted = True
+        except Exception as err:
+            if not getattr(err, 'actor_init_failed', False):  # ray.exceptions.RayActorError's
+                raise
+            fail(f'the actors could not start: {_creation_failure(err)}', EXIT_UNAVAILABLE)
         finally:
             writer.flush()
     finish(progress, interrupted)
+
+
+def _creation_failure(err) -> str:
+    """The exception line of the traceback of an actor whose constructor raised (Ray keeps only its text)."""
+    lines = [line for line in str(getattr(err, 'error_msg', err)).splitlines() if line and not line[0].isspace()]
+    return lines[-1] if lines else str(err)
