@@ -371,6 +371,21 @@ def test_crop_names_never_clash_and_a_rerun_overwrites_nothing(tmp_path):
     assert result.returncode == 0
 
 
+def test_the_same_name_under_two_roots_keeps_both(tmp_path):
+    """crop and filter over a glob of a/x.png and b/x.png: one set no longer overwrites the other."""
+    for folder, index in (('a', 1), ('b', 3)):
+        (tmp_path / folder).mkdir()
+        scene(index)[0].save(tmp_path / folder / 'x.png')
+    pattern = str(tmp_path / '*' / 'x.png')
+    run('crop', pattern, '--out', tmp_path / 'crops', '--crop', 'face', '--margin', '0', check_code=0)
+    crops = Counter(p.parent.name for p in (tmp_path / 'crops').rglob('*.png'))
+    assert crops == {'a': len(scene(1)[1]), 'b': len(scene(3)[1])}
+    run('filter', pattern, '--out', tmp_path / 'kept', '--min-quality', 'poor', '--crop', 'face', '--margin', '0',
+        check_code=0)
+    for folder in ('a', 'b'):
+        assert (tmp_path / 'kept' / folder / 'x.png').read_bytes() == (tmp_path / folder / 'x.png').read_bytes()
+
+
 def test_crop_from_saved_scores_writes_the_same_crops(scored, tmp_path):
     root, scores, _ = scored
     run('crop', root, '--out', tmp_path / 'live', '--crop', 'face', '--margin', '0', '--min-quality', 'good',
