@@ -50,7 +50,12 @@ OPTIONS = {
     'heads': {'head_localisation': 'heads'},
     'heads_320': {'head_localisation': 'heads', 'head_infer_size': 320},
     'face_only': {'head_detector': None},
+    'heads_320_openvino': {'head_localisation': 'heads', 'head_infer_size': 320, 'backend': 'openvino'},
 }
+#: The ways timed, each in its own process; the options' pipelines only where they decide something.
+KINDS = ['card', 'default', 'pipeline_default', 'head_n', 'head_320', 'heads', 'heads_320', 'pipeline_heads_320',
+         'face_only', 'pipeline_heads_320_openvino']
+DETECTION_KEYS = ('head_level', 'head_infer_size', 'head_localisation', 'head_detector')
 LABELS = {
     'default': 'default (face + head detector)',
     'head_n': "head detector level n (head_level='n')",
@@ -58,12 +63,14 @@ LABELS = {
     'heads': "head detector alone (head_localisation='heads')",
     'heads_320': "head detector alone at 320 (head_localisation='heads', head_infer_size=320)",
     'face_only': 'face detector alone, heads estimated (head_detector=None)',
+    'openvino': "default detection, classifier on OpenVINO (backend='openvino')",
+    'heads_320_openvino': "head detector alone at 320, classifier on OpenVINO",
 }
 #: Detector graphs each way runs per image, and their size: (level, inference size).
 DETECTOR_PASSES = {
     'card': [('s', 640)], 'default': [('s', 640), ('s', 640)], 'head_n': [('s', 640), ('n', 640)],
     'head_320': [('s', 640), ('s', 320)], 'heads': [('s', 640)], 'heads_320': [('s', 320)],
-    'face_only': [('s', 640)],
+    'face_only': [('s', 640)], 'openvino': [('s', 640), ('s', 640)], 'heads_320_openvino': [('s', 320)],
 }
 
 
@@ -218,16 +225,15 @@ def worker(kind: str) -> dict:
     stages = None
     if kind == 'card':
         per_image, stages = card_way()
-    elif kind in ('stages', 'stages_card'):
+    elif kind == 'stages':
         return stage_worker(kind)
+    elif kind == 'detectors':
+        return detector_worker()
     elif kind == 'default':
         def per_image(path):
             return len(detect_face_quality(path, model_name=CAFORMER_REPO))
     elif not pipeline:
-        faces = load_face_quality_detector(CAFORMER_REPO, **options)
-
-        def per_image(path):
-            return len(faces.detect(path))
+        per_image, stages = package_way(options)  # FaceQualityDetector.detect's steps, timed one by one
     if pipeline:
         def run(paths):
             results = (score_images(find_images(paths), model_name=CAFORMER_REPO) if option == 'default' else
@@ -239,20 +245,21 @@ def worker(kind: str) -> dict:
     result = {}
     for faces_per_image, paths in frame_groups().items():
         run(paths[:1])  # warm-up: models loaded, sessions created, first calls made
+        if stages is not None:
+            stages.update(dict.fromkeys(stages, 0.0))
         started = time.perf_counter()
         found = run(paths[1:])
         seconds = time.perf_counter() - started
         assert found == faces_per_image * (len(paths) - 1), (kind, faces_per_image, found)
         result[str(faces_per_image)] = {'seconds': seconds, 'faces': found, 'images': len(paths) - 1}
+        if stages is not None:
+            result[str(faces_per_image)]['stages'] = {stage: value / (len(paths) - 1) for stage, value in stages.items()}
     return result
 
 
 def stage_worker(kind: str) -> dict:
     """Seconds per image in each stage, the ways alternating image by image in this process."""
-    if kind == 'stages_card':
-        ways = {'card': card_way()}
-    else:
-        ways = {'default': package_way({}), **{name: package_way(options) for name, options in OPTIONS.items()}}
+    ways = {'default': package_way({})}
     result = {}
     for faces_per_image, paths in frame_groups().items():
         for run, stages in ways.values():
@@ -266,12 +273,71 @@ def stage_worker(kind: str) -> dict:
     return result
 
 
+def detector_worker(calls: int = 5) -> dict:
+    """Seconds per image of one face-detector pass by each way of running the same model.onnx,
+    alternating call by call: imgutils, our own session (at 640, at 320, batched 4 images a run),
+    OpenVINO on the same file, and the ``n`` graph; plus whether our session's detections are imgutils'."""
+    import numpy as np
+    from huggingface_hub import hf_hub_download
+    from imgutils_facequal._imgutils import detect_module
+    from imgutils_facequal.images import load_rgb_image
+    from imgutils_facequal.plugins.builtin.yolo_sessions import yolo_session
+    from tests.support.fake_hub import FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO
+    image = load_rgb_image(frame_groups()[4][0])
+    imgutils = detect_module()
+    ours = yolo_session(FACE_DETECTOR_REPO, 'face_detect_v1.4_s')
+    data = (np.asarray(image.resize((640, 640))).transpose(2, 0, 1) / 255.0).astype(np.float32)[None]
+    batch = np.concatenate([data] * 4)
+    ways = {
+        "imgutils' detect_faces": lambda: imgutils.detect_faces(image, model_name='face_detect_v1.4_s'),
+        'own onnxruntime session, 640': lambda: ours.predict(image),
+        'own onnxruntime session, 320': lambda: ours.predict(image, infer_size=320),
+        'own onnxruntime session, 4 images in one run (per image)': lambda: ours.session.run(
+            ['output0'], {'images': batch}),
+        "n graph (head_detect_v2.0_n), 640": lambda: yolo_session(HEAD_DETECTOR_REPO, 'head_detect_v2.0_n').predict(
+            image),
+    }
+    try:
+        import openvino
+        core = openvino.Core()
+        path = hf_hub_download(FACE_DETECTOR_REPO, 'face_detect_v1.4_s/model.onnx')
+        request = core.compile_model(core.read_model(path), 'CPU', {'PERFORMANCE_HINT': 'LATENCY'}) \
+            .create_infer_request()
+        ways['OpenVINO on the same model.onnx, 640'] = lambda: request.infer({0: data})
+    except ImportError:
+        pass
+    times = {name: [] for name in ways}
+    for name, call in ways.items():
+        call()
+    for _ in range(calls):
+        for name, call in ways.items():
+            started = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - started)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    result['own onnxruntime session, 4 images in one run (per image)'] /= 4
+    identical = ours.predict(image) == imgutils.detect_faces(image, model_name='face_detect_v1.4_s')
+    return {'seconds_per_image': result, 'own_session_identical_to_imgutils': identical}
+
+
+def wait_for_quiet(limit: float = 10.0) -> float:
+    """Wait (up to ``limit`` seconds) until the 1-minute load average is under the core count
+    plus a half, so that no way is timed while other work floods the machine; returns the load."""
+    deadline = time.monotonic() + limit
+    while os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5 and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def run_worker(kind: str) -> dict:
+    load = wait_for_quiet()
     output = subprocess.run([sys.executable, '-m', 'benchmarks.performance', '--worker', kind], cwd=ROOT,
                             capture_output=True, text=True)
     if output.returncode:
         raise RuntimeError(f'worker {kind} failed:\n{output.stderr[-4000:]}')
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    result['load_before'] = load
+    return result
 
 
 # --- what the options change --------------------------------------------------------
@@ -297,12 +363,16 @@ def geometry_frames():
 
 
 def changes() -> dict:
-    """Each option's boxes and crops against the default's, face by face (matched by head box or face box)."""
+    """Each option's boxes and crops against the default's, face by face: matched by face box where the
+    option runs the face detector, by head box where it finds faces through their heads."""
     from imgutils_facequal import FaceLocator
     frames = geometry_frames()
     default = [FaceLocator().locate(frame) for frame in frames]
     result = {}
     for name, options in OPTIONS.items():
+        if 'backend' in options or not any(key in options for key in DETECTION_KEYS):
+            continue
+        key = 'head_bbox' if options.get('head_localisation') == 'heads' else 'bbox'
         locator = FaceLocator(head_detector=options.get('head_detector', 'head'),
                               head_localisation=options.get('head_localisation', 'paired'),
                               head_detector_options={'level': options.get('head_level'),
@@ -312,8 +382,8 @@ def changes() -> dict:
             found = locator.locate(frame)
             used = set()
             for face in expected:
-                best = max(((iou(face.head_bbox, other.head_bbox), index) for index, other in enumerate(found)
-                            if index not in used), default=(0.0, None))
+                best = max(((iou(getattr(face, key), getattr(other, key)), index)
+                            for index, other in enumerate(found) if index not in used), default=(0.0, None))
                 if best[1] is None or best[0] < 0.5:
                     missed += 1
                     continue
@@ -321,7 +391,7 @@ def changes() -> dict:
                 used.add(best[1])
                 matched += 1
                 face_iou.append(iou(face.bbox, other.bbox))
-                head_iou.append(best[0])
+                head_iou.append(iou(face.head_bbox, other.head_bbox))
                 crop_iou.append(iou(face.crop_bbox, other.crop_bbox))
                 identical += face.crop_bbox == other.crop_bbox and face.bbox == other.bbox
             extra += len(found) - len(used)
@@ -341,29 +411,51 @@ def main():
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--images-1', type=int, default=6, help='frames with one face (timed)')
     parser.add_argument('--images-4', type=int, default=3, help='frames with four faces (timed)')
+    parser.add_argument('--kinds', nargs='*', default=KINDS, help='ways to time (default: all; card is needed)')
+    parser.add_argument('--report-only', action='store_true',
+                        help="write the report from the last run's raw timings (in the work folder) again")
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker)))
         return
-    build_hub()
-    write_frame_groups(args.images_1, args.images_4)
-    from imgutils_facequal import load_face_quality_model
-    load_face_quality_model(CAFORMER_REPO)  # rewrites the published graph once, into the cache every worker reads
-    report = {'machine': machine(), 'versions': versions(), 'rounds': args.rounds,
-              'images': {'1': args.images_1, '4': args.images_4}, 'matmul_start': matmul_peak()}
-    kinds = ['card', 'default', 'pipeline_default'] + [f'{prefix}{name}' for name in OPTIONS
-                                                      for prefix in ('', 'pipeline_')]
-    measured = {kind: [] for kind in kinds}
-    stage_runs = {'stages': [], 'stages_card': []}
-    for round_ in range(args.rounds):
-        order = kinds if round_ % 2 == 0 else list(reversed(kinds))
-        for kind in order:
-            measured[kind].append(run_worker(kind))
-            print(f'round {round_ + 1}: {kind} {measured[kind][-1]}', file=sys.stderr, flush=True)
-        for kind in stage_runs:
-            stage_runs[kind].append(run_worker(kind))
-    report['matmul_end'] = matmul_peak()
+    raw_path = os.path.join(WORK, 'performance-raw.json')
+    if args.report_only:
+        with open(raw_path) as f:
+            raw = json.load(f)
+        report, measured, stage_runs, detector_runs = raw['report'], raw['measured'], raw['stage_runs'], \
+            raw['detector_runs']
+    else:
+        build_hub()
+        write_frame_groups(args.images_1, args.images_4)
+        from imgutils_facequal import load_face_quality_model
+        load_face_quality_model(CAFORMER_REPO)  # rewrites the published graph once, into the cache every worker reads
+        report = {'machine': machine(), 'versions': versions(), 'rounds': args.rounds,
+                  'images': {'1': args.images_1, '4': args.images_4}, 'matmul_start': matmul_peak()}
+        kinds = args.kinds
+        measured = {kind: [] for kind in kinds}
+        stage_runs = {'stages': []}
+        detector_runs = []
+
+        def save():  # the raw timings so far, so that a report can be written again (--report-only)
+            with open(raw_path, 'w') as f:
+                json.dump({'report': report, 'measured': measured, 'stage_runs': stage_runs,
+                           'detector_runs': detector_runs}, f)
+        for round_ in range(args.rounds):
+            order = kinds if round_ % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                measured[kind].append(run_worker(kind))
+                print(f'round {round_ + 1}: {kind} {measured[kind][-1]}', file=sys.stderr, flush=True)
+                save()
+            for kind in stage_runs:
+                stage_runs[kind].append(run_worker(kind))
+            if not detector_runs:
+                detector_runs.append(run_worker('detectors'))
+            save()
+        report['matmul_end'] = matmul_peak()
+        save()
+    report.setdefault('matmul_end', report['matmul_start'])  # a run stopped early (--report-only)
+    report['rounds'] = max(len(runs) for runs in measured.values())
     peak = max(report['matmul_start']['peak_gflops'], report['matmul_end']['peak_gflops'])
     report['detector_gflops'] = gflops = detector_gflops()
     paths = {}
@@ -385,13 +477,20 @@ def main():
     report['paths'] = paths
     report['peak_gflops'] = peak
     stages = {}
-    for kind, runs in stage_runs.items():
-        for faces in ('1', '4'):
-            for name in runs[0][faces]:
-                stages.setdefault(faces, {})[name] = {
-                    stage: statistics.median(run[faces][name][stage] for run in runs)
-                    for stage in runs[0][faces][name]}
+    for faces in ('1', '4'):  # the default's from the stage worker, the others' from their own runs
+        runs = stage_runs['stages']
+        stages.setdefault(faces, {})['default'] = {stage: statistics.median(run[faces]['default'][stage]
+                                                                            for run in runs)
+                                                   for stage in runs[0][faces]['default']}
+        for kind, runs in measured.items():
+            if 'stages' in runs[0][faces]:
+                stages[faces][kind] = {stage: statistics.median(run[faces]['stages'][stage] for run in runs)
+                                       for stage in runs[0][faces]['stages']}
     report['stages'] = stages
+    report['detector_runtimes'] = {
+        'seconds_per_image': {name: statistics.median(run['seconds_per_image'][name] for run in detector_runs)
+                              for name in detector_runs[0]['seconds_per_image']},
+        'own_session_identical_to_imgutils': all(run['own_session_identical_to_imgutils'] for run in detector_runs)}
     report['changes'] = changes()
     write_results(RESULTS, 'performance', report, markdown(report))
 
@@ -425,15 +524,26 @@ def markdown(report: dict) -> str:
               f"bound uses {report['peak_gflops']:.0f}. GFLOP per detector pass (torch's FlopCounterMode): "
               + ', '.join(f'{key.replace("_", " at ")}: {value:.1f}' for key, value in report['detector_gflops'].items())
               + f"; {GFLOP_PER_FACE} per face (the card's). Bound = faces × peak ÷ GFLOP computed per image.", '',
-              'Seconds per image in each stage (its own processes, the ways alternating image by image; medians of '
-              'the rounds):', '',
+              'Seconds per image in each stage, timed inside each way\'s own runs above (the default\'s in a '
+              'process of its own running the steps of `FaceQualityDetector.detect` one by one); medians of the '
+              'rounds:', '',
               '| way | faces | detection | crop + preprocess | classification |', '|---|---|---|---|---|']
     for faces, rows in report['stages'].items():
         for name, row in rows.items():
             lines.append(f"| {'card' if name == 'card' else LABELS[name]} | {faces} | {row['detection']:.3f} | "
                          f"{row['crop_preprocess']:.3f} | {row['classification']:.3f} |")
+    runtimes = report['detector_runtimes']
+    lines += ['', 'One face-detector pass (YOLOv8s graph, one frame), each way of running the same model.onnx, '
+              'call by call in one process, medians:', '', '| runtime | s per image |', '|---|---|']
+    lines += [f'| {name} | {seconds:.3f} |' for name, seconds in runtimes['seconds_per_image'].items()]
+    lines += ['', 'Our own session\'s detections identical to imgutils\': '
+              f"{'yes' if runtimes['own_session_identical_to_imgutils'] else 'NO'}."]
+    lines += ['', 'Detector graphs run by each way, per image: ' + '; '.join(
+        f"{name}: " + ' + '.join(f'{level} at {size}' for level, size in passes)
+        for name, passes in DETECTOR_PASSES.items()) + '.']
     lines += ['', 'What each option changes against the default, on the benchmark frames plus one frame with a face '
-              'whose head is not detectable and a head with no face (faces matched by head box):', '',
+              'whose head is not detectable and a head with no face (faces matched by face box, or by head box '
+              'where the option finds faces through their heads):', '',
               '| option | faces (default) | matched | missed | extra | identical box and crop | min face IoU '
               '| min head IoU | min crop IoU |', '|---|---|---|---|---|---|---|---|---|']
     for name, row in report['changes'].items():
