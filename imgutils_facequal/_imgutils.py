@@ -9,6 +9,7 @@ need neither, so they are loaded under temporary, empty parent packages. A later
 ``import imgutils.detect`` (or ``.preprocess``) runs the real ``__init__`` and reuses the
 modules loaded here. If anything in that fails, the plain import is used instead.
 """
+import functools
 import importlib
 import importlib.util
 import sys
@@ -56,26 +57,21 @@ class _DetectFunctions:
         self.detection_visualize = visual.detection_visualize
 
 
-_detect = None
-
-
 def detect_module():
-    """imgutils' face and head detectors and its visualiser, imported light."""
-    global _detect
-    if _detect is not None:
-        return _detect
+    """imgutils' face and head detectors and its visualiser, imported light (once)."""
     with _lock:
-        if _detect is None:
-            try:
-                if 'imgutils.generic' in sys.modules or 'imgutils.detect' in sys.modules:
-                    raise ImportError('already imported the usual way')
-                with _bare_packages('imgutils.preprocess', 'imgutils.generic', 'imgutils.detect'):
-                    yolo = importlib.import_module('imgutils.generic.yolo')
-                    sys.modules['imgutils.generic'].yolo_predict = yolo.yolo_predict
-                    modules = [importlib.import_module(f'imgutils.detect.{name}')
-                               for name in ('face', 'head', 'visual')]
-            except Exception:
-                modules = [importlib.import_module(f'imgutils.detect.{name}')
-                           for name in ('face', 'head', 'visual')]
-            _detect = _DetectFunctions(*modules)
-    return _detect
+        return _detect_functions()
+
+
+@functools.lru_cache(maxsize=None)
+def _detect_functions() -> _DetectFunctions:
+    try:
+        if 'imgutils.generic' in sys.modules or 'imgutils.detect' in sys.modules:
+            raise ImportError('already imported the usual way')
+        with _bare_packages('imgutils.preprocess', 'imgutils.generic', 'imgutils.detect'):
+            yolo = importlib.import_module('imgutils.generic.yolo')
+            sys.modules['imgutils.generic'].yolo_predict = yolo.yolo_predict
+            modules = [importlib.import_module(f'imgutils.detect.{name}') for name in ('face', 'head', 'visual')]
+    except Exception:
+        modules = [importlib.import_module(f'imgutils.detect.{name}') for name in ('face', 'head', 'visual')]
+    return _DetectFunctions(*modules)

@@ -6,6 +6,7 @@ message alone is enough to fix the problem. Each derives from a builtin as well,
 """
 
 __all__ = [
+    'install_hint',
     'FaceQualityError',
     'UnknownModelError',
     'ModelNotAvailableError',
@@ -20,6 +21,15 @@ __all__ = [
     'InputNotFoundError',
     'OutputError',
 ]
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra, from PyPI or from a clone of the source.
+
+    >>> install_hint('torch')
+    "pip install 'imgutils-facequal[torch]' (in a clone of the source: pip install '.[torch]')"
+    """
+    return f"pip install 'imgutils-facequal[{extra}]' (in a clone of the source: pip install '.[{extra}]')"
 
 
 class FaceQualityError(Exception):

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .backends import DEFAULT_BACKEND, load_face_quality_model, top_class
-from .errors import BackendNotAvailableError, ImageLoadError
+from .errors import BackendNotAvailableError, ImageLoadError, install_hint
 from .geometry import box_area, random_margin_crop_box
 from .images import load_rgb_image
 from .models import DEFAULT_MODEL
@@ -165,7 +165,7 @@ def read_hf_dataset(path_or_name: str, split: str = 'test', image_column: str = 
         import datasets
     except ImportError as err:
         raise BackendNotAvailableError(
-            "Reading a Hugging Face data set needs the datasets package: pip install 'imgutils-facequal[eval]'"
+            f"Reading a Hugging Face data set needs the datasets package: {install_hint('eval')}"
         ) from err
     if os.path.isdir(path_or_name) and os.path.exists(os.path.join(path_or_name, 'dataset_info.json')):
         dataset = datasets.load_from_disk(path_or_name)
@@ -352,8 +352,8 @@ def _largest_head(image, head_detector: str):
 
 def evaluate_crop_robustness(dataset: Sequence[LabelledImage], models: Sequence[str] = (DEFAULT_MODEL,),
                              settings: Sequence[CropSetting] = DEFAULT_SETTINGS, seed: int = 0,
-                             batch_size: Optional[int] = None, limit: Optional[int] = None, backend: str = DEFAULT_BACKEND,
-                             device: Optional[str] = None, head_detector: str = 'head',
+                             batch_size: Optional[int] = None, limit: Optional[int] = None,
+                             backend: str = DEFAULT_BACKEND, device: Optional[str] = None, head_detector: str = 'head',
                              progress: Optional[bool] = None) -> CropRobustnessReport:
     """Run the card's crop-robustness protocol (see the module docs) on labelled images.
 

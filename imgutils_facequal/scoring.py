@@ -19,7 +19,6 @@ the head detector alone and derives each face box from its head box, one detecto
 image instead of two. ``head_detector_options`` (``level``, ``infer_size``...) make the head
 detector itself cheaper. Each changes the boxes: see the performance page for how much.
 """
-import functools
 import warnings
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -306,7 +305,6 @@ class FaceQualityDetector:
         return face_results(locations, [scores[index] for index in face_input])
 
 
-@functools.lru_cache(maxsize=64)
 def load_face_quality_detector(model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
                                backend: str = DEFAULT_BACKEND, device: Optional[str] = None, precision: str = 'fp32',
                                detector: str = 'face', crop: Optional[str] = None, margin: float = DEFAULT_MARGIN,
@@ -316,7 +314,8 @@ def load_face_quality_detector(model_name: str = DEFAULT_MODEL, revision: Option
                                head_localisation: str = 'paired', head_level: Optional[str] = None,
                                head_version: Optional[str] = None,
                                head_infer_size: Optional[int] = None) -> FaceQualityDetector:
-    """A `FaceQualityDetector` from plain settings, its classifier loaded (both cached).
+    """A `FaceQualityDetector` from plain settings, its classifier loaded (and cached: the detector itself
+    is cheap to build, and a forked child gets a classifier of its own).
 
     The classifier's options are those of `imgutils_facequal.load_face_quality_model`;
     ``conf_threshold``, ``iou_threshold``, ``level``, ``version`` and ``detector_model_name``

@@ -160,7 +160,6 @@ def test_exif_orientation_is_applied(tmp_path, orientation):
 # 8. NaN probabilities: refused at load, and an error for the image they come from
 def nan_for_pure_red_onnx() -> bytes:
     """The colour classifier's logits divided by (1 - red), so a pure red image gives infinities."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from tests.support.fake_hub import COLOUR_WEIGHTS
     weights = np.array([COLOUR_WEIGHTS[name] for name in QUALITY_CLASSES], dtype=np.float32).T * 3
@@ -507,3 +506,62 @@ def test_a_first_load_says_it_rewrites_the_graph(timm_repos, frames, tmp_path):
     quiet = subprocess.run([SCRIPT, 'score', str(frames), '--model', timm_repos['caformer'], '-q'],
                            capture_output=True, text=True, env=env, timeout=300)
     assert quiet.returncode == 0 and quiet.stderr == ''
+
+
+# 26. eval-crops --out draws its plot only where matplotlib is, and says so where it is not
+def test_eval_crops_out_with_or_without_matplotlib(tmp_path):
+    import importlib.util
+    from tests.support.synthetic_eval import CONTENT_REPO, write_synthetic_set
+    write_synthetic_set(str(tmp_path / 'set'), per_class=2)
+    out = tmp_path / 'report'
+    result = run('eval-crops', '--images', tmp_path / 'set', '--labels', tmp_path / 'set' / 'labels.csv',
+                 '--model', CONTENT_REPO, '--out', out, check_code=0)
+    assert (out / 'report.md').exists() and (out / 'report.json').exists()
+    if importlib.util.find_spec('matplotlib') is None:  # a plain `pip install .`, as CI's second run has it
+        assert not (out / 'macro_f1.png').exists() and 'not drawn: macro_f1.png needs matplotlib' in result.stderr
+    else:
+        assert (out / 'macro_f1.png').stat().st_size > 0 and 'not drawn' not in result.stderr
+
+
+# 11. a cached rewrite that was altered or cut short is made again from the original
+def same_scores(first, second) -> bool:
+    return len(first) == len(second) and max(abs(a[name] - b[name]) for a, b in zip(first, second) for name in a) < 1e-6
+
+
+def test_a_damaged_cached_rewrite_is_made_again(timm_repos, tmp_path, monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+    from imgutils_facequal.graphs import cache as graph_cache
+    from tests.support.models import forget_loaded_models
+    monkeypatch.setenv('IMGUTILS_FACEQUAL_HOME', str(tmp_path))
+    forget_loaded_models()
+    repo = timm_repos['caformer']
+    model = load_face_quality_model(repo)
+    rewritten, record = model.run_path, os.path.join(os.path.dirname(model.run_path), 'rewrite.json')
+    images = [solid_image(colour, size=(64, 64)) for colour in CLASS_COLOURS.values()]
+    expected = model.scores(images)
+
+    graph = onnx.load(rewritten)  # weights scaled: still a valid graph, with other answers
+    for tensor in graph.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT and len(tensor.dims) == 2:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 3, tensor.name))
+    onnx.save(graph, rewritten)
+    assert graph_cache.cached_graph(model.onnx_path) is None  # its digest no longer matches
+    forget_loaded_models()
+    again = load_face_quality_model(repo)
+    assert again.run_path == rewritten and same_scores(again.scores(images), expected)
+
+    with open(rewritten, 'r+b') as file:  # cut short
+        file.truncate(os.path.getsize(rewritten) // 2)
+    forget_loaded_models()
+    assert same_scores(load_face_quality_model(repo).scores(images), expected)
+
+    with open(record, 'r+b') as file:  # its record cut short: made again once, then cached again
+        file.truncate(10)
+    forget_loaded_models()
+    load_face_quality_model(repo)
+    calls = []
+    monkeypatch.setattr(graph_cache, 'rewrite_onnx_graph', lambda *args: calls.append(args) or (_ for _ in ()).throw(
+        AssertionError('rewrote again')))
+    forget_loaded_models()
+    assert load_face_quality_model(repo).run_path == rewritten and calls == []

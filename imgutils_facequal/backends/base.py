@@ -195,14 +195,27 @@ _opening = threading.Lock()  # one load at a time: two threads asking for one mo
 
 
 @functools.lru_cache(maxsize=None)
-def _open_once(backend_class, source: ModelSource, device: str, precision: str) -> FaceQualityClassifier:
+def _open_once(backend_class, source: ModelSource, device: str, precision: str, process: int) -> FaceQualityClassifier:
     return backend_class(source, device, precision)
 
 
 def open_classifier(backend_class, source: ModelSource, device: str, precision: str) -> FaceQualityClassifier:
-    """The cached classifier of ``backend_class`` for a source, a device key and a precision."""
+    """The cached classifier of ``backend_class`` for a source, a device key and a precision.
+
+    Cached per process: a forked child loads its own, and the parent's stay untouched (freeing
+    them in the child would wait forever on the thread pools of their sessions, which the
+    child does not have).
+    """
     with _opening:
-        return _open_once(backend_class, source, device, precision)
+        return _open_once(backend_class, source, device, precision, os.getpid())
 
 
 open_classifier.cache_clear = _open_once.cache_clear
+
+
+def _new_lock_after_fork() -> None:
+    global _opening
+    _opening = threading.Lock()  # a lock a thread of the parent held would never be released in the child
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)

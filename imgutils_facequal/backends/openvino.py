@@ -22,7 +22,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING, Dict, Optional
 
-from ..errors import BackendNotAvailableError, ModelNotAvailableError
+from ..errors import BackendNotAvailableError, ModelNotAvailableError, install_hint
 from ..graphs.cache import choose_graph
 from ..graphs.check import check_images
 from ..hub import fetch_model_file
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # annotations only: numpy is imported on first use
 
 __all__ = ['FaceQualityOpenVINOModel', 'require_openvino_extra', 'products_in_bf16', 'BF16_PRODUCTS']
 
-_OPENVINO_EXTRA = "pip install 'imgutils-facequal[openvino]'"
+_OPENVINO_EXTRA = install_hint('openvino')
 _OPENVINO_FOR_FUSED_OPERATORS = '2026.3'  # com.microsoft.MultiHeadAttention, in the package's exports
 #: The products ``precision='bf16'`` runs in bf16: those of the blocks of stages 0 and 1
 #: (timm's MetaFormer node names), the only part whose bf16 kept to the agreement bar.

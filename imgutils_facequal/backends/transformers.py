@@ -16,7 +16,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
-from ..errors import BackendNotAvailableError, ModelNotAvailableError
+from ..errors import BackendNotAvailableError, ModelNotAvailableError, install_hint
 from ..models import ModelSource
 from .base import FaceQualityClassifier
 
@@ -30,7 +30,7 @@ logger = logging.getLogger('imgutils_facequal')
 
 _BLOCK_NAME = re.compile(r'(^|\.)blocks\.\d+$')
 
-TORCH_EXTRA = "pip install 'imgutils-facequal[torch]'"
+TORCH_EXTRA = install_hint('torch')
 
 
 def require_torch_extra(purpose: str = 'The transformers backend'):

@@ -1,17 +1,19 @@
 """What every command shares: the scoring options, progress and summary, and the exit codes."""
 import functools
+import logging
 import os
 import sys
 import time
+import warnings
 from collections import Counter
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import click
 
 from ..backends import BACKENDS, DEFAULT_BACKEND, PRECISIONS
 from ..curate import output_stem, write_new_file
 from ..detect import visualize_face_quality
-from ..errors import FaceQualityError
+from ..errors import FaceQualityError, InputNotFoundError
 from ..models import DEFAULT_MODEL
 from ..pipeline import score_images_with
 from ..scoring import CROP_MODES, DEFAULT_MARGIN, load_face_quality_detector
@@ -25,9 +27,10 @@ def fail(message: str, code: int = EXIT_UNAVAILABLE):
 
 
 def exit_codes(*usage_errors):
-    """Map what a command raises to the documented exit codes: the package's own errors (a model,
-    backend or plugin that cannot be had) to 3; ``FileExistsError``, ``ValueError`` (options that
-    do not go together) and ``usage_errors`` to 2."""
+    """Map what a command raises to the documented exit codes: an input that does not exist, a
+    ``FileExistsError``, a ``ValueError`` (options that do not go together) and ``usage_errors`` to 2;
+    the package's own errors (a model, backend, plugin or output that cannot be had) to 3; Ctrl-C
+    (while models load, say) to 130."""
     usage = (FileExistsError, ValueError, *usage_errors)
 
     def decorate(command):
@@ -35,10 +38,14 @@ def exit_codes(*usage_errors):
         def run(*args, **kwargs):
             try:
                 return command(*args, **kwargs)
+            except InputNotFoundError as err:
+                fail(str(err), EXIT_USAGE)
             except FaceQualityError as err:
                 fail(str(err))
             except usage as err:
                 fail(str(err), EXIT_USAGE)
+            except KeyboardInterrupt:
+                fail('interrupted.', EXIT_INTERRUPTED)
         return run
     return decorate
 
@@ -80,7 +87,8 @@ def scoring_options(function):
         click.option('--workers', type=click.IntRange(min=1), default=None,
                      help='Threads decoding, cropping and preprocessing ahead of the classifier '
                           '(default: 2 on CPU, 8 on GPU).'),
-        click.option('--quiet', '-q', is_flag=True, help='No progress bar and no summary.'),
+        click.option('--quiet', '-q', is_flag=True, callback=_quiet,
+                     help='No progress, no status lines and no summary (lines about failed files still show).'),
     ]
     for option in reversed(options):
         function = option(function)
@@ -99,19 +107,60 @@ def scoring(kwargs) -> dict:
     return dict(faces=faces, batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
 
 
-class Progress:
-    """A progress bar on a terminal (images/s, faces found), then a summary on stderr."""
+def show_status_on_stderr() -> None:
+    """The package's status lines (``logging`` at INFO, such as a first load's graph rewrite) and Python's
+    warnings on stderr, one line each, without the source lines Python would print."""
+    logger = logging.getLogger('imgutils_facequal')
+    if not any(getattr(handler, 'imgutils_facequal', False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter('imgutils-facequal: %(message)s'))
+        handler.imgutils_facequal = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    warnings.formatwarning = lambda message, category, *_, **__: f'Warning: {message}\n'
 
-    def __init__(self, total: int, quiet: bool, done_before: int = 0):
+
+def _quiet(context, parameter, quiet: bool) -> bool:
+    if quiet:  # status lines off; warnings and errors still show
+        logging.getLogger('imgutils_facequal').setLevel(logging.WARNING)
+    return quiet
+
+
+def warn_about_device(classifier, device: Optional[str]) -> None:
+    """One line when a GPU was asked for and the model runs on the CPU."""
+    if device and device.startswith('cuda') and not classifier.runs_on_gpu:
+        hint = ('onnxruntime has no CUDA provider here: pip install onnxruntime-gpu' if classifier.backend == 'onnx'
+                else 'torch sees no GPU' if classifier.backend == 'transformers' else 'it runs on the CPU only')
+        click.echo(f'Warning: --device {device} was asked for, but the model runs on the CPU ({hint}).', err=True)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f'{count} {noun}{"" if count == 1 else "s"}'
+
+
+class Progress:
+    """Progress on stderr, then a summary: a bar on a terminal; with no terminal (nohup, Slurm), a log
+    line every ``log_interval`` seconds (images done, rate, time left). ``-q`` shows neither, nor the
+    summary; lines about failed files are printed all the same."""
+
+    def __init__(self, total: int, quiet: bool, done_before: int = 0, classes: Sequence[str] = (),
+                 log_interval: float = 30.0, bar: bool = True):
         self.quiet = quiet
+        self.total = total
         self.started = time.perf_counter()
         self.images = 0
         self.faces = 0
         self.failed: List[str] = []
         self.labels: Counter = Counter()
+        self.qualities: List[float] = []
+        self.classes = list(classes)
         self.done_before = done_before
+        self.retried = 0
+        self.log_interval = log_interval
+        self._logged = self.started
         self.bar = None
-        if not quiet and sys.stderr.isatty():
+        if not quiet and bar and sys.stderr.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=total, unit='img', dynamic_ncols=True, file=sys.stderr)
 
@@ -119,11 +168,29 @@ class Progress:
         self.images += 1
         self.faces += len(result.faces)
         self.labels.update(face.label for face in result.faces)
+        self.qualities.extend(face.quality for face in result.faces)
         if result.error is not None:
             self.failed.append(result.image.path)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(faces=self.faces, failed=len(self.failed), refresh=False)
+        elif not self.quiet and not sys.stderr.isatty():
+            now = time.perf_counter()
+            if now - self._logged >= self.log_interval:
+                self._logged = now
+                rate = self.images / (now - self.started)
+                left = (self.total - self.images) / rate if rate > 0 else float('inf')
+                click.echo(f'progress: {self.images}/{self.total} images, {rate:.2f} images/s, '
+                           f'{self.faces} faces, {len(self.failed)} failed, about {left / 60:.1f} min left', err=True)
+
+    def _quality_line(self) -> str:
+        if not self.qualities:
+            return '  quality: no faces'
+        import statistics
+        ordered = sorted(self.qualities)
+        quartiles = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
+        return (f'  quality: mean {statistics.fmean(ordered):.3f}, quartiles {quartiles[0]:.3f} / '
+                f'{quartiles[1]:.3f} / {quartiles[2]:.3f}')
 
     def summary(self, interrupted: bool = False) -> None:
         if self.bar is not None:
@@ -132,11 +199,15 @@ class Progress:
             return
         seconds = time.perf_counter() - self.started
         rate = self.images / seconds if seconds > 0 else 0.0
+        classes = self.classes + sorted(set(self.labels) - set(self.classes))
+        skipped = (f'; {plural(self.done_before, "image")} skipped, already in the output' if self.done_before
+                   else '')
         lines = [
-            f'{"Interrupted" if interrupted else "Done"}: {self.images} images in {seconds:.1f} s '
-            f'({rate:.1f} images/s), {self.faces} faces'
-            + (f'; {self.done_before} images skipped, already in the output' if self.done_before else ''),
-            '  faces per class: ' + (', '.join(f'{k} {v}' for k, v in sorted(self.labels.items())) or 'none'),
+            f'{"Interrupted" if interrupted else "Done"}: {plural(self.images, "image")} in {seconds:.1f} s '
+            f'({rate:.1f} images/s), {plural(self.faces, "face")}{skipped}'
+            + (f'; {plural(self.retried, "image")} that failed before scored again' if self.retried else ''),
+            '  faces per class: ' + (', '.join(f'{name} {self.labels[name]}' for name in classes) or 'none'),
+            self._quality_line(),
             f'  failed: {len(self.failed)}' + (''.join(f'\n    {path}' for path in self.failed[:20])
                                                 + (f'\n    ... and {len(self.failed) - 20} more'
                                                    if len(self.failed) > 20 else '') if self.failed else ''),

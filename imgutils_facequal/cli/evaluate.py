@@ -3,7 +3,7 @@
 import click
 
 from ..backends import BACKENDS, DEFAULT_BACKEND
-from ..errors import ImageLoadError
+from ..errors import ImageLoadError, install_hint
 from ..evaluate import (DEFAULT_SETTINGS, can_plot, evaluate_crop_robustness, parse_settings, read_hf_dataset,
                         read_labelled_folder)
 from ..models import DEFAULT_MODEL
@@ -71,4 +71,4 @@ def eval_crops(images_dir, labels_path, dataset, split, dataset_revision, models
         for path in report.save(out_dir).values():
             click.echo(f'wrote {path}', err=True)
         if not can_plot():
-            click.echo("not drawn: macro_f1.png needs matplotlib: pip install 'imgutils-facequal[eval]'", err=True)
+            click.echo(f'not drawn: macro_f1.png needs matplotlib: {install_hint("eval")}', err=True)

@@ -24,7 +24,7 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from ..errors import OutputError
+from ..errors import OutputError, install_hint
 from ..pipeline import ImageResult
 from ..rows import (PER_IMAGE_COLUMNS, complete_images, flat_columns, flat_row, nested_row, per_image_row,
                     per_image_rows, per_image_schema, result_rows, rows_table)
@@ -346,7 +346,7 @@ def open_output(path: Optional[str], fmt: str) -> ScoreOutput:
         try:
             import pyarrow  # noqa: F401
         except ImportError as err:
-            raise ValueError("--format parquet needs pyarrow: pip install 'imgutils-facequal[parquet]'") from err
+            raise ValueError(f'--format parquet needs pyarrow: {install_hint("parquet")}') from err
     return ScoreOutput(path, fmt)
 
 

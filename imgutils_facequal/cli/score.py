@@ -1,22 +1,56 @@
-"""``imgutils-facequal score``: one row per face, resumable."""
-import os
+"""``imgutils-facequal score``: one row per face (or per image), resumable, in JSON Lines, CSV or Parquet."""
 import sys
 
 import click
 
-from ..pipeline import find_images
-from .common import Progress, exit_codes, finish, run_pipeline, save_visualization, scoring, scoring_options
-from .records import ResultWriter, completed_images
+from ..pipeline import find_images, shard_images
+from ..rows import FORMATS, format_for, provenance
+from .common import (Progress, exit_codes, finish, run_pipeline, save_visualization, scoring, scoring_options,
+                     warn_about_device)
+from .records import open_output
+
+
+def _read_file_list(source) -> list:
+    """The paths of a --files-from file (``-``: standard input), one a line; blank lines and ``#`` lines skipped."""
+    if source is None:
+        return []
+    stream = sys.stdin if source == '-' else open(source, 'r', encoding='utf-8', errors='surrogateescape')
+    try:
+        return [line.rstrip('\n') for line in stream if line.strip() and not line.startswith('#')]
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _shard(text):
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split('/'))
+    except ValueError:
+        raise click.BadParameter(f'{text!r}: give I/N, such as 1/4 (the first of four shares).') from None
+    if not 1 <= index <= count:
+        raise click.BadParameter(f'{text!r}: I runs from 1 to N.')
+    return index, count
 
 
 @click.command()
-@click.argument('paths', nargs=-1, required=True)
+@click.argument('paths', nargs=-1)
 @click.option('--output', '-o', type=click.Path(), default=None,
-              help='Output file; rerunning with the same file skips images already in it. Default: stdout.')
-@click.option('--format', 'fmt', type=click.Choice(['jsonl', 'csv']), default=None,
-              help='Output format (default: from the output file name, else jsonl).')
+              help='Output file; rerunning with the same file resumes it (images that failed are tried again). '
+                   'Default: stdout.')
+@click.option('--format', 'fmt', type=click.Choice(FORMATS), default=None,
+              help='Output format (default: from the output file name, else jsonl). parquet needs the parquet extra.')
+@click.option('--per-image', is_flag=True,
+              help='One row per image (faces, best, worst and mean quality) instead of one per face.')
+@click.option('--files-from', type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help='Also take the inputs from this file, one path a line (- for standard input).')
+@click.option('--shard', callback=lambda _, __, value: _shard(value), default=None, metavar='I/N',
+              help='Score only the I-th of N stable shares of the inputs (1 <= I <= N), for N jobs side by side.')
 @click.option('--visualize', type=click.Path(file_okay=False), default=None,
               help='Also write each image with its faces boxed and labelled to this folder.')
+@click.option('--log-interval', type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help='With no terminal (nohup, Slurm), a progress line on stderr every this many seconds.')
 @click.option('--ray', 'ray_address', is_flag=False, flag_value='local', default=None, metavar='[auto|ADDRESS]',
               help='Score on Ray Data: alone, a cluster on this machine (or RAY_ADDRESS); auto or an address, that '
                    'cluster. Writes Parquet shards to the --output folder; a rerun resumes. Needs the ray extra.')
@@ -26,38 +60,55 @@ from .records import ResultWriter, completed_images
               help='With --ray: GPUs per actor (0.5: two actors share a card).')
 @scoring_options
 @exit_codes()
-def score(paths, output, fmt, visualize, quiet, ray_address, actors, gpus_per_actor, **kwargs):
-    """Score every face of every image: one row per face, one per image without a face.
+def score(paths, output, fmt, per_image, files_from, shard, visualize, log_interval, quiet, ray_address, actors,
+          gpus_per_actor, **kwargs):
+    """Score every face of every image: one row per face, one per image without a face, one per unreadable file.
 
-    PATHS are files, folders (searched recursively for images) and globs.
+    PATHS are files, folders (searched recursively for images) and globs. An output file
+    gets a record of what produced it (<output>.meta.json); a rerun with other settings is
+    refused. Exit codes: 0 all scored, 1 some files failed (see their error rows), 2 a usage
+    problem, 3 a model or the output cannot be had, 130 interrupted (rerun to resume). With
+    -q, lines about failed files still go to stderr.
     """
+    paths = list(paths) + _read_file_list(files_from)
     if ray_address is not None:
-        if visualize or fmt not in (None, 'parquet'):
-            raise click.UsageError('--ray writes Parquet rows per face; it does not go with --visualize or '
-                                   '--format jsonl/csv.')
+        if per_image or shard or visualize or fmt not in (None, 'parquet'):
+            raise click.UsageError('--ray writes Parquet rows per face; it does not go with --per-image, --shard, '
+                                   '--visualize or --format jsonl/csv.')
         from .ray_score import score_on_ray
-        return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, None, kwargs)
-    if output and os.path.isdir(output):
-        raise click.UsageError(f'{output!r} is a folder: give a file name as --output (a folder is for --ray).')
-    fmt = fmt or ('csv' if output and output.lower().endswith('.csv') else 'jsonl')
+        return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, log_interval, kwargs)
+    if not paths:
+        raise click.UsageError('Give PATHS, or --files-from.')
+    fmt = format_for(output, fmt)
     images = find_images(paths)
-    done = completed_images(output, fmt) if output else set()
-    todo = [item for item in images if item.path not in done]
-    options = scoring(kwargs)  # the model loads before any image, so one that cannot be had fails fast
-    classes = options['faces'].classifier.classes
-    progress = Progress(len(todo), quiet, done_before=len(images) - len(todo))
-    stream = open(output, 'a', encoding='utf-8', newline='') if output else sys.stdout
-    interrupted = False
+    if shard is not None:
+        images = shard_images(images, *shard)
+    if not images:
+        click.echo(f'Warning: no images found in {", ".join(map(repr, paths))}'
+                   + (f' for shard {shard[0]}/{shard[1]}' if shard else '')
+                   + ' (image files end in .png, .jpg, .webp...).', err=True)
+    out = open_output(output, fmt)  # checked and locked before the model loads
+    device = kwargs.get('device')
     try:
-        writer = ResultWriter(stream, fmt, classes, write_header=not output or stream.tell() == 0)
-        for result in run_pipeline(todo, options, keep_images=bool(visualize)):
-            writer.write(result)
-            if visualize and result.error is None:
-                save_visualization(result, visualize)
-            progress.update(result)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if output:
-            stream.close()
+        options = scoring(kwargs)  # the model loads before any image, so one that cannot be had fails fast
+        faces = options['faces']
+        warn_about_device(faces.classifier, device)
+        out.start(faces.classifier.classes, provenance(faces), per_image)
+        todo = [item for item in images if item.path not in out.done]
+        progress = Progress(len(todo), quiet, done_before=len(images) - len(todo), classes=faces.classifier.classes,
+                            log_interval=log_interval, bar=not (output is None and sys.stdout.isatty()))
+        progress.retried = len(out.retried & {item.path for item in todo})
+        interrupted = False
+        try:
+            for result in run_pipeline(todo, options, keep_images=bool(visualize)):
+                out.write(result)
+                if visualize and result.error is None:
+                    save_visualization(result, visualize)
+                progress.update(result)
+        except KeyboardInterrupt:
+            interrupted = True
+        out.close(finished=not interrupted)
+    except BaseException:
+        out.close(finished=False)
+        raise
     finish(progress, interrupted)

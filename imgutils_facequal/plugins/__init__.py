@@ -6,6 +6,7 @@ entry-point group. The environment variable ``IMGUTILS_FACEQUAL_PLUGINS`` restri
 unset, every installed plugin loads; set, only the comma-separated distributions it names
 load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none).
 """
+import functools
 import importlib
 import math
 import os
@@ -103,9 +104,7 @@ def _checked_detections(detector: 'Registered', detections) -> list:
     return list(detections)
 
 
-_lock = threading.RLock()
-_manager = None
-_registries: Dict[str, Dict[str, Registered]] = {}
+_lock = threading.RLock()  # one manager and one registry each, however many threads ask at once
 
 
 def _installed_entry_points():
@@ -148,17 +147,18 @@ def _load_external_plugins(manager: pluggy.PluginManager) -> None:
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """The project's plugin manager, with built-in and external plugins loaded (once)."""
-    global _manager
-    if _manager is None:
-        with _lock:
-            if _manager is None:
-                manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
-                manager.add_hookspecs(hookspecs)
-                for module_name in DEFAULT_PLUGINS:
-                    manager.register(importlib.import_module(module_name), name=module_name)
-                _load_external_plugins(manager)
-                _manager = manager
-    return _manager
+    with _lock:
+        return _plugin_manager()
+
+
+@functools.lru_cache(maxsize=None)
+def _plugin_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    manager.add_hookspecs(hookspecs)
+    for module_name in DEFAULT_PLUGINS:
+        manager.register(importlib.import_module(module_name), name=module_name)
+    _load_external_plugins(manager)
+    return manager
 
 
 def _collect(hook_name: str) -> Dict[str, Registered]:
@@ -182,13 +182,13 @@ def _collect(hook_name: str) -> Dict[str, Registered]:
 
 
 def _registry(hook_name: str) -> Dict[str, Registered]:
-    registry = _registries.get(hook_name)
-    if registry is None:
-        with _lock:
-            registry = _registries.get(hook_name)
-            if registry is None:
-                registry = _registries[hook_name] = _collect(hook_name)
-    return registry
+    with _lock:
+        return _collected(hook_name)
+
+
+@functools.lru_cache(maxsize=None)
+def _collected(hook_name: str) -> Dict[str, Registered]:
+    return _collect(hook_name)
 
 
 def get_detectors() -> Dict[str, Registered]:
@@ -264,11 +264,11 @@ def register_plugin(plugin: Any, name: Optional[str] = None) -> None:
     """
     with _lock:
         get_plugin_manager().register(plugin, name=name)
-        _registries.clear()
+        _collected.cache_clear()
 
 
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered by `register_plugin` (or any plugin, by name)."""
     with _lock:
         get_plugin_manager().unregister(name=name)
-        _registries.clear()
+        _collected.cache_clear()

@@ -5,9 +5,7 @@ from typing import List
 def forget_loaded_models() -> None:
     """Empty the package's caches of loaded classifiers and detectors, as a new process has them."""
     from imgutils_facequal.backends.base import open_classifier
-    from imgutils_facequal.scoring import load_face_quality_detector
     open_classifier.cache_clear()
-    load_face_quality_detector.cache_clear()
 
 
 def count_forward_passes(model, monkeypatch) -> List[int]:

@@ -131,8 +131,17 @@ class YoloSession:
         return detections
 
 
-@functools.lru_cache(maxsize=16)
 def yolo_session(repo_id: str, model_name: str, default_threshold: float = 0.25) -> YoloSession:
-    """The shared `YoloSession` of ``{model_name}/model.onnx`` in hub repo ``repo_id`` (downloaded once)."""
+    """The shared `YoloSession` of ``{model_name}/model.onnx`` in hub repo ``repo_id`` (downloaded once).
+
+    Shared per process: a forked child opens its own (the parent's sessions need thread pools
+    the child does not have).
+    """
+    return _yolo_session(repo_id, model_name, default_threshold, os.getpid())
+
+
+@functools.lru_cache(maxsize=16)
+def _yolo_session(repo_id: str, model_name: str, default_threshold: float, process: int) -> YoloSession:
     from huggingface_hub import hf_hub_download
     return YoloSession(hf_hub_download(repo_id, f'{model_name}/model.onnx'), default_threshold)
+
