@@ -22,7 +22,7 @@ from imgutils_facequal.ray import (
     ACTOR_KEY, FaceQualityScorer, check_cpu_headroom, completed_ids, read_hf_parquet, read_image_folder,
     read_image_webdataset, score_dataset,
 )
-from imgutils_facequal.rows import PROVENANCE_KEY, read_provenance, read_rows, result_rows
+from imgutils_facequal.rows import PROVENANCE_KEY, nested_row, read_provenance, read_rows, result_rows
 from tests.support.fake_hub import CLASS_COLOURS, draw_scene, solid_image
 
 pytestmark = pytest.mark.timeout(240)
@@ -64,9 +64,7 @@ def frames(tmp_path):
 
 def rows_of(dataset):
     """Every row of a dataset of the output schema, nested as `result_rows` gives them."""
-    from imgutils_facequal.rows import nested_row
-    table = dataset.to_arrow_refs()
-    tables = ray.get(table)
+    tables = ray.get(dataset.to_arrow_refs())
     if not tables:
         return []
     flat = pa.concat_tables(tables).to_pylist()
@@ -153,7 +151,8 @@ def test_schema_is_one_for_error_and_no_face_batches_and_parquet_round_trips(clu
 
 def actors_of(dataset):
     """The actor record of every block a dataset's scorers returned."""
-    return [actor for table in ray.get(dataset.to_arrow_refs()) for actor in json.loads(table.schema.metadata[ACTOR_KEY])]
+    return [actor for table in ray.get(dataset.to_arrow_refs())
+            for actor in json.loads(table.schema.metadata[ACTOR_KEY])]
 
 
 def test_the_model_loads_once_per_actor(cluster, frames):

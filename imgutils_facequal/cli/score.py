@@ -71,14 +71,14 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
     -q, lines about failed files still go to stderr.
     """
     paths = list(paths) + _read_file_list(files_from)
+    if not paths:
+        raise click.UsageError('Give PATHS, or --files-from.')
     if ray_address is not None:
         if per_image or shard or visualize or fmt not in (None, 'parquet'):
             raise click.UsageError('--ray writes Parquet rows per face; it does not go with --per-image, --shard, '
                                    '--visualize or --format jsonl/csv.')
         from .ray_score import score_on_ray
         return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, log_interval, kwargs)
-    if not paths:
-        raise click.UsageError('Give PATHS, or --files-from.')
     fmt = format_for(output, fmt)
     images = find_images(paths)
     if shard is not None:
