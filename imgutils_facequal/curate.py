@@ -428,7 +428,8 @@ def _publish(temp: str, target: str) -> None:
 
 def _temp_beside(target: str) -> str:
     directory = os.path.dirname(target) or '.'
-    handle, temp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.', suffix='.partial', dir=directory)
+    # a name of its own, hidden, and short enough for any file name the target can have
+    handle, temp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)[:100]}.', suffix='.partial', dir=directory)
     os.close(handle)
     return temp
 
