@@ -454,8 +454,12 @@ def main():
             save()
         report['matmul_end'] = matmul_peak()
         save()
-    report.setdefault('matmul_end', report['matmul_start'])  # a run stopped early (--report-only)
-    report['rounds'] = max(len(runs) for runs in measured.values())
+    # a run stopped early (--report-only): the rounds every way completed, so all ways face the same minutes
+    report.setdefault('matmul_end', report['matmul_start'])
+    report['rounds'] = min(len(runs) for runs in measured.values())
+    measured = {kind: runs[:report['rounds']] for kind, runs in measured.items()}
+    stage_runs = {kind: runs[:report['rounds']] for kind, runs in stage_runs.items()}
+    report['load_before_each_way'] = {kind: [run.get('load_before') for run in runs] for kind, runs in measured.items()}
     peak = max(report['matmul_start']['peak_gflops'], report['matmul_end']['peak_gflops'])
     report['detector_gflops'] = gflops = detector_gflops()
     paths = {}
@@ -502,6 +506,8 @@ def markdown(report: dict) -> str:
              + ', '.join(f'{name} {version}' for name, version in report['versions'].items()) + '.',
              f"Detectors of the real cost (YOLOv8s at 640, random weights); caformer_s36 at 384, random weights. "
              f"{report['rounds']} rounds, each way in its own process, alternating; medians; ratios from this run. "
+             f"1-minute load average before each way: {min(l for v in report['load_before_each_way'].values() for l in v if l is not None):.1f} "
+             f"to {max(l for v in report['load_before_each_way'].values() for l in v if l is not None):.1f} on {info['cpus']} cores. "
              f"Timed frames: {report['images']['1']} with one face, {report['images']['4']} with four.", '',
              '| way | 1 face: faces/s | ÷ card | share of bound | 4 faces: faces/s | ÷ card | share of bound |',
              '|---|---|---|---|---|---|---|']
