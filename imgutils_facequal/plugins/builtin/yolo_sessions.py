@@ -145,3 +145,6 @@ def _yolo_session(repo_id: str, model_name: str, default_threshold: float, proce
     from huggingface_hub import hf_hub_download
     return YoloSession(hf_hub_download(repo_id, f'{model_name}/model.onnx'), default_threshold)
 
+
+yolo_session.cache_info, yolo_session.cache_clear = _yolo_session.cache_info, _yolo_session.cache_clear
+
