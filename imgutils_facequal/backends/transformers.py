@@ -138,7 +138,7 @@ class FaceQualityTransformersModel(FaceQualityClassifier):
             block = modules[name]
             block.forward = _in_bf16(block.forward, device_type)
             # autocast would cast these weights to bf16 on every call; cast once instead (the
-            # same values, and 8% faster on the benchmark's CPU)
+            # same values, and faster)
             for layer in block.modules():
                 if isinstance(layer, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
                     for parameter in (layer.weight, layer.bias):

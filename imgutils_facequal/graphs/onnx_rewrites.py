@@ -1,10 +1,10 @@
 """Exact rewrites of a published caformer ONNX graph, for onnxruntime and OpenVINO, without torch.
 
 The published ``model.onnx`` files are traced at opset 14, where a layer norm has no
-operator of its own and attention is written out head by head. onnxruntime runs such a
-graph about 1.1 x slower than the project's own export (`export_rewrites`), and the
-export needs torch. `rewrite_onnx_graph` gets most of the way there on the graph
-itself, by finding the patterns the torch exporter writes for timm's MetaFormer layers:
+operator of its own and attention is written out head by head, so onnxruntime runs it
+slower than the project's own export (`graphs.torch_rewrites`), which needs torch.
+`rewrite_onnx_graph` gets most of the way there on the graph itself, by finding the
+patterns the torch exporter writes for timm's MetaFormer layers:
 
 * ``fused_layer_norm``: ``ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul[, Add]``
   becomes one ``LayerNormalization``;
@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['rewrite_onnx_graph', 'ONNXRUNTIME_REWRITES', 'OPENVINO_REWRITES']
 
-#: What onnxruntime runs fastest (``channels_last_rows`` made it 6% slower on the benchmark's Xeon).
+#: What onnxruntime runs fastest (``channels_last_rows`` is for OpenVINO only: it slows onnxruntime down).
 ONNXRUNTIME_REWRITES = ('fused_layer_norm', 'channels_last_stages', 'fused_attention', 'folded_star_relu')
 #: What OpenVINO runs fastest: its own attention fusion and StarReLU kernels did as well or
 #: better than the fused forms, and without ``com.microsoft`` operators OpenVINO before
