@@ -21,7 +21,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .backends import DEFAULT_BACKEND, load_face_quality_model
 from .errors import DetectionError, ImageLoadError, InputNotFoundError, ModelOutputError
@@ -30,7 +30,7 @@ from .models import DEFAULT_MODEL
 from .scoring import DEFAULT_MARGIN, FaceQualityDetector, FaceQualityResult, face_results
 
 __all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'shard_images', 'score_images',
-           'score_images_with']
+           'score_images_with', 'in_detection_thread']
 
 #: File extensions picked up when walking folders (files named explicitly are always taken).
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.jfif', '.avif')
@@ -158,6 +158,12 @@ def _detection_thread() -> ThreadPoolExecutor:
 
 # a forked child has none of the parent's threads: it starts a detection thread of its own
 os.register_at_fork(after_in_child=_detection_thread.cache_clear)
+
+
+def in_detection_thread(function: Callable[[], Any]) -> Any:
+    """Run ``function`` in the thread the folder pipeline detects in, and return what it returns: a
+    detector warmed up there keeps its sessions for the runs that follow (imgutils keeps them per thread)."""
+    return _detection_thread().submit(function).result()
 
 
 def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,

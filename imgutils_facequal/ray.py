@@ -33,7 +33,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Set
 
 from .backends import DEFAULT_BACKEND
 from .models import DEFAULT_MODEL
-from .pipeline import IMAGE_EXTENSIONS, InputImage, _detection_thread, find_images, score_images_with
+from .pipeline import IMAGE_EXTENSIONS, InputImage, find_images, in_detection_thread, score_images_with
 from .plugins import detector_options, get_detector
 from .rows import PROVENANCE_KEY, provenance, result_rows, rows_table
 from .scoring import DEFAULT_MARGIN, load_face_quality_detector
@@ -150,7 +150,7 @@ class FaceQualityScorer:
                 get_detector(locator.head_detector)(image, **detector_options(
                     **getattr(locator, 'head_detector_options', {})))
 
-        _detection_thread().submit(detectors).result()  # imgutils opens its sessions per thread: this one
+        in_detection_thread(detectors)  # imgutils opens its sessions per thread: this one
         result, = score_images_with(self.faces, [InputImage('warm-up', data=_png(image))], batch_size=self.batch_size,
                                     workers=self.workers)
         if result.error is not None:

@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence
 import click
 
 from ..pipeline import ImageResult, InputImage, find_images
+from ..ray import ACTOR_KEY, check_cpu_headroom, completed_ids, read_image_folder, score_dataset
 from ..rows import PROVENANCE_KEY
 from .common import EXIT_UNAVAILABLE, Progress, fail, finish
 
@@ -77,7 +78,6 @@ class _ShardWriter:
     def flush(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
-        from ..ray import ACTOR_KEY
         if not self.blocks:
             return
         actors = []
@@ -99,7 +99,6 @@ class _ShardWriter:
 def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, actors: int, gpus_per_actor: float,
                  quiet: bool, log_interval: Optional[float], kwargs: dict) -> None:
     """Score ``paths`` on a Ray cluster into the folder ``output``; exits with the command's codes."""
-    from ..ray import check_cpu_headroom, completed_ids, read_image_folder, score_dataset
     if not output:
         raise click.UsageError('--ray writes Parquet shards to a folder: give it as --output (-o scores/).')
     if os.path.exists(output) and not os.path.isdir(output):

@@ -7,6 +7,7 @@ from ..pipeline import find_images, shard_images
 from ..rows import FORMATS, format_for, provenance
 from .common import (Progress, exit_codes, finish, run_pipeline, save_visualization, scoring, scoring_options,
                      warn_about_device)
+from .ray_score import score_on_ray
 from .records import open_output
 
 
@@ -77,7 +78,6 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         if per_image or shard or visualize or fmt not in (None, 'parquet'):
             raise click.UsageError('--ray writes Parquet rows per face; it does not go with --per-image, --shard, '
                                    '--visualize or --format jsonl/csv.')
-        from .ray_score import score_on_ray
         return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, log_interval, kwargs)
     fmt = format_for(output, fmt)
     images = find_images(paths)
