@@ -15,12 +15,12 @@ import html
 import io
 import json
 import os
-import tempfile
 import urllib.parse
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .atomic import replace_file
 from .curate import ThresholdTable, common_root, scored_images, table_of
 from .errors import ImageLoadError
 from .images import load_rgb_image
@@ -106,21 +106,9 @@ def _thumbnails(jobs: Dict[str, List[Tuple[str, Tuple[int, int, int, int]]]], si
                 continue
             for key, data in out.items():
                 if folder is not None:
-                    _write_atomic(os.path.join(folder, key), data)
+                    replace_file(os.path.join(folder, key), data)
                 written[key] = data
     return written, errors
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.partial',
-                                    dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, 'wb') as file:
-            file.write(data)
-        os.replace(temp, path)
-    finally:
-        if os.path.lexists(temp):
-            os.unlink(temp)
 
 
 def _check_folder(out_dir: str) -> None:
@@ -306,6 +294,6 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
             f'<p class="meta">Hover over a face for its row; click it for the source image.</p>'
             f'{"".join(sections)}</body></html>\n')
     index = os.path.join(out_dir, 'index.html')
-    _write_atomic(index, page.encode('utf-8', 'surrogateescape'))
+    replace_file(index, page.encode('utf-8', 'surrogateescape'))
     return {'page': index, 'shown': sum(len(items) for items in shown.values()), 'faces': len(faces),
             'unreadable': unreadable}

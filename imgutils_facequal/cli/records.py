@@ -24,6 +24,7 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+from ..atomic import replace_file
 from ..errors import OutputError, install_hint
 from ..pipeline import ImageResult
 from ..rows import (PER_IMAGE_COLUMNS, complete_images, flat_columns, flat_row, nested_row, per_image_row,
@@ -359,18 +360,7 @@ def _read_json(path: str) -> Optional[Dict]:
 
 
 def _write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    staging = f'{path}.{os.getpid()}.tmp'
     try:
-        with open(staging, 'w', encoding='utf-8', errors='surrogateescape', newline='') as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(staging, path)
+        replace_file(path, text, durable=True)
     except OSError as err:
-        try:
-            os.remove(staging)
-        except OSError:
-            pass
         raise OutputError(f'Cannot write {path!r}: {err.strerror or err}. Nothing in it was changed.') from err
-
