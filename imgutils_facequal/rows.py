@@ -264,6 +264,8 @@ def provenance(faces: FaceQualityDetector) -> Dict[str, Any]:
         'backend': classifier.backend, 'precision': classifier.precision, 'classes': list(classifier.classes),
         'detector': locator.detector, 'detector_options': dict(sorted(locator.detector_options.items())),
         'crop': locator.crop, 'margin': locator.margin, 'head_detector': locator.head_detector,
+        'head_localisation': locator.head_localisation,
+        'head_detector_options': dict(sorted(locator.head_detector_options.items())),
     }
 
 

@@ -279,3 +279,17 @@ def test_options_that_do_not_go_together_are_usage_errors(folder, tmp_path):
                     ['crop', root, '--out', tmp_path / 'crops']):
         result = run(*command, '--precision', 'bf16', '--backend', 'onnx', check_code=2)
         assert "precision='bf16' runs in torch or OpenVINO" in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_head_localisation_options_reach_the_detector(folder, tmp_path):
+    root, expected = folder
+    default, heads = tmp_path / 'default.jsonl', tmp_path / 'heads.jsonl'
+    run('score', root, '-o', default, check_code=0)
+    run('score', root, '-o', heads, '--head-localisation', 'heads', '--head-infer-size', '64', check_code=0)
+    meta = json.loads((tmp_path / 'heads.jsonl.meta.json').read_text())
+    assert meta['head_localisation'] == 'heads' and meta['head_detector_options'] == {'infer_size': 64}
+    faces = lambda path: {(row['image'], tuple(row['head_bbox'])) for row in read_jsonl(path) if row['faces']}  # noqa
+    shared = faces(heads) & faces(default)  # the same head boxes anchor the crops, found by the head detector alone
+    assert len(shared) >= len(faces(default)) // 2 and shared, (faces(heads), faces(default))
+    assert 'head_localisation' in run('score', root, '-o', default, '--head-localisation', 'heads',
+                                      check_code=2).stderr  # another setting than the output was written with

@@ -16,7 +16,7 @@ from ..detect import visualize_face_quality
 from ..errors import FaceQualityError, InputNotFoundError
 from ..models import DEFAULT_MODEL
 from ..pipeline import score_images_with
-from ..scoring import CROP_MODES, DEFAULT_MARGIN, load_face_quality_detector
+from ..scoring import CROP_MODES, DEFAULT_MARGIN, HEAD_LOCALISATIONS, load_face_quality_detector
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -82,6 +82,14 @@ def scoring_options(function):
         click.option('--iou-threshold', type=click.FloatRange(0, 1), default=None, help='Detector NMS IoU threshold.'),
         click.option('--detector-level', default=None, help="Detector model level, e.g. s or n (imgutils' level)."),
         click.option('--detector-version', default=None, help="Detector model version, e.g. v1.4 (imgutils' version)."),
+        click.option('--head-localisation', type=click.Choice(HEAD_LOCALISATIONS), default=HEAD_LOCALISATIONS[0],
+                     show_default=True,
+                     help='paired: the face detector, then the head detector; heads: the head detector alone, face '
+                          'boxes derived from heads (one detector pass per image; changes the boxes).'),
+        click.option('--head-level', default=None, help="Head detector model level, e.g. n (faster, coarser)."),
+        click.option('--head-infer-size', type=click.IntRange(min=32), default=None,
+                     help='Run the head detector at this square size, a multiple of 32 (e.g. 320: a quarter of '
+                          "the work of imgutils' 640; changes the boxes)."),
         click.option('--batch-size', type=click.IntRange(min=1), default=None,
                      help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
         click.option('--workers', type=click.IntRange(min=1), default=None,
@@ -95,15 +103,18 @@ def scoring_options(function):
     return function
 
 
+def detector_settings(kwargs) -> dict:
+    """The scoring options as keyword arguments of `load_face_quality_detector` (taken out of ``kwargs``)."""
+    names = {'detector_level': 'level', 'detector_version': 'version'}
+    keys = ('model_name', 'revision', 'backend', 'device', 'precision', 'detector', 'crop', 'margin', 'conf_threshold',
+            'iou_threshold', 'detector_level', 'detector_version', 'head_localisation', 'head_level',
+            'head_infer_size')
+    return {names.get(key, key): kwargs.pop(key) for key in keys}
+
+
 def scoring(kwargs) -> dict:
     """The loaded detect-then-score object of the scoring options, and the pipeline's own options."""
-    faces = load_face_quality_detector(
-        kwargs.pop('model_name'), revision=kwargs.pop('revision'), backend=kwargs.pop('backend'),
-        device=kwargs.pop('device'), precision=kwargs.pop('precision'), detector=kwargs.pop('detector'),
-        crop=kwargs.pop('crop'), margin=kwargs.pop('margin'), conf_threshold=kwargs.pop('conf_threshold'),
-        iou_threshold=kwargs.pop('iou_threshold'), level=kwargs.pop('detector_level'),
-        version=kwargs.pop('detector_version'),
-    )
+    faces = load_face_quality_detector(**detector_settings(kwargs))
     return dict(faces=faces, batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
 
 

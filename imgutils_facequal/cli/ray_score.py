@@ -18,7 +18,7 @@ import click
 from ..pipeline import ImageResult, InputImage, find_images
 from ..ray import ACTOR_KEY, check_cpu_headroom, completed_ids, read_image_folder, score_dataset
 from ..rows import PROVENANCE_KEY
-from .common import EXIT_UNAVAILABLE, Progress, fail, finish
+from .common import EXIT_UNAVAILABLE, Progress, detector_settings, fail, finish
 
 __all__ = ['IMAGES_PER_SHARD', 'score_on_ray']
 
@@ -114,12 +114,7 @@ def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, acto
     _connect(address)
     cpus = _cpus_per_actor(actors)
     check_cpu_headroom(actors, cpus)
-    settings = dict(model_name=kwargs.pop('model_name'), revision=kwargs.pop('revision'),
-                    backend=kwargs.pop('backend'), device=kwargs.pop('device'), precision=kwargs.pop('precision'),
-                    detector=kwargs.pop('detector'), crop=kwargs.pop('crop'), margin=kwargs.pop('margin'),
-                    conf_threshold=kwargs.pop('conf_threshold'), iou_threshold=kwargs.pop('iou_threshold'),
-                    level=kwargs.pop('detector_level'), version=kwargs.pop('detector_version'),
-                    batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
+    settings = dict(detector_settings(kwargs), batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
     progress = Progress(len(todo), quiet, done_before=len(images) - len(todo),
                         **({} if log_interval is None else {'log_interval': log_interval}))
     writer = _ShardWriter(output)
