@@ -724,7 +724,8 @@ def provenance_mismatches(recorded: Dict[str, Any], **given: Any) -> List[str]:
     :param given: Settings by their `imgutils_facequal.load_face_quality_detector` names
         (``model_name``, ``revision``, ``backend``, ``precision``, ``detector``, ``crop``,
         ``margin``, ``head_detector``, ``conf_threshold``, ``iou_threshold``, ``level``,
-        ``version``, ``detector_model_name``); others are ignored.
+        ``version``, ``detector_model_name``, ``head_localisation``, ``head_level``, ``head_version``,
+        ``head_infer_size``); others are ignored.
     :return: One line per setting that differs, ``[]`` when all agree.
     """
     problems = []
@@ -747,7 +748,12 @@ def provenance_mismatches(recorded: Dict[str, Any], **given: Any) -> List[str]:
         elif name == 'backend':
             if value != 'auto' and value != recorded.get('backend'):
                 problems.append(f'backend: {value!r} given, the scores are from {recorded.get("backend")!r}')
-        elif name in ('precision', 'detector', 'crop', 'head_detector'):
+        elif name in ('head_level', 'head_version', 'head_infer_size'):
+            key, options = name[len('head_'):], recorded.get('head_detector_options') or {}
+            if value != options.get(key):
+                problems.append(f'head detector {key}: {value!r} given, the scores are from '
+                                f'{options.get(key, "the detector default")!r}')
+        elif name in ('precision', 'detector', 'crop', 'head_detector', 'head_localisation'):
             if value != recorded.get(name):
                 problems.append(f'{name}: {value!r} given, the scores are from {recorded.get(name)!r}')
         elif name == 'margin':

@@ -22,7 +22,8 @@ from .common import EXIT_USAGE, Progress, exit_codes, fail, finish, run_pipeline
 # scoring options whose value changes the rows, by their load_face_quality_detector names
 _RECORDED = {'model_name': 'model_name', 'revision': 'revision', 'backend': 'backend', 'precision': 'precision',
              'detector': 'detector', 'crop': 'crop', 'margin': 'margin', 'conf_threshold': 'conf_threshold',
-             'iou_threshold': 'iou_threshold', 'detector_level': 'level', 'detector_version': 'version'}
+             'iou_threshold': 'iou_threshold', 'detector_level': 'level', 'detector_version': 'version',
+             'head_localisation': 'head_localisation', 'head_level': 'head_level', 'head_infer_size': 'head_infer_size'}
 
 _SCORES_HELP = ('Read the faces from this output of `score` (JSON Lines, CSV or Parquet) instead of scoring PATHS: '
                 'no model is loaded. Model options given with it must match what the file records.')
