@@ -408,6 +408,16 @@ def test_visualize_keeps_same_stem_images_apart(tmp_path):
     assert Image.open(out / 'x.jpg.png').tobytes() != Image.open(out / 'x.png.png').tobytes()
 
 
+def test_visualize_keeps_the_same_name_under_two_roots_apart(tmp_path):
+    for folder, index in (('a', 0), ('b', 1)):
+        (tmp_path / folder).mkdir()
+        scene(index)[0].save(tmp_path / folder / 'x.png')
+    out = tmp_path / 'boxes'
+    run('score', tmp_path / 'a', tmp_path / 'b', '--visualize', out, '-q', check_code=0)
+    drawn = sorted(str(path.relative_to(out)) for path in out.rglob('*.png'))
+    assert len(drawn) == 2 and Image.open(out / drawn[0]).tobytes() != Image.open(out / drawn[1]).tobytes()
+
+
 # ------------------------------------------------------------------ faults in real processes (issue 20)
 
 FAULTS = r'''

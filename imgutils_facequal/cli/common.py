@@ -233,11 +233,13 @@ def run_pipeline(images, options, keep_images=False) -> Iterator:
     yield from score_images_with(images=images, keep_images=keep_images, **options)
 
 
-def save_visualization(result, directory: str) -> None:
-    """Draw an image's faces to ``directory`` as PNG, named by `imgutils_facequal.curate.output_stem`
-    (``x.png`` and ``x.jpg`` side by side get ``x.png.png`` and ``x.jpg.png``); an existing file is
-    never overwritten (the same drawing again is skipped silently, another one with a warning)."""
-    target = os.path.join(directory, output_stem(result.image) + '.png')
+def save_visualization(result, directory: str, stem: Optional[str] = None) -> None:
+    """Draw an image's faces to ``directory`` as ``{stem}.png``: ``stem`` from
+    `imgutils_facequal.curate.output_stems` of the whole run (``a/x.png`` and ``b/x.png`` get
+    ``a/x`` and ``b/x``), else `output_stem` (``x.png`` and ``x.jpg`` side by side get
+    ``x.png.png`` and ``x.jpg.png``). An existing file is never overwritten (the same drawing
+    again is skipped silently, another one with a warning)."""
+    target = os.path.join(directory, (stem or output_stem(result.image)) + '.png')
     drawing = visualize_face_quality(result.decoded, result.faces)
     try:
         write_new_file(target, lambda temp: drawing.save(temp, format='PNG'))

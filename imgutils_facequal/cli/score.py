@@ -3,6 +3,7 @@ import sys
 
 import click
 
+from ..curate import output_stems
 from ..pipeline import find_images, shard_images
 from ..rows import FORMATS, format_for, provenance
 from .common import (Progress, exit_codes, finish, run_pipeline, save_visualization, scoring, scoring_options,
@@ -100,10 +101,11 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         progress.retried = len(out.retried & {item.path for item in todo})
         interrupted = False
         try:
+            stems = output_stems(images) if visualize else {}  # of every input: the same names on a rerun
             for result in run_pipeline(todo, options, keep_images=bool(visualize)):
                 out.write(result)
                 if visualize and result.error is None:
-                    save_visualization(result, visualize)
+                    save_visualization(result, visualize, stems.get(result.image.path))
                 progress.update(result)
         except KeyboardInterrupt:
             interrupted = True
