@@ -344,11 +344,22 @@ def read_image_webdataset(paths, skip: Optional[Iterable[str]] = None):
     return ray.data.read_webdataset(paths, decoder=None).map_batches(normalise, batch_format='pyarrow')
 
 
+def _rewrite_without_errors(path: str, errors: Sequence[Optional[str]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pq.read_table(path)
+    staging = os.path.join(os.path.dirname(path), f'.{os.path.basename(path)}.tmp')  # hidden from readers
+    pq.write_table(table.filter(pa.array([error is None for error in errors])), staging)
+    os.replace(staging, path)
+
+
 def completed_ids(directory: str) -> Set[str]:
     """Ids complete in a folder of Parquet shards of the output schema; half-written shards are set aside.
 
     An image counts when all of its ``faces`` rows are there (across shards), or it has a
-    no-face or error row: the rule of the JSON Lines resume. A shard that cannot be read
+    no-face row: the rule of the JSON Lines resume. Error rows are taken out of their shards
+    (each rewritten whole, then renamed over the old one), so the images that failed are
+    scored again, and each image ends up once in the folder. A shard that cannot be read
     (a run killed while writing it) is renamed ``.<name>.incomplete`` (hidden, so readers of
     the folder skip it), with a warning, and its images are scored again.
     """
@@ -370,8 +381,13 @@ def completed_ids(directory: str) -> Set[str]:
             warnings.warn(f'{path} cannot be read ({type(err).__name__}: {err}); it was set aside as {aside} '
                           f'and its images will be scored again.', UserWarning, stacklevel=2)
             continue
+        errors = table.column('error').to_pylist()
+        if any(error is not None for error in errors):  # those images are scored again: their rows leave the shard
+            _rewrite_without_errors(path, errors)
         for image, faces, error in zip(*(table.column(column).to_pylist() for column in ('image', 'faces', 'error'))):
-            if error is not None or not faces:
+            if error is not None:
+                continue
+            if not faces:
                 done.add(image)
             else:
                 rows[image] += 1

@@ -146,7 +146,10 @@ def test_schema_is_one_for_error_and_no_face_batches_and_parquet_round_trips(clu
     assert sorted(row['image'] for row in rows) == ['a.png', 'b.png', 'c.png']
     assert {row['image']: row['faces'] for row in rows}['c.png'] == 0
     assert read_provenance(shards[0])['model'] == scorer.provenance['model']
-    assert completed_ids(str(tmp_path / 'out')) == {'a.png', 'b.png', 'c.png'}
+    # a rerun scores the images that failed again: their error rows leave the shards, which stay readable
+    assert completed_ids(str(tmp_path / 'out')) == {'c.png'}
+    assert [row['image'] for shard in shards for row in read_rows(shard)] == ['c.png']
+    assert read_provenance(shards[0])['model'] == scorer.provenance['model']
 
 
 def actors_of(dataset):
@@ -326,12 +329,15 @@ def test_the_command_writes_whole_shards_exits_1_on_error_rows_and_a_rerun_score
                      in_process_rows([path for path in image_paths(frames) if not path.endswith('broken.png')]))
 
     scene(20).save(os.path.join(frames, 'episode2', 'frame20.png'))
-    second = run_cli('score', frames, '--ray', cluster, '-o', output)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert 'Done: 1 image ' in second.stderr and '14 images skipped' in second.stderr
+    second = run_cli('score', frames, '--ray', cluster, '-o', output)  # the new image, and the failed one again
+    assert second.returncode == 1, second.stderr[-3000:]  # broken.png is still broken
+    assert 'Done: 2 images ' in second.stderr and '13 images skipped' in second.stderr
     new = sorted(set(output.glob('*.parquet')) - set(shards))
-    assert [row['image'] for shard in new for row in read_rows(str(shard))][:1] == [
-        os.path.join(frames, 'episode2', 'frame20.png')]
+    assert {row['image'] for shard in new for row in read_rows(str(shard))} == {
+        os.path.join(frames, 'broken.png'), os.path.join(frames, 'episode2', 'frame20.png')}
+    everything = [row['image'] for shard in output.glob('*.parquet') for row in read_rows(str(shard))
+                  if row.get('error')]
+    assert everything == [os.path.join(frames, 'broken.png')]  # its error row once, not once per run
 
 
 def test_a_model_that_cannot_be_had_fails_the_run_at_once_with_exit_code_3(cluster, frames, tmp_path):
