@@ -39,6 +39,8 @@ import tempfile
 import time
 import warnings
 
+from imgutils_facequal.backends.openvino import _products_in_bf16_named
+
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results')
 PAUSE_BEFORE_CALL = 0.3  # as in performance.py: the previous call's spinning threads settle
 PRODUCTS = ('MatMul', 'Convolution')
@@ -78,36 +80,11 @@ def marked_in_ir(core, onnx_path: str, work_dir: str):
     return core.read_model(marked)
 
 
-def products_in_bf16(model, where: str) -> int:
-    """Feed bf16 to the MatMuls and Convolutions whose names match ``where``, converting their
-    results back to fp32, in place; returns how many. The backend's own ``products_in_bf16``
-    does this for its fixed set (``BF16_PRODUCTS``); this study varies the set."""
-    import openvino
-    from openvino import opset13 as ops
-    converted = 0
-    for node in list(model.get_ordered_ops()):
-        if node.get_type_name() not in ('MatMul', 'Convolution') or not re.search(where, node.get_friendly_name()):
-            continue
-        for port in node.inputs():
-            source = port.get_source_output()
-            if source.get_element_type() == openvino.Type.f32:
-                port.replace_source_output(ops.convert(source, 'bf16').output(0))
-        consumers = list(node.output(0).get_target_inputs())
-        node.validate_and_infer_types()
-        back = ops.convert(node.output(0), 'f32').output(0)
-        for consumer in consumers:
-            consumer.replace_source_output(back)
-        converted += 1
-    if converted:
-        model.validate_nodes_and_infer_types()
-    return converted
-
-
 def explicit_bf16_products(core, onnx_path: str, where: str = ''):
     """The fp32 graph with its products (those whose node names match ``where``) fed bf16 and
     their results converted back to fp32, as the openvino backend's opt-in does for its own."""
     model = read_static(core, onnx_path)
-    if not products_in_bf16(model, where):
+    if not _products_in_bf16_named(model, where):  # the backend's conversion, on the set this study varies
         raise SystemExit(f'{onnx_path}: no MatMul or Convolution named like {where!r}')
     return model
 
