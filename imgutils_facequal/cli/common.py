@@ -16,6 +16,7 @@ from ..detect import visualize_face_quality
 from ..errors import FaceQualityError, InputNotFoundError
 from ..models import DEFAULT_MODEL
 from ..pipeline import score_images_with
+from ..rows import read_provenance, read_rows
 from ..scoring import CROP_MODES, DEFAULT_MARGIN, HEAD_LOCALISATIONS, load_face_quality_detector
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -143,6 +144,17 @@ def warn_about_device(classifier, device: Optional[str]) -> None:
         hint = ('onnxruntime has no CUDA provider here: pip install onnxruntime-gpu' if classifier.backend == 'onnx'
                 else 'torch sees no GPU' if classifier.backend == 'transformers' else 'it runs on the CPU only')
         click.echo(f'Warning: --device {device} was asked for, but the model runs on the CPU ({hint}).', err=True)
+
+
+def read_saved_scores(scores: str):
+    """The rows of an output of ``score``, and the provenance beside it (``None`` if none); a file that is
+    missing or not such an output is a usage error."""
+    try:
+        return read_rows(scores), read_provenance(scores)
+    except FileNotFoundError:
+        fail(f'{scores} does not exist; write it first with `imgutils-facequal score PATHS -o {scores}`.', EXIT_USAGE)
+    except (OSError, ValueError, KeyError) as err:
+        fail(f'{scores} cannot be read as scores: {err}', EXIT_USAGE)
 
 
 def plural(count: int, noun: str) -> str:

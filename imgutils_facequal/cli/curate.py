@@ -16,8 +16,8 @@ from ..errors import ImageLoadError
 from ..images import load_rgb_image
 from ..pipeline import find_images
 from ..quality import QUALITY_ORDER
-from ..rows import read_provenance, read_rows
-from .common import EXIT_USAGE, Progress, exit_codes, fail, finish, run_pipeline, scoring, scoring_options
+from .common import (EXIT_USAGE, Progress, exit_codes, fail, finish, read_saved_scores, run_pipeline, scoring,
+                     scoring_options)
 
 # scoring options whose value changes the rows, by their load_face_quality_detector names
 _RECORDED = {'model_name': 'model_name', 'revision': 'revision', 'backend': 'backend', 'precision': 'precision',
@@ -50,13 +50,7 @@ def _saved_results(scores: str, kwargs: dict):
     context = click.get_current_context()
     given = {target: kwargs[name] for name, target in _RECORDED.items()
              if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
-    try:
-        rows = read_rows(scores)
-        recorded = read_provenance(scores)
-    except FileNotFoundError:
-        fail(f'{scores} does not exist; write it first with `imgutils-facequal score PATHS -o {scores}`.', EXIT_USAGE)
-    except (OSError, ValueError, KeyError) as err:
-        fail(f'{scores} cannot be read as scores: {err}', EXIT_USAGE)
+    rows, recorded = read_saved_scores(scores)
     if recorded is None:
         if given:
             click.echo(f'Warning: {scores} records no model or settings (no {scores}.meta.json); '

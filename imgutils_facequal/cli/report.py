@@ -4,8 +4,7 @@ import sys
 import click
 
 from ..report import DEFAULT_PER_CLASS, write_report
-from ..rows import read_provenance, read_rows
-from .common import EXIT_SOME_FAILED, EXIT_USAGE, exit_codes, fail
+from .common import EXIT_SOME_FAILED, exit_codes, read_saved_scores
 
 
 @click.command()
@@ -25,13 +24,7 @@ def report(scores, out_dir, per_class, thumb_size, embed, title, quiet):
     of the quality value; counts; and what each threshold keeps. No model is loaded; the page opens from
     disk, with no server or network.
     """
-    try:
-        rows = read_rows(scores)
-        recorded = read_provenance(scores)
-    except FileNotFoundError:
-        fail(f'{scores} does not exist; write it first with `imgutils-facequal score PATHS -o {scores}`.', EXIT_USAGE)
-    except (OSError, ValueError, KeyError) as err:
-        fail(f'{scores} cannot be read as scores: {err}', EXIT_USAGE)
+    rows, recorded = read_saved_scores(scores)
     written = write_report(rows, out_dir, per_class=per_class, thumb_size=thumb_size, embed=embed, title=title,
                            provenance=recorded)
     unreadable = written['unreadable']
