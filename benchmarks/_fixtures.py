@@ -115,3 +115,23 @@ def ensure_export(output_dir: str = None, rewrite: bool = True) -> str:
                         f'export_onnx(_fixtures.CAFORMER_NO_ONNX_REPO{options})'], check=True, capture_output=True,
                        cwd=ROOT)
     return target
+
+
+def matmul_calls(size):
+    """One square fp32 matmul of ``size``, as numpy and as onnxruntime run it."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    a = np.random.rand(size, size).astype(np.float32)
+    b = np.random.rand(size, size).astype(np.float32)
+    # b as a constant, the way the classifier's weights are: onnxruntime packs it once, at load
+    graph = helper.make_graph([helper.make_node('MatMul', ['a', 'b'], ['c'])], 'matmul',
+                              [helper.make_tensor_value_info('a', TensorProto.FLOAT, [size, size])],
+                              [helper.make_tensor_value_info('c', TensorProto.FLOAT, [size, size])],
+                              [numpy_helper.from_array(b, 'b')])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count()
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=['CPUExecutionProvider'])
+    return {'numpy': lambda: a @ b, 'onnxruntime': lambda: session.run(None, {'a': a})}

@@ -37,7 +37,7 @@ import sys
 import time
 
 from benchmarks import _fixtures  # noqa: F401  (sets the offline environment first)
-from benchmarks._fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub
+from benchmarks._fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, matmul_calls
 from benchmarks._results import write_results
 
 GFLOP_PER_FACE = 44.3  # the card's figure for caformer_s36 at 384 x 384
@@ -102,23 +102,9 @@ def versions() -> dict:
 
 def matmul_peak(sizes=(2048, 3072, 4096), rounds=5) -> dict:
     """The best fp32 GFLOP/s of a square matmul over ``sizes``, in numpy and in onnxruntime."""
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
     best = {'numpy': 0.0, 'onnxruntime': 0.0}
     for size in sizes:
-        a = np.random.rand(size, size).astype(np.float32)
-        b = np.random.rand(size, size).astype(np.float32)
-        graph = helper.make_graph([helper.make_node('MatMul', ['a', 'b'], ['c'])], 'matmul',
-                                  [helper.make_tensor_value_info('a', TensorProto.FLOAT, [size, size])],
-                                  [helper.make_tensor_value_info('c', TensorProto.FLOAT, [size, size])],
-                                  [numpy_helper.from_array(b, 'b')])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-        model.ir_version = 8
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count()
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=['CPUExecutionProvider'])
-        for name, call in {'numpy': lambda: a @ b, 'onnxruntime': lambda: session.run(None, {'a': a})}.items():
+        for name, call in matmul_calls(size).items():
             call()
             times = []
             for _ in range(rounds):

@@ -50,6 +50,7 @@ os.environ.setdefault('FACEQUAL_BENCH_DETECTORS', 'tiny')  # the classifier is t
 from benchmarks import _fixtures  # noqa: E402,F401  (sets the offline environment first)
 from benchmarks._fixtures import (CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, ensure_export, graph_as_published,
                        openvino_graph_as_published, write_frames)
+from benchmarks._fixtures import matmul_calls  # noqa: F401  (fp32_runtimes imports it from here too)
 from benchmarks._results import write_results
 from imgutils_facequal.graphs.cache import REWRITE_ENV
 
@@ -75,26 +76,6 @@ def matmul_peak(sizes=(2048, 3072, 4096), rounds=5):
             call()
             best[f'{runtime}_gflops'] = max(best[f'{runtime}_gflops'], 2 * size ** 3 / median_time(call, rounds) / 1e9)
     return {**best, 'sizes': list(sizes), 'peak_gflops': max(best.values())}
-
-
-def matmul_calls(size):
-    """One square fp32 matmul of ``size``, as numpy and as onnxruntime run it."""
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-    a = np.random.rand(size, size).astype(np.float32)
-    b = np.random.rand(size, size).astype(np.float32)
-    # b as a constant, the way the classifier's weights are: onnxruntime packs it once, at load
-    graph = helper.make_graph([helper.make_node('MatMul', ['a', 'b'], ['c'])], 'matmul',
-                              [helper.make_tensor_value_info('a', TensorProto.FLOAT, [size, size])],
-                              [helper.make_tensor_value_info('c', TensorProto.FLOAT, [size, size])],
-                              [numpy_helper.from_array(b, 'b')])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count()
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=['CPUExecutionProvider'])
-    return {'numpy': lambda: a @ b, 'onnxruntime': lambda: session.run(None, {'a': a})}
 
 
 COUNT_FLOPS = textwrap.dedent('''
