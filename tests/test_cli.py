@@ -281,6 +281,13 @@ def test_options_that_do_not_go_together_are_usage_errors(folder, tmp_path):
         assert "precision='bf16' runs in torch or OpenVINO" in result.stderr and 'Traceback' not in result.stderr
 
 
+def test_a_folder_after_ray_is_not_taken_for_an_address(folder, tmp_path):
+    root, _ = folder
+    result = run('score', '--ray', root, '-o', tmp_path / 'out', check_code=2)
+    assert 'is not a Ray address' in result.stderr and f'--ray local {root}' in result.stderr
+    assert not (tmp_path / 'out').exists()
+
+
 def test_head_localisation_options_reach_the_detector(folder, tmp_path):
     root, expected = folder
     default, heads = tmp_path / 'default.jsonl', tmp_path / 'heads.jsonl'

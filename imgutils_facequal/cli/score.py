@@ -1,4 +1,5 @@
 """``imgutils-facequal score``: one row per face (or per image), resumable, in JSON Lines, CSV or Parquet."""
+import re
 import sys
 
 import click
@@ -36,6 +37,14 @@ def _shard(text):
     return index, count
 
 
+def _ray_address(text):
+    if text is None or text in ('local', 'auto') or '://' in text or re.fullmatch(r'[\w.\-\[\]:]+:\d+', text):
+        return text
+    # '--ray frames/' reads the folder as the option's value
+    raise click.BadParameter(f'{text!r} is not a Ray address (auto, HOST:PORT or ray://HOST:PORT). To score it on '
+                             f'a Ray cluster on this machine, put --ray after the paths, or write --ray local {text}.')
+
+
 @click.command()
 @click.argument('paths', nargs=-1)
 @click.option('--output', '-o', type=click.Path(), default=None,
@@ -54,6 +63,7 @@ def _shard(text):
 @click.option('--log-interval', type=click.FloatRange(min=1), default=30.0, show_default=True,
               help='With no terminal (nohup, Slurm), a progress line on stderr every this many seconds.')
 @click.option('--ray', 'ray_address', is_flag=False, flag_value='local', default=None, metavar='[auto|ADDRESS]',
+              callback=lambda _, __, value: _ray_address(value),
               help='Score on Ray Data: alone, a cluster on this machine (or RAY_ADDRESS); auto or an address, that '
                    'cluster. Writes Parquet shards to the --output folder; a rerun resumes. Needs the ray extra.')
 @click.option('--actors', type=click.IntRange(min=1), default=1, show_default=True,
