@@ -501,11 +501,15 @@ def test_a_first_load_says_it_rewrites_the_graph(timm_repos, frames, tmp_path):
     env = dict(os.environ, IMGUTILS_FACEQUAL_HOME=str(tmp_path / 'home'))
     loud = subprocess.run([SCRIPT, 'score', str(frames), '--model', timm_repos['caformer']], capture_output=True,
                           text=True, env=env, timeout=300)
-    assert loud.returncode == 0 and 'imgutils-facequal: Rewriting' in loud.stderr
+    assert loud.returncode == 0 and 'imgutils-facequal: Rewrote' in loud.stderr
     env['IMGUTILS_FACEQUAL_HOME'] = str(tmp_path / 'another-home')
     quiet = subprocess.run([SCRIPT, 'score', str(frames), '--model', timm_repos['caformer'], '-q'],
                            capture_output=True, text=True, env=env, timeout=300)
     assert quiet.returncode == 0 and quiet.stderr == ''
+    # a graph with nothing to rewrite (the fake hub's small default) says nothing about rewriting
+    env['IMGUTILS_FACEQUAL_HOME'] = str(tmp_path / 'a-third-home')
+    plain = subprocess.run([SCRIPT, 'score', str(frames)], capture_output=True, text=True, env=env, timeout=300)
+    assert plain.returncode == 0 and 'Rewr' not in plain.stderr, plain.stderr
 
 
 # 26. eval-crops --out draws its plot only where matplotlib is, and says so where it is not

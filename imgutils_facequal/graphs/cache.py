@@ -104,6 +104,8 @@ def _rewrite_and_check(onnx_path: str, models: list, rewrites: Sequence[str], fo
     try:
         choice = GraphChoice(path=onnx_path, note='the original graph: nothing to rewrite')
         if rewrites:
+            logger.info('Rewrote %s for speed (%s); checking it against the original on a few images, then caching '
+                        'it in %s, once (this can take a minute).', onnx_path, ', '.join(rewrites), rewritten_dir())
             staged = os.path.join(staging, 'model.onnx')
             onnx.save(model, staged)
             del model
@@ -192,8 +194,6 @@ def choose_graph(onnx_path: str, provider: str, open_session: Callable, check_ba
         logger.warning('The cached rewrite in %s is damaged (its digest or record does not match); making it again '
                        'from %s.', folder, onnx_path)
         shutil.rmtree(folder, ignore_errors=True)
-    logger.info('Rewriting %s for speed, once: checked against the original on a few images, then cached in %s '
-                '(this can take a minute).', onnx_path, rewritten_dir())
     try:
         return _rewrite_and_check(onnx_path, models, rewrites, folder, open_session, check_batch(),
                                   keep_sessions=provider == 'CPUExecutionProvider')
