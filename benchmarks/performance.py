@@ -51,10 +51,14 @@ OPTIONS = {
     'heads_320': {'head_localisation': 'heads', 'head_infer_size': 320},
     'face_only': {'head_detector': None},
     'heads_320_openvino': {'head_localisation': 'heads', 'head_infer_size': 320, 'backend': 'openvino'},
+    'heads_n_320': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320},
+    'heads_n_320_openvino': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320,
+                             'backend': 'openvino'},
 }
 #: The ways timed, each in its own process; the options' pipelines only where they decide something.
 KINDS = ['card', 'default', 'pipeline_default', 'head_n', 'head_320', 'heads', 'heads_320', 'pipeline_heads_320',
-         'face_only', 'pipeline_heads_320_openvino']
+         'face_only', 'pipeline_heads_320_openvino', 'heads_n_320', 'pipeline_heads_n_320',
+         'pipeline_heads_n_320_openvino']
 DETECTION_KEYS = ('head_level', 'head_infer_size', 'head_localisation', 'head_detector')
 LABELS = {
     'default': 'default (face + head detector)',
@@ -65,12 +69,16 @@ LABELS = {
     'face_only': 'face detector alone, heads estimated (head_detector=None)',
     'openvino': "default detection, classifier on OpenVINO (backend='openvino')",
     'heads_320_openvino': "head detector alone at 320, classifier on OpenVINO",
+    'heads_n_320': "head detector level n alone at 320 (head_localisation='heads', head_level='n', "
+                   "head_infer_size=320)",
+    'heads_n_320_openvino': "head detector level n alone at 320, classifier on OpenVINO",
 }
 #: Detector graphs each way runs per image, and their size: (level, inference size).
 DETECTOR_PASSES = {
     'card': [('s', 640)], 'default': [('s', 640), ('s', 640)], 'head_n': [('s', 640), ('n', 640)],
     'head_320': [('s', 640), ('s', 320)], 'heads': [('s', 640)], 'heads_320': [('s', 320)],
     'face_only': [('s', 640)], 'openvino': [('s', 640), ('s', 640)], 'heads_320_openvino': [('s', 320)],
+    'heads_n_320': [('n', 320)], 'heads_n_320_openvino': [('n', 320)],
 }
 
 
@@ -518,12 +526,16 @@ def markdown(report: dict) -> str:
               + f"; {GFLOP_PER_FACE} per face (the card's). Bound = faces × peak ÷ GFLOP computed per image.", '',
               'Seconds per image in each stage, timed inside each way\'s own runs above (the default\'s in a '
               'process of its own running the steps of `FaceQualityDetector.detect` one by one); medians of the '
-              'rounds:', '',
-              '| way | faces | detection | crop + preprocess | classification |', '|---|---|---|---|---|']
+              'rounds. The last column is the ceiling no detection option can pass: the card\'s time per image '
+              'against this way\'s crops and classification alone, as if its detection took no time.', '',
+              '| way | faces | detection | crop + preprocess | classification | ÷ card if detection were free |',
+              '|---|---|---|---|---|---|']
     for faces, rows in report['stages'].items():
+        card = sum(rows['card'].values()) if 'card' in rows else None
         for name, row in rows.items():
+            ceiling = f"{card / (row['crop_preprocess'] + row['classification']):.2f}x" if card else ''
             lines.append(f"| {'card' if name == 'card' else LABELS[name]} | {faces} | {row['detection']:.3f} | "
-                         f"{row['crop_preprocess']:.3f} | {row['classification']:.3f} |")
+                         f"{row['crop_preprocess']:.3f} | {row['classification']:.3f} | {ceiling} |")
     runtimes = report['detector_runtimes']
     lines += ['', 'One face-detector pass (YOLOv8s graph, one frame), each way of running the same model.onnx, '
               'call by call in one process, medians:', '', '| runtime | s per image |', '|---|---|']
