@@ -422,7 +422,7 @@ def classifier_stage(batch_size: int, rounds: int = 9) -> dict:
     def speedup(slower, faster):
         return statistics.median(s / f for s, f in zip(times[slower], times[faster]))
     matmul_flops = 2 * STAGE_MATMUL_SIZE ** 3
-    from profile_onnx import products_ceiling, profile
+    from benchmarks.experiments.profile_onnx import products_ceiling, profile
     return {**{name: statistics.median(times[name]) / batch_size for name in models},
             'default_products': products_ceiling(profile(models['default'].run_path, batch_size, runs=5)),
             'exported_speedup': speedup('as_published', 'exported'),

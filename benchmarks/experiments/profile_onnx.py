@@ -7,15 +7,19 @@ Usage::
 Runs each graph on random 384 x 384 input with the session options of the ONNX backend
 (all graph optimisations, one thread per CPU) and prints, per operator type, its share of
 the kernel time and milliseconds per run, and how much of it the products take (see
-``products_ceiling``). The performance page quotes it for the published-style graph and
-the export that ``performance.py`` builds; ``performance.py`` uses ``products_ceiling``
-for its classifier-stage ceiling.
+``products_ceiling``). It then prints the rate of the MatMuls in each stage, in GFLOP/s,
+to set against the machine's fp32 matmul peak: a stage at the peak has nothing left to
+gain in fp32. ``classifier_variants`` uses ``products_ceiling`` for its
+classifier-stage ceiling.
 """
 import argparse
 import collections
 import json
+import math
 import os
 import time
+
+from benchmarks._quantize import stage_of
 
 
 def profile(path: str, batch_size: int, runs: int) -> dict:
@@ -36,15 +40,35 @@ def profile(path: str, batch_size: int, runs: int) -> dict:
     with open(trace) as f:
         events = json.load(f)
     os.remove(trace)
+    weight_shapes = _matmul_weight_shapes(path)
     by_op, by_kind = collections.Counter(), collections.Counter()
+    matmul_micros, matmul_flops = collections.Counter(), collections.Counter()
     for event in events:
         if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time'):
-            by_op[event['args']['op_name']] += event['dur']
-            by_kind[kernel_kind(event['args']['op_name'], event['name'])] += event['dur']
+            op, node = event['args']['op_name'], event['name'][:-len('_kernel_time')]
+            by_op[op] += event['dur']
+            by_kind[kernel_kind(op, event['name'])] += event['dur']
+            if node in weight_shapes:
+                stage = stage_of(node)
+                matmul_micros[stage] += event['dur']
+                activation = list(event['args']['input_type_shape'][0].values())[0]
+                rows, depth, columns = math.prod(activation[:-1]), activation[-1], weight_shapes[node][-1]
+                matmul_flops[stage] += 2 * rows * depth * columns
     per_run = 1 / (runs + 1) / 1000  # the warm-up is profiled too
     return {'seconds_per_face_profiled': seconds_per_face,
             'ms_per_run_by_op': {op: micros * per_run for op, micros in by_op.items()},
-            'ms_per_run_by_kind': {kind: micros * per_run for kind, micros in by_kind.items()}}
+            'ms_per_run_by_kind': {kind: micros * per_run for kind, micros in by_kind.items()},
+            'matmul_gflops_per_second_by_stage': {stage: matmul_flops[stage] / micros / 1000
+                                                  for stage, micros in sorted(matmul_micros.items())}}
+
+
+def _matmul_weight_shapes(path: str) -> dict:
+    """The weight's shape of each MatMul whose second input is a constant, by node name."""
+    import onnx
+    graph = onnx.load(path, load_external_data=False).graph
+    shapes = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
+    return {node.name: shapes[node.input[1]] for node in graph.node
+            if node.op_type in ('MatMul', 'FusedMatMul') and node.input[1] in shapes}
 
 
 #: Kernels that do the multiply-adds counted in the model's FLOPs: the matrix products
@@ -88,6 +112,8 @@ def main():
         for op, ms in sorted(result['ms_per_run_by_op'].items(), key=lambda item: -item[1]):
             if ms >= 0.005 * total:
                 print(f'  {op:<22} {100 * ms / total:5.1f}%  {ms:8.1f} ms per run')
+        print('  MatMuls with a constant weight, by stage:', ', '.join(
+            f'{stage} {rate:.0f} GFLOP/s' for stage, rate in result['matmul_gflops_per_second_by_stage'].items()))
 
 
 if __name__ == '__main__':
