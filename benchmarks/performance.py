@@ -30,7 +30,6 @@ Writes ``benchmarks/results/performance.json`` and ``performance.md``.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import time
 
 from benchmarks import _fixtures  # noqa: F401  (sets the offline environment first)
 from benchmarks._fixtures import CAFORMER_NO_ONNX_REPO, CAFORMER_REPO, ROOT, WORK, build_hub, matmul_calls
-from benchmarks._results import write_results
+from benchmarks._results import machine, write_results
 
 GFLOP_PER_FACE = 44.3  # the card's figure for caformer_s36 at 384 x 384
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
@@ -80,20 +79,6 @@ DETECTOR_PASSES = {
     'face_only': [('s', 640)], 'openvino': [('s', 640), ('s', 640)], 'heads_320_openvino': [('s', 320)],
     'heads_n_320': [('n', 320)], 'heads_n_320_openvino': [('n', 320)],
 }
-
-
-def machine() -> dict:
-    info = {'cpu': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
-            'python': platform.python_version()}
-    try:
-        with open('/proc/cpuinfo') as f:
-            text = f.read()
-        info['cpu'] = next(line.split(':', 1)[1].strip() for line in text.splitlines() if line.startswith('model name'))
-        flags = next(line.split(':', 1)[1].split() for line in text.splitlines() if line.startswith('flags'))
-        info['features'] = [name for name in ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16') if name in flags]
-    except (OSError, StopIteration):
-        pass
-    return info
 
 
 def versions() -> dict:

@@ -31,25 +31,10 @@ import time
 
 from benchmarks import _fixtures  # noqa: F401  (sets the offline environment first)
 from benchmarks._fixtures import CAFORMER_REPO, ROOT, WORK, build_hub, write_frames
-from benchmarks._results import write_results
+from benchmarks._results import machine, write_results
 
 #: Images per call of an actor: small enough for many blocks, so the steady rate is measured after the first.
 IMAGES_PER_CALL = 8
-
-
-def machine() -> dict:
-    import platform
-    info = {'cpu': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
-            'python': platform.python_version()}
-    try:
-        with open('/proc/cpuinfo') as file:
-            text = file.read()
-        info['cpu'] = next(line.split(':', 1)[1].strip() for line in text.splitlines() if line.startswith('model name'))
-        with open('/proc/meminfo') as file:
-            info['memory_gb'] = round(int(file.readline().split()[1]) / 1024 ** 2, 1)
-    except (OSError, StopIteration):
-        pass
-    return info
 
 
 def score_map(rows) -> dict:
