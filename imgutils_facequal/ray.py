@@ -31,6 +31,7 @@ import warnings
 from collections import defaultdict
 from typing import Any, Dict, Iterable, Optional, Sequence, Set
 
+from .atomic import replace_file
 from .backends import DEFAULT_BACKEND
 from .models import DEFAULT_MODEL
 from .pipeline import IMAGE_EXTENSIONS, InputImage, find_images, in_detection_thread, score_images_with
@@ -348,9 +349,9 @@ def _rewrite_without_errors(path: str, errors: Sequence[Optional[str]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     table = pq.read_table(path)
-    staging = os.path.join(os.path.dirname(path), f'.{os.path.basename(path)}.tmp')  # hidden from readers
-    pq.write_table(table.filter(pa.array([error is None for error in errors])), staging)
-    os.replace(staging, path)
+    shard = io.BytesIO()
+    pq.write_table(table.filter(pa.array([error is None for error in errors])), shard)
+    replace_file(path, shard.getvalue())  # its staging file is hidden from the folder's readers
 
 
 def completed_ids(directory: str) -> Set[str]:

@@ -294,6 +294,6 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
             f'<p class="meta">Hover over a face for its row; click it for the source image.</p>'
             f'{"".join(sections)}</body></html>\n')
     index = os.path.join(out_dir, 'index.html')
-    replace_file(index, page.encode('utf-8', 'surrogateescape'))
+    replace_file(index, page)
     return {'page': index, 'shown': sum(len(items) for items in shown.values()), 'faces': len(faces),
             'unreadable': unreadable}

@@ -104,13 +104,16 @@ def scoring_options(function):
     return function
 
 
+#: The scoring options that configure the detector, by option name: their `load_face_quality_detector` names.
+DETECTOR_OPTIONS = {name: name for name in (
+    'model_name', 'revision', 'backend', 'device', 'precision', 'detector', 'crop', 'margin', 'conf_threshold',
+    'iou_threshold', 'head_localisation', 'head_level', 'head_infer_size')}
+DETECTOR_OPTIONS.update(detector_level='level', detector_version='version')
+
+
 def detector_settings(kwargs) -> dict:
     """The scoring options as keyword arguments of `load_face_quality_detector` (taken out of ``kwargs``)."""
-    names = {'detector_level': 'level', 'detector_version': 'version'}
-    keys = ('model_name', 'revision', 'backend', 'device', 'precision', 'detector', 'crop', 'margin', 'conf_threshold',
-            'iou_threshold', 'detector_level', 'detector_version', 'head_localisation', 'head_level',
-            'head_infer_size')
-    return {names.get(key, key): kwargs.pop(key) for key in keys}
+    return {target: kwargs.pop(name) for name, target in DETECTOR_OPTIONS.items()}
 
 
 def scoring(kwargs) -> dict:

@@ -16,14 +16,11 @@ from ..errors import ImageLoadError
 from ..images import load_rgb_image
 from ..pipeline import find_images
 from ..quality import QUALITY_ORDER
-from .common import (EXIT_USAGE, Progress, exit_codes, fail, finish, read_saved_scores, run_pipeline, scoring,
-                     scoring_options)
+from .common import (DETECTOR_OPTIONS, EXIT_USAGE, Progress, exit_codes, fail, finish, read_saved_scores,
+                     run_pipeline, scoring, scoring_options)
 
-# scoring options whose value changes the rows, by their load_face_quality_detector names
-_RECORDED = {'model_name': 'model_name', 'revision': 'revision', 'backend': 'backend', 'precision': 'precision',
-             'detector': 'detector', 'crop': 'crop', 'margin': 'margin', 'conf_threshold': 'conf_threshold',
-             'iou_threshold': 'iou_threshold', 'detector_level': 'level', 'detector_version': 'version',
-             'head_localisation': 'head_localisation', 'head_level': 'head_level', 'head_infer_size': 'head_infer_size'}
+# scoring options whose value changes the rows (the device does not), by their load_face_quality_detector names
+_RECORDED = {name: target for name, target in DETECTOR_OPTIONS.items() if name != 'device'}
 
 _SCORES_HELP = ('Read the faces from this output of `score` (JSON Lines, CSV or Parquet) instead of scoring PATHS: '
                 'no model is loaded. Model options given with it must match what the file records.')
