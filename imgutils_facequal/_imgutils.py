@@ -9,16 +9,15 @@ need neither, so they are loaded under temporary, empty parent packages. A later
 ``import imgutils.detect`` (or ``.preprocess``) runs the real ``__init__`` and reuses the
 modules loaded here. If anything in that fails, the plain import is used instead.
 """
-import functools
 import importlib
 import importlib.util
 import sys
-import threading
 from contextlib import contextmanager
+from typing import Any, Callable
+
+from .caching import cached
 
 __all__ = ['pillow_transforms', 'detect_module']
-
-_lock = threading.RLock()
 
 
 @contextmanager
@@ -35,17 +34,28 @@ def _bare_packages(*names):
             del sys.modules[name]
 
 
+@cached(per_process=False)  # one cache, so one lock: every loader edits the same entries of sys.modules
+def _loaded(loader: Callable[[], Any]) -> Any:
+    return loader()
+
+
 def pillow_transforms():
     """``imgutils.preprocess.pillow`` (``create_pillow_transforms`` and friends)."""
+    return _loaded(_pillow_module)
+
+
+def detect_module() -> '_DetectFunctions':
+    """imgutils' face and head detectors and its visualiser, imported light (once)."""
+    return _loaded(_detect_functions)
+
+
+def _pillow_module():
     name = 'imgutils.preprocess.pillow'
-    if name in sys.modules:
-        return sys.modules[name]
-    with _lock:
-        try:
-            with _bare_packages('imgutils.preprocess'):
-                return importlib.import_module(name)
-        except Exception:
+    try:
+        with _bare_packages('imgutils.preprocess'):
             return importlib.import_module(name)
+    except Exception:
+        return importlib.import_module(name)
 
 
 class _DetectFunctions:
@@ -57,13 +67,6 @@ class _DetectFunctions:
         self.detection_visualize = visual.detection_visualize
 
 
-def detect_module():
-    """imgutils' face and head detectors and its visualiser, imported light (once)."""
-    with _lock:
-        return _detect_functions()
-
-
-@functools.lru_cache(maxsize=None)
 def _detect_functions() -> _DetectFunctions:
     try:
         if 'imgutils.generic' in sys.modules or 'imgutils.detect' in sys.modules:

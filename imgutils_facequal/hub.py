@@ -12,7 +12,7 @@ from typing import Any, Optional
 from .errors import MissingModelFileError, ModelNotAvailableError
 from .models import ModelSource
 
-__all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit', 'hub_unreachable']
+__all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit', 'hub_unreachable', 'cache_says_missing']
 
 _HOW_TO_FIX = (
     'To fix it: run `imgutils-facequal download {model}` once with network access (it fetches the classifier '
@@ -34,12 +34,23 @@ def _is_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def cache_says_missing(cached: Any) -> bool:
+    """Whether an answer of `huggingface_hub.try_to_load_from_cache` says the repo lacks the file.
+
+    It answers a path (cached), ``None`` (not known) or a marker object (an earlier online
+    lookup found no such file); the marker is told apart without importing its private name.
+
+    >>> cache_says_missing('/cache/model.onnx'), cache_says_missing(None), cache_says_missing(object())
+    (False, False, True)
+    """
+    return cached is not None and not isinstance(cached, str)
+
+
 def _known_missing(source: ModelSource, filename: str) -> bool:
     """Whether the cache recorded, on an earlier online lookup, that the repo lacks the file."""
     from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.file_download import _CACHED_NO_EXIST
     try:
-        return try_to_load_from_cache(source.repo_id, filename, revision=source.revision) is _CACHED_NO_EXIST
+        return cache_says_missing(try_to_load_from_cache(source.repo_id, filename, revision=source.revision))
     except Exception:
         return False
 

@@ -8,6 +8,7 @@ its row's values on hover. The page opens from disk with no server and no networ
 thumbnails are small JPEG files in ``thumbs/`` beside it (or embedded in the page), and
 each class shows at most ``per_class`` faces, spread evenly over its quality range, so a
 run of 100,000 images gives a page of a few hundred thumbnails that opens in seconds.
+The page's markup and style are ``templates/report.html`` and ``templates/report.css``.
 """
 import base64
 import hashlib
@@ -15,13 +16,18 @@ import html
 import io
 import json
 import os
+import re
 import urllib.parse
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from importlib import resources
+from string import Template
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .atomic import replace_file
-from .curate import ThresholdTable, common_root, scored_images, table_of
+from .caching import cached
+from .curate import ThresholdTable, common_root, table_of
+from .store import scored_images
 from .errors import ImageLoadError
 from .images import load_rgb_image
 from .quality import QUALITY_ORDER
@@ -36,21 +42,30 @@ REPORT_MARKER = 'imgutils-facequal report'
 _COLOURS = {'poor': '#d9534f', 'ok': '#f0ad4e', 'good': '#4fa3d1', 'excellent': '#4cae4c'}
 _BINS = 20
 
-_STYLE = '''
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
-h1 { font-size: 1.4em; margin-bottom: .2em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-.meta { color: #555; font-size: .9em; } table { border-collapse: collapse; margin: .5em 0; }
-td, th { border: 1px solid #ccc; padding: .15em .5em; text-align: right; font-size: .85em; }
-th { background: #eee; }
-td:first-child, th:first-child { text-align: left; }
-.overview { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
-.grid { display: flex; flex-wrap: wrap; gap: 6px; }
-.grid figure { margin: 0; width: %(size)dpx; text-align: center; font-size: 11px; color: #444; }
-.grid img, .grid .gone { width: %(size)dpx; height: %(size)dpx; object-fit: contain; background: #ddd;
-  display: block; border: 2px solid transparent; } .grid a:hover img { border-color: #333; }
-.grid .gone { display: flex; align-items: center; justify-content: center; color: #a00; font-size: 11px; }
-.swatch { display: inline-block; width: .8em; height: .8em; margin-right: .3em; vertical-align: middle; }
-'''
+
+class _Markup(str):
+    """Markup a template part made: filled into another part as it is, not escaped."""
+
+
+@cached(per_process=False)
+def _template_parts() -> Dict[str, Template]:
+    """The parts of ``templates/report.html`` by name, and ``style`` (``templates/report.css``)."""
+    folder = resources.files(__package__) / 'templates'
+    pieces = re.split(r'^<!-- part: (\w+) -->\n', (folder / 'report.html').read_text(encoding='utf-8'),
+                      flags=re.MULTILINE)
+    parts = {name: Template(body.rstrip('\n')) for name, body in zip(pieces[1::2], pieces[2::2])}
+    parts['style'] = Template((folder / 'report.css').read_text(encoding='utf-8'))
+    return parts
+
+
+def _fill(part: str, **values: Any) -> _Markup:
+    """The template part ``part`` filled with ``values``, each escaped for HTML unless it is `_Markup`."""
+    return _Markup(_template_parts()[part].substitute(
+        {key: value if isinstance(value, _Markup) else html.escape(str(value)) for key, value in values.items()}))
+
+
+def _joined(parts: Iterable[_Markup]) -> _Markup:
+    return _Markup('\n'.join(parts))
 
 
 def _link(path: str, out_dir: str) -> str:
@@ -128,56 +143,75 @@ def _check_folder(out_dir: str) -> None:
                           f'(a report replaces only its own index.html and thumbs/).')
 
 
-def _histogram(values: Sequence[float], labels: Sequence[str]) -> str:
+def _histogram(values: Sequence[float], labels: Sequence[str]) -> _Markup:
     """An inline SVG histogram of quality values, each bar stacked by class."""
     counts = [defaultdict(int) for _ in range(_BINS)]
     for value, label in zip(values, labels):
         counts[min(int(value * _BINS), _BINS - 1)][label] += 1
     peak = max((sum(bin_.values()) for bin_ in counts), default=0) or 1
     width, height, bar = 360, 150, 360 / _BINS
-    parts = [f'<svg id="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" '
-             f'role="img" aria-label="histogram of the quality value">']
+    bars = []
     for number, bin_ in enumerate(counts):
         y = height
         for label in [name for name in QUALITY_ORDER if name in bin_] + sorted(set(bin_) - set(QUALITY_ORDER)):
             tall = bin_[label] / peak * (height - 10)
             y -= tall
-            parts.append(f'<rect x="{number * bar + 1:.1f}" y="{y:.1f}" width="{bar - 2:.1f}" height="{tall:.1f}" '
-                         f'fill="{_COLOURS.get(label, "#888")}"><title>{number / _BINS:.2f} to '
-                         f'{(number + 1) / _BINS:.2f}: {bin_[label]} {html.escape(label)}</title></rect>')
+            bars.append(_fill('bar', x=f'{number * bar + 1:.1f}', y=f'{y:.1f}', width=f'{bar - 2:.1f}',
+                              height=f'{tall:.1f}', colour=_COLOURS.get(label, '#888'), low=f'{number / _BINS:.2f}',
+                              high=f'{(number + 1) / _BINS:.2f}', count=bin_[label], label=label))
         total = sum(bin_.values())
         if total:
-            parts.append(f'<text x="{number * bar + bar / 2:.1f}" y="{y - 2:.1f}" font-size="9" '
-                         f'text-anchor="middle">{total}</text>')
-    parts.append(f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#333"/>')
-    for tick in range(0, 11, 2):
-        x = tick / 10 * width
-        parts.append(f'<text x="{min(max(x, 8), width - 8):.1f}" y="{height + 14}" font-size="10" '
-                     f'text-anchor="middle">{tick / 10:.1f}</text>')
-    parts.append(f'<text x="{width / 2}" y="{height + 28}" font-size="10" text-anchor="middle">quality value</text>')
-    parts.append('</svg>')
-    return ''.join(parts)
+            bars.append(_fill('bar_total', x=f'{number * bar + bar / 2:.1f}', y=f'{y - 2:.1f}', total=total))
+    ticks = [_fill('tick', x=f'{min(max(tick / 10 * width, 8), width - 8):.1f}', y=height + 14,
+                   tick=f'{tick / 10:.1f}') for tick in range(0, 11, 2)]
+    return _fill('histogram', width=width, height=height, svg_height=height + 30, bars=_joined(bars),
+                 ticks=_joined(ticks), middle=width / 2, caption_y=height + 28)
 
 
-def _tables(table: ThresholdTable, failed: int) -> str:
-    rows = [f'<tr><td>images</td><td data-count="images">{table.images}</td></tr>',
-            f'<tr><td>with faces</td><td data-count="with-faces">{table.with_faces}</td></tr>',
-            f'<tr><td>faces</td><td data-count="faces">{table.faces}</td></tr>',
-            f'<tr><td>failed when scored</td><td data-count="failed">{failed}</td></tr>']
-    for name, count in reversed(list(table.per_class.items())):
-        rows.append(f'<tr><td><span class="swatch" style="background:{_COLOURS.get(name, "#888")}"></span>'
-                    f'{html.escape(name)} faces</td><td data-count="class-{html.escape(name)}">{count}</td></tr>')
-    counts = '<table id="counts"><tr><th>in the file</th><th>count</th></tr>' + ''.join(rows) + '</table>'
-    lines = ['<table id="thresholds"><tr><th>keep with</th><th>images (best face)</th><th>images (every face)</th>'
-             '<th>faces</th></tr>']
-    for row in table.rows:
-        value = row.value if row.option == 'min_quality' else f'{row.value:.2f}'
-        option = '--' + row.option.replace('_', '-')
-        lines.append(f'<tr data-threshold="{option} {html.escape(str(value))}"><td><code>{option} '
-                     f'{html.escape(str(value))}</code></td><td>{row.images}</td><td>{row.images_every_face}</td>'
-                     f'<td>{row.faces}</td></tr>')
-    lines.append('</table>')
-    return counts, ''.join(lines)
+def _tables(table: ThresholdTable, failed: int) -> Tuple[_Markup, _Markup]:
+    """The page's two tables, ``(counts, thresholds)``.
+
+    ``counts`` holds the images, the images with faces, the faces and the images that failed
+    when scored (``failed``), then the faces of each class, best class first. ``thresholds``
+    holds a row per option and value of ``table``: the images whose best face it keeps, the
+    images whose every face it keeps, and the faces it keeps.
+    """
+    classes = [_fill('class_count', colour=_COLOURS.get(name, '#888'), name=name, count=count)
+               for name, count in reversed(list(table.per_class.items()))]
+    counts = _fill('counts', images=table.images, with_faces=table.with_faces, faces=table.faces, failed=failed,
+                   classes=_joined(classes))
+    rows = [_fill('threshold', option='--' + row.option.replace('_', '-'),
+                  value=row.value if row.option == 'min_quality' else f'{row.value:.2f}', images=row.images,
+                  images_every_face=row.images_every_face, faces=row.faces) for row in table.rows]
+    return counts, _fill('thresholds', rows=_joined(rows))
+
+
+def _section(name: str, items: list, total: int, written: Dict[str, bytes], unreadable: Dict[str, str],
+             embed: bool, out_dir: str) -> _Markup:
+    """A class's grid of thumbnails, each linked to its image; one that could not be cut is shown as gone."""
+    figures = []
+    for result, index, face, key in items:
+        hover = _hover(result, index, face)
+        if key in written:
+            source = (f'data:image/jpeg;base64,{base64.b64encode(written[key]).decode("ascii")}' if embed
+                      else f'thumbs/{key}')
+            picture = _fill('thumbnail', source=source, name=name, quality=f'{face.quality:.3f}', hover=hover)
+        else:
+            picture = _fill('gone', hover=f'{hover}\n{unreadable.get(result.image.path, "not readable")}')
+        figures.append(_fill('figure', link=_link(result.image.path, out_dir), picture=picture,
+                             quality=f'{face.quality:.3f}'))
+    note = (f'showing {len(items)} of {total}, spread evenly from the best to the worst; best first'
+            if len(items) < total else 'all, best first' if total else 'none')
+    return _fill('class', name=name, shown=len(items), total=total, colour=_COLOURS.get(name, '#888'), note=note,
+                 figures=_joined(figures))
+
+
+def _problems(section_id: str, heading: str, problems: Iterable[Tuple[str, str]], more: int = 0) -> _Markup:
+    """A section listing ``(path, reason)`` pairs, and how many more there are."""
+    items = [_fill('problem', path=path, reason=reason) for path, reason in problems]
+    if more > 0:
+        items.append(_fill('more', count=more))
+    return _fill('problems', id=section_id, heading=heading, items=_joined(items))
 
 
 def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_size: int = 128,
@@ -185,14 +219,14 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
                  workers: Optional[int] = None) -> Dict[str, Any]:
     """Write a static HTML report of saved scores to ``out_dir``; no model is loaded.
 
-    :param rows: Nested rows (`imgutils_facequal.rows.read_rows`) or a DataFrame of them.
+    :param rows: Nested rows (`imgutils_facequal.store.read_scores`) or a DataFrame of them.
     :param out_dir: The report folder: ``index.html`` and ``thumbs/``. A new or empty
         folder, or one holding an earlier report (whose page and thumbnails are replaced).
     :param per_class: Faces shown per class at most, spread evenly over its quality range.
     :param thumb_size: Thumbnail size in pixels (the longer side).
     :param embed: Put the thumbnails in the page itself (one file to send), not in ``thumbs/``.
     :param title: The page title; default the number of images.
-    :param provenance: What produced the rows (`imgutils_facequal.rows.read_provenance`),
+    :param provenance: What produced the rows (`imgutils_facequal.store.read_scores` gives it),
         shown in the header.
     :param workers: Threads cutting thumbnails (default: the CPU count).
     :return: ``{'page': path of index.html, 'shown': faces shown, 'faces': faces in the rows,
@@ -202,8 +236,8 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     Example:
 
         >>> from imgutils_facequal import write_report
-        >>> from imgutils_facequal.rows import read_rows
-        >>> write_report(read_rows('scores.jsonl'), 'report/')['page']  # doctest: +SKIP
+        >>> from imgutils_facequal import read_scores
+        >>> write_report(read_scores('scores.jsonl').rows, 'report/')['page']  # doctest: +SKIP
         'report/index.html'
     """
     if per_class < 1 or thumb_size < 8:
@@ -243,56 +277,21 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     counts, thresholds = _tables(table, table.failed)
     root = common_root([result.image.path for result in results])
     heading = title or f'Face quality of {table.images} images'
-    meta = [f'{table.images} images under {html.escape(root)}, {table.faces} faces']
-    if provenance:
-        meta.append('model {model} ({backend}, {precision}), detector {detector}, crop {crop}, margin {margin}'.format(
-            **{key: html.escape(str(provenance.get(key))) for key in
-               ('model', 'backend', 'precision', 'detector', 'crop', 'margin')}))
-    sections = []
-    for name in classes:
-        items = shown[name]
-        total = len(by_class.get(name, []))
-        figures = []
-        for result, index, face, key in items:
-            hover = html.escape(_hover(result, index, face))
-            link = html.escape(_link(result.image.path, out_dir))
-            if key in written:
-                source = (f'data:image/jpeg;base64,{base64.b64encode(written[key]).decode("ascii")}' if embed
-                          else f'thumbs/{key}')
-                picture = f'<img src="{source}" alt="{html.escape(name)} {face.quality:.3f}" title="{hover}">'
-            else:
-                reason = unreadable.get(result.image.path, 'not readable')
-                picture = f'<div class="gone" title="{hover}\n{html.escape(reason)}">image gone</div>'
-            figures.append(f'<figure><a href="{link}">{picture}</a><figcaption>{face.quality:.3f}</figcaption>'
-                           f'</figure>')
-        note = (f'showing {len(items)} of {total}, spread evenly from the best to the worst; best first'
-                if len(items) < total else 'all, best first' if total else 'none')
-        sections.append(f'<section class="class" data-class="{html.escape(name)}" data-shown="{len(items)}" '
-                        f'data-total="{total}"><h2><span class="swatch" style="background:'
-                        f'{_COLOURS.get(name, "#888")}"></span>{html.escape(name)}: {total} faces '
-                        f'<span class="meta">({note})</span></h2>'
-                        f'<div class="grid">{"".join(figures)}</div></section>')
+    sections = [_section(name, shown[name], len(by_class.get(name, [])), written, unreadable, embed, out_dir)
+                for name in classes]
     if unreadable:
-        sections.append('<section id="unreadable"><h2>Images that could not be read now</h2><ul>'
-                        + ''.join(f'<li>{html.escape(path)}: {html.escape(reason)}</li>'
-                                  for path, reason in list(unreadable.items())[:200]) + '</ul></section>')
+        sections.append(_problems('unreadable', 'Images that could not be read now', list(unreadable.items())[:200]))
     failed = [result for result in results if result.error is not None]
     if failed:
-        sections.append('<section id="failed"><h2>Images that failed when scored</h2><ul>'
-                        + ''.join(f'<li>{html.escape(result.image.path)}: {html.escape(result.error)}</li>'
-                                  for result in failed[:200])
-                        + (f'<li>... and {len(failed) - 200} more</li>' if len(failed) > 200 else '')
-                        + '</ul></section>')
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="generator" content="{REPORT_MARKER}">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{html.escape(heading)}</title><style>{_STYLE % {"size": thumb_size}}</style></head><body>'
-            f'<h1>{html.escape(heading)}</h1><p class="meta">{"<br>".join(meta)}</p>'
-            f'<div class="overview"><div><h2>Quality value</h2>'
-            f'{_histogram([f.quality for _, _, f in faces], [f.label for _, _, f in faces])}</div>'
-            f'<div><h2>Counts</h2>{counts}</div><div><h2>What each threshold keeps</h2>{thresholds}</div></div>'
-            f'<p class="meta">Hover over a face for its row; click it for the source image.</p>'
-            f'{"".join(sections)}</body></html>\n')
+        sections.append(_problems('failed', 'Images that failed when scored',
+                                  [(result.image.path, result.error) for result in failed[:200]], len(failed) - 200))
+    provenance_line = _fill('provenance', **{key: provenance.get(key) for key in (
+        'model_name', 'backend', 'precision', 'detector', 'crop', 'margin')}) if provenance else _Markup('')
+    page = _fill('page', generator=REPORT_MARKER, heading=heading,
+                 style=_Markup(_template_parts()['style'].substitute(size=int(thumb_size))),
+                 summary=f'{table.images} images under {root}, {table.faces} faces', provenance=provenance_line,
+                 histogram=_histogram([f.quality for _, _, f in faces], [f.label for _, _, f in faces]),
+                 counts=counts, thresholds=thresholds, sections=_joined(sections)) + '\n'
     index = os.path.join(out_dir, 'index.html')
     replace_file(index, page)
     return {'page': index, 'shown': sum(len(items) for items in shown.values()), 'faces': len(faces),

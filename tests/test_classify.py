@@ -260,8 +260,7 @@ def test_onnx_path_does_not_import_torch(tmp_path):
         f'print(classify_face_quality(Image.new("RGB", (40, 40), (20, 20, 230)), model_name={directory!r}))\n'
         'heavy = [m for m in ("torch", "transformers", "timm") if m in sys.modules]\n'
         'assert not heavy, heavy\n'
-        'import imgutils.preprocess\n'
-        'assert "torch" in sys.modules or True\n'
+        'import imgutils.preprocess\n'  # the real package, reusing the pillow transforms loaded light
         'assert imgutils.preprocess.create_pillow_transforms is sys.modules["imgutils.preprocess.pillow"].create_pillow_transforms\n'
     )
     result = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True)

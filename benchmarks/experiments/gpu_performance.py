@@ -161,9 +161,8 @@ def onnx_on_cuda(device, rounds) -> dict:
     from benchmarks._faces import cartoon_faces
     from benchmarks._quantize import agreement
     from imgutils_facequal import load_face_quality_model
-    from imgutils_facequal.backends import runs_on_gpu
     rewritten = load_face_quality_model(ONNX_MODEL, backend='onnx', device=device)
-    assert runs_on_gpu(rewritten) and rewritten.graph_rewrites, rewritten.session.get_providers()
+    assert rewritten.runs_on_gpu and rewritten.graph_rewrites, rewritten.session.get_providers()
     as_published = graph_as_published(ONNX_MODEL, 'gpu')
     rows = {}
     for label, batch_size, model in (('rewritten at load, batch 1', 1, rewritten),
@@ -262,9 +261,8 @@ def main():
         build_hub(published_onnx=False)
     if with_onnx:  # the graph is rewritten and checked here, at its first load, before anything is timed
         from imgutils_facequal import load_face_quality_model
-        from imgutils_facequal.backends import runs_on_gpu
         model = load_face_quality_model(ONNX_MODEL, backend='onnx', device=args.device)
-        if not runs_on_gpu(model):
+        if not model.runs_on_gpu:
             with_onnx = False
             onnx_note = (f'The ONNX backend on CUDA was not measured: onnxruntime-gpu {onnxruntime.__version__} is '
                          f'installed, but its session ran on {model.session.get_providers()}.')

@@ -5,9 +5,7 @@ model is opened (``__init__``), how a preprocessed batch runs (``_forward``) and
 is not the repository's pillow stages, how images are preprocessed. Everything else
 (probabilities, scores, batching, defaults, pickling) is shared.
 """
-import functools
 import os
-import threading
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -20,6 +18,7 @@ from typing import (
     Tuple,
 )
 
+from ..caching import cached
 from ..errors import ModelNotAvailableError, ModelOutputError
 from ..graphs.check import probabilities_from_output
 from ..hub import read_json_file
@@ -191,31 +190,12 @@ class FaceQualityClassifier:
         return [scores for start in range(0, len(images), size) for scores in self.scores(images[start:start + size])]
 
 
-_opening = threading.Lock()  # one load at a time: two threads asking for one model load it once
-
-
-@functools.lru_cache(maxsize=None)
-def _open_once(backend_class, source: ModelSource, device: str, precision: str, process: int) -> FaceQualityClassifier:
-    return backend_class(source, device, precision)
-
-
+@cached(per_process=True)
 def open_classifier(backend_class, source: ModelSource, device: str, precision: str) -> FaceQualityClassifier:
     """The cached classifier of ``backend_class`` for a source, a device key and a precision.
 
-    Cached per process: a forked child loads its own, and the parent's stay untouched (freeing
-    them in the child would wait forever on the thread pools of their sessions, which the
-    child does not have).
+    Loaded once, however many threads ask at once, and cached per process: a forked child
+    loads its own, and the parent's stay untouched (freeing them in the child would wait
+    forever on the thread pools of their sessions, which the child does not have).
     """
-    with _opening:
-        return _open_once(backend_class, source, device, precision, os.getpid())
-
-
-open_classifier.cache_clear = _open_once.cache_clear
-
-
-def _new_lock_after_fork() -> None:
-    global _opening
-    _opening = threading.Lock()  # a lock a thread of the parent held would never be released in the child
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
+    return backend_class(source, device, precision)

@@ -5,7 +5,7 @@ from ..errors import MissingModelFileError, ModelNotAvailableError
 from ..graphs.cache import cached_graph
 from ..graphs.onnx_rewrites import OPENVINO_REWRITES
 from ..home import exported_source
-from ..hub import fetch_model_file, hub_unreachable
+from ..hub import cache_says_missing, fetch_model_file, hub_unreachable
 from ..models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
 from ..plugins.builtin.imgutils_detectors import DEFAULT_DETECTOR_MODELS
 
@@ -20,7 +20,6 @@ _ONNX_FILES = ('model.onnx', 'preprocessor_config.json', 'config.json', 'meta.js
 def model_status() -> List[dict]:
     """For each registered model: its repo, its use, and where its ONNX model would come from."""
     from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.file_download import _CACHED_NO_EXIST
 
     rows = []
     for name in list_face_quality_models():
@@ -31,7 +30,7 @@ def model_status() -> List[dict]:
             status = f'local ONNX export: {exported.local_dir}'
         else:
             cached = try_to_load_from_cache(info.repo_id, 'model.onnx')
-            if cached is _CACHED_NO_EXIST:
+            if cache_says_missing(cached):
                 status = ('the repo has no model.onnx: run `imgutils-facequal export` (torch extra) or use '
                           '--backend transformers')
             elif cached:

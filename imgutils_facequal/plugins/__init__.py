@@ -6,17 +6,16 @@ entry-point group. The environment variable ``IMGUTILS_FACEQUAL_PLUGINS`` restri
 unset, every installed plugin loads; set, only the comma-separated distributions it names
 load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none).
 """
-import functools
 import importlib
 import math
 import os
 import warnings
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import pluggy
 
+from ..caching import cached
 from ..errors import DetectionError, FaceQualityError, PluginError
 from . import hookspecs
 
@@ -29,7 +28,6 @@ __all__ = [
     'detector_options',
     'get_plugin_manager',
     'get_detectors',
-    'get_taggers',
     'get_detector',
     'get_tagger',
     'list_detectors',
@@ -104,9 +102,6 @@ def _checked_detections(detector: 'Registered', detections) -> list:
     return list(detections)
 
 
-_lock = threading.RLock()  # one manager and one registry each, however many threads ask at once
-
-
 def _installed_entry_points():
     from importlib.metadata import entry_points
     found = entry_points()
@@ -145,14 +140,9 @@ def _load_external_plugins(manager: pluggy.PluginManager) -> None:
                 manager.register(entry_point.load(), name=entry_point.name)
 
 
+@cached(per_process=False)  # a forked child keeps the plugins registered at run time
 def get_plugin_manager() -> pluggy.PluginManager:
     """The project's plugin manager, with built-in and external plugins loaded (once)."""
-    with _lock:
-        return _plugin_manager()
-
-
-@functools.lru_cache(maxsize=None)
-def _plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
     for module_name in DEFAULT_PLUGINS:
@@ -181,24 +171,14 @@ def _collect(hook_name: str) -> Dict[str, Registered]:
     return found
 
 
+@cached(per_process=False)
 def _registry(hook_name: str) -> Dict[str, Registered]:
-    with _lock:
-        return _collected(hook_name)
-
-
-@functools.lru_cache(maxsize=None)
-def _collected(hook_name: str) -> Dict[str, Registered]:
     return _collect(hook_name)
 
 
 def get_detectors() -> Dict[str, Registered]:
     """Every registered detector, by name."""
     return dict(_registry('register_detectors'))
-
-
-def get_taggers() -> Dict[str, Registered]:
-    """Every registered tagger, by name."""
-    return dict(_registry('register_taggers'))
 
 
 def _get(kind: str, hook_name: str, name: str) -> Registered:
@@ -262,13 +242,11 @@ def register_plugin(plugin: Any, name: Optional[str] = None) -> None:
     :param plugin: A module or object with ``@hookimpl`` functions.
     :param name: The name it is listed under (defaults to pluggy's choice).
     """
-    with _lock:
-        get_plugin_manager().register(plugin, name=name)
-        _collected.cache_clear()
+    get_plugin_manager().register(plugin, name=name)
+    _registry.cache_clear()  # waits for a registry being collected, then drops it
 
 
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered by `register_plugin` (or any plugin, by name)."""
-    with _lock:
-        get_plugin_manager().unregister(name=name)
-        _collected.cache_clear()
+    get_plugin_manager().unregister(name=name)
+    _registry.cache_clear()

@@ -13,12 +13,11 @@ Sessions are opened once per model and shared by every thread (a lock serialises
 as imgutils does per session).
 """
 import ast
-import functools
 import json
-import os
 import threading
 from typing import List, Optional, Sequence, Tuple
 
+from ...caching import cached
 from ...sessions import session_threads
 
 __all__ = ['YoloSession', 'yolo_session']
@@ -131,20 +130,12 @@ class YoloSession:
         return detections
 
 
+@cached(per_process=True, maxsize=16)
 def yolo_session(repo_id: str, model_name: str, default_threshold: float = 0.25) -> YoloSession:
     """The shared `YoloSession` of ``{model_name}/model.onnx`` in hub repo ``repo_id`` (downloaded once).
 
     Shared per process: a forked child opens its own (the parent's sessions need thread pools
     the child does not have).
     """
-    return _yolo_session(repo_id, model_name, default_threshold, os.getpid())
-
-
-@functools.lru_cache(maxsize=16)
-def _yolo_session(repo_id: str, model_name: str, default_threshold: float, process: int) -> YoloSession:
     from huggingface_hub import hf_hub_download
     return YoloSession(hf_hub_download(repo_id, f'{model_name}/model.onnx'), default_threshold)
-
-
-yolo_session.cache_info, yolo_session.cache_clear = _yolo_session.cache_info, _yolo_session.cache_clear
-
