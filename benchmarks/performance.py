@@ -345,6 +345,7 @@ def changes() -> dict:
     """Each option's boxes and crops against the default's, face by face: matched by face box where the
     option runs the face detector, by head box where it finds faces through their heads."""
     from imgutils_facequal import FaceLocator
+    from imgutils_facequal.settings import SETTING_NAMES
     frames = geometry_frames()
     default = [FaceLocator().locate(frame) for frame in frames]
     result = {}
@@ -352,10 +353,7 @@ def changes() -> dict:
         if 'backend' in options or not any(key in options for key in DETECTION_KEYS):
             continue
         key = 'head_bbox' if options.get('head_localisation') == 'heads' else 'bbox'
-        locator = FaceLocator(head_detector=options.get('head_detector', 'head'),
-                              head_localisation=options.get('head_localisation', 'paired'),
-                              head_detector_options={'level': options.get('head_level'),
-                                                     'infer_size': options.get('head_infer_size')})
+        locator = FaceLocator(**{key: value for key, value in options.items() if key in SETTING_NAMES})
         matched, missed, extra, face_iou, head_iou, crop_iou, identical = 0, 0, 0, [], [], [], 0
         for frame, expected in zip(frames, default):
             found = locator.locate(frame)

@@ -48,7 +48,7 @@ DETECTION = {'default': {}, 'heads-320': {'head_localisation': 'heads', 'head_in
 
 def in_process(paths, settings: dict) -> dict:
     from imgutils_facequal import InputImage, load_face_quality_detector, score_images_with
-    from imgutils_facequal.rows import result_rows
+    from imgutils_facequal.store import result_rows
     started = time.perf_counter()
     faces = load_face_quality_detector(CAFORMER_REPO, **settings)
     list(score_images_with(faces, [InputImage(paths[0])]))  # warm-up: every session opened
@@ -63,7 +63,7 @@ def in_process(paths, settings: dict) -> dict:
 
 def on_ray(paths, actors: int, cpus_per_actor: float, settings: dict) -> dict:
     from imgutils_facequal.ray import read_image_folder, score_dataset
-    from imgutils_facequal.rows import nested_row
+    from imgutils_facequal.store import nested_row
     started = time.perf_counter()
     dataset = score_dataset(read_image_folder(paths), actors=actors, cpus_per_actor=cpus_per_actor,
                             images_per_call=IMAGES_PER_CALL, model_name=CAFORMER_REPO, **settings)

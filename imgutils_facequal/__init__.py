@@ -29,7 +29,6 @@ from .curate import (
     kept_images,
     output_stems,
     place_file,
-    scored_images,
     threshold_table,
 )
 from .detect import FaceTags, detect_face_quality, tag_faces, visualize_face_quality
@@ -66,14 +65,9 @@ from .plugins import list_detectors, list_plugins, list_taggers, register_plugin
 from .plugins.hookspecs import hookimpl
 from .quality import QUALITY_ORDER, face_quality_value
 from .report import write_report
-from .scoring import (
-    CROP_MODES,
-    DEFAULT_MARGIN,
-    FaceLocator,
-    FaceQualityDetector,
-    FaceQualityResult,
-    load_face_quality_detector,
-)
+from .scoring import FaceLocator, FaceQualityDetector, FaceQualityResult, load_face_quality_detector
+from .settings import CROP_MODES, DEFAULT_MARGIN, HEAD_LOCALISATIONS, ScoringSettings
+from .store import SavedScores, ScoresWriter, read_scores, scored_images
 
 from ._version import __version__
 
@@ -99,6 +93,7 @@ __all__ = [
     'FilterSummary',
     'FolderFilter',
     'GPU_BATCH_SIZE',
+    'HEAD_LOCALISATIONS',
     'ImageLoadError',
     'ImageResult',
     'InputImage',
@@ -108,6 +103,9 @@ __all__ = [
     'PluginError',
     'PRECISIONS',
     'QUALITY_ORDER',
+    'SavedScores',
+    'ScoresWriter',
+    'ScoringSettings',
     'ThresholdTable',
     'UnknownModelError',
     'classify_face_quality',
@@ -137,6 +135,7 @@ __all__ = [
     'place_file',
     'read_hf_dataset',
     'read_labelled_folder',
+    'read_scores',
     'register_plugin',
     'resolve_model',
     'score_images',

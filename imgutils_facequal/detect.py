@@ -6,13 +6,12 @@ forward passes. The crop rules are those of `imgutils_facequal.FaceQualityDetect
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ._imgutils import detect_module
-from .backends import DEFAULT_BACKEND
 from .errors import PluginError
 from .images import load_rgb_image
-from .models import DEFAULT_MODEL
 from .plugins import get_tagger
 from .quality import quality_at_least
-from .scoring import DEFAULT_MARGIN, FaceLocator, FaceQualityResult, load_face_quality_detector
+from .scoring import FaceLocator, FaceQualityResult, load_face_quality_detector
+from .settings import ScoringSettings
 
 __all__ = ['FaceTags', 'detect_face_quality', 'tag_faces', 'visualize_face_quality']
 
@@ -27,37 +26,23 @@ class FaceTags(NamedTuple):
     tags: Dict[str, Any]
 
 
-def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT_MODEL,
-                        crop: Optional[str] = None, margin: float = DEFAULT_MARGIN,
-                        min_quality: Optional[str] = None, conf_threshold: Optional[float] = None,
-                        iou_threshold: Optional[float] = None, level: Optional[str] = None,
-                        version: Optional[str] = None, detector_model_name: Optional[str] = None,
-                        head_detector: Optional[str] = 'head', revision: Optional[str] = None,
-                        backend: str = DEFAULT_BACKEND, device: Optional[str] = None,
-                        precision: str = 'fp32') -> List[FaceQualityResult]:
+def detect_face_quality(image, model_name: Optional[str] = None, min_quality: Optional[str] = None,
+                        settings: Optional[ScoringSettings] = None, **options: Any) -> List[FaceQualityResult]:
     """Find every face in an image and score its quality.
 
     :param image: Anything imgutils' ``ImageTyping`` accepts; decoded once.
-    :param detector: A registered detector (``face`` or ``head`` built in; see
-        `imgutils_facequal.list_detectors`).
-    :param model_name: The face-quality model (registered name, hub repo id or directory).
-    :param crop: ``head``, ``face`` or ``full``; ``None`` picks the one the model was trained
-        for (``head`` for ``caformer_s36.head_crop``, ``full`` for ``caformer_s36``).
-    :param margin: Margin per side as a multiple of the box size (``head`` and ``face`` crops).
+    :param model_name: The face-quality model (registered name, hub repo id or directory);
+        default ``caformer_s36.head_crop``.
     :param min_quality: Keep only faces whose class is this one or better (e.g. ``'good'``).
-    :param conf_threshold: Detector confidence threshold (detector's default when ``None``).
-    :param iou_threshold: Detector NMS IoU threshold.
-    :param level: Detector model level (``'s'``, ``'n'``...), as in imgutils.
-    :param version: Face detector version (e.g. ``'v1.4'``), as in imgutils.
-    :param detector_model_name: The detector's own model name, as in imgutils.
-    :param head_detector: Detector used to find head boxes for ``crop='head'``; ``None`` to
-        estimate them from the face boxes.
-    :param revision: Hub revision of the face-quality model.
-    :param backend: ``onnx`` (default), ``openvino``, ``transformers`` or ``auto`` (see
-        `imgutils_facequal.load_face_quality_model`).
-    :param device: ``cpu``, ``cuda``...; default: the backend's choice.
-    :param precision: ``fp32`` (default) or ``bf16``, the transformers and openvino backends' opt-in.
+    :param settings: An `imgutils_facequal.ScoringSettings`; default the defaults.
+    :param options: Any field of `imgutils_facequal.ScoringSettings`, in place of the one in
+        ``settings``: ``detector`` (``face`` or ``head`` built in), ``conf_threshold``,
+        ``iou_threshold``, ``detector_level``, ``detector_version``, ``crop`` (``head``,
+        ``face`` or ``full``; default what the model was trained for), ``margin``,
+        ``head_detector``, ``head_localisation``, ``head_level``, ``head_infer_size``,
+        ``revision``, ``backend``, ``device``, ``precision``...
     :return: One `FaceQualityResult` per face, in the detector's order.
+    :raises TypeError: When an option is not a setting.
 
     Example:
 
@@ -66,27 +51,23 @@ def detect_face_quality(image, detector: str = 'face', model_name: str = DEFAULT
         ...     print(face.bbox, face.label, round(face.score, 3), round(face.quality, 3))
         (412, 95, 590, 280) good 0.912 0.687
     """
-    faces = load_face_quality_detector(
-        model_name, revision=revision, backend=backend, device=device, precision=precision, detector=detector,
-        crop=crop, margin=margin, head_detector=head_detector, conf_threshold=conf_threshold,
-        iou_threshold=iou_threshold, level=level, version=version, detector_model_name=detector_model_name,
-    ).detect(image)
+    faces = load_face_quality_detector(model_name, settings, **options).detect(image)
     if min_quality is None:
         return faces
     return [face for face in faces if quality_at_least(face.label, min_quality, list(face.scores))]
 
 
-def tag_faces(image, taggers: Sequence[str] = ('face_quality',), detector: str = 'face',
-              crop: str = 'head', margin: float = DEFAULT_MARGIN,
+def tag_faces(image, taggers: Sequence[str] = ('face_quality',),
               tagger_options: Optional[Dict[str, Dict[str, Any]]] = None,
-              detector_options: Optional[Dict[str, Any]] = None,
-              head_detector: Optional[str] = 'head') -> List[FaceTags]:
+              settings: Optional[ScoringSettings] = None, **options: Any) -> List[FaceTags]:
     """Run several registered taggers over the same face crops.
 
     :param taggers: Names of registered taggers (see `imgutils_facequal.list_taggers`).
     :param tagger_options: Per tagger, keyword options, e.g.
         ``{'face_quality': {'model_name': 'caformer_s36.head_crop'}}``.
-    :param detector_options: Keyword options for the detector (``conf_threshold``...).
+    :param settings: The `imgutils_facequal.ScoringSettings` that find and crop the faces
+        (its detector, crop and head fields); ``options`` replace its fields. ``crop``
+        defaults to ``head``.
     :return: One `FaceTags` per face, its ``tags`` holding each tagger's result.
 
     Example:
@@ -97,8 +78,7 @@ def tag_faces(image, taggers: Sequence[str] = ('face_quality',), detector: str =
     """
     resolved = [get_tagger(name) for name in taggers]
     tagger_options = tagger_options or {}
-    locator = FaceLocator(detector=detector, crop=crop, margin=margin, head_detector=head_detector,
-                          detector_options=detector_options)
+    locator = FaceLocator(settings, **options)
     decoded = load_rgb_image(image)
     locations = locator.locate(decoded)
     crops = [decoded.crop(location.crop_bbox) for location in locations]

@@ -15,7 +15,6 @@ their sessions fighting over the cores.
 The crops of consecutive images are pooled into forward passes of ``batch_size`` crops.
 A file that cannot be read yields a result with ``error`` set, and the run goes on.
 """
-import functools
 import glob
 import os
 from collections import deque
@@ -23,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .backends import DEFAULT_BACKEND, load_face_quality_model
+from .caching import cached
 from .errors import DetectionError, ImageLoadError, InputNotFoundError, ModelOutputError
 from .images import load_rgb_image
-from .models import DEFAULT_MODEL
-from .scoring import DEFAULT_MARGIN, FaceQualityDetector, FaceQualityResult, face_results
+from .scoring import FaceQualityDetector, FaceQualityResult, face_results, load_face_quality_detector
+from .settings import ScoringSettings
 
 __all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'shard_images', 'score_images',
            'score_images_with', 'in_detection_thread']
@@ -149,15 +148,11 @@ class _Prepared:
         return len(self.scores) == len(self.inputs)
 
 
-@functools.lru_cache(maxsize=None)
+@cached(per_process=True)  # a forked child has none of the parent's threads: it starts its own
 def _detection_thread() -> ThreadPoolExecutor:
     # kept for the life of the process: imgutils opens its sessions per thread, so a fresh
     # thread would load the detectors again on every call
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix='facequal-detect')
-
-
-# a forked child has none of the parent's threads: it starts a detection thread of its own
-os.register_at_fork(after_in_child=_detection_thread.cache_clear)
 
 
 def in_detection_thread(function: Callable[[], Any]) -> Any:
@@ -166,23 +161,18 @@ def in_detection_thread(function: Callable[[], Any]) -> Any:
     return _detection_thread().submit(function).result()
 
 
-def score_images(images: Iterable[InputImage], model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
-                 backend: str = DEFAULT_BACKEND, device: Optional[str] = None, detector: str = 'face',
-                 crop: Optional[str] = None, margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
-                 detector_options: Optional[Dict[str, Any]] = None, batch_size: Optional[int] = None,
-                 workers: Optional[int] = None, keep_images: bool = False,
-                 precision: str = 'fp32') -> Iterator[ImageResult]:
+def score_images(images: Iterable[InputImage], settings: Optional[ScoringSettings] = None,
+                 batch_size: Optional[int] = None, workers: Optional[int] = None, keep_images: bool = False,
+                 **options: Any) -> Iterator[ImageResult]:
     """Detect and score every face of every image; one `ImageResult` per image, in order.
 
-    The model and detector options are those of `imgutils_facequal.detect_face_quality`
-    (``detector_options`` holds the detector's own, such as ``conf_threshold``); the rest are
-    those of `score_images_with`, which this calls with a
+    :param settings: An `imgutils_facequal.ScoringSettings`; ``options`` (any of its fields,
+        such as ``model_name``, ``conf_threshold`` or ``head_localisation``) replace its fields.
+
+    The other arguments are those of `score_images_with`, which this calls with a
     `imgutils_facequal.FaceQualityDetector` of the cached classifier.
     """
-    classifier = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
-                                         precision=precision)
-    faces = FaceQualityDetector(classifier, detector=detector, crop=crop, margin=margin, head_detector=head_detector,
-                                detector_options=detector_options)
+    faces = load_face_quality_detector(settings=settings, **options)
     return score_images_with(faces, images, batch_size=batch_size, workers=workers, keep_images=keep_images)
 
 

@@ -18,7 +18,7 @@ and `read_image_webdataset` (webdataset tar shards). ``read_images`` is never us
 corrupt file there aborts the whole dataset, where here it gives one error row.
 
 Resume is the package's own, not Ray's checkpointing: `completed_ids` reads the ids already
-complete in an output folder of Parquet shards (the completeness rule of the JSON Lines
+complete in an output folder of Parquet shards (`imgutils_facequal.store`, the rule of every
 resume), sets half-written shards aside, and the readers and the scorer take ``skip``.
 
 This module imports ``ray``; ``import imgutils_facequal`` does not. Install the ``ray``
@@ -27,18 +27,15 @@ extra: ``pip install 'imgutils-facequal[ray]'``.
 import io
 import json
 import os
-import warnings
-from collections import defaultdict
 from typing import Any, Dict, Iterable, Optional, Sequence, Set
 
-from .atomic import replace_file
-from .backends import DEFAULT_BACKEND
-from .models import DEFAULT_MODEL
 from .pipeline import IMAGE_EXTENSIONS, InputImage, find_images, in_detection_thread, score_images_with
-from .plugins import detector_options, get_detector
-from .rows import PROVENANCE_KEY, provenance, result_rows, rows_table
-from .scoring import DEFAULT_MARGIN, load_face_quality_detector
+from .plugins import get_detector
+from .scoring import load_face_quality_detector
 from .sessions import THREADS_ENV, session_threads
+from .settings import ScoringSettings
+from .store import PROVENANCE_KEY, make_provenance, result_rows, rows_table
+from .store.formats.shards import ACTOR_KEY, completed
 
 __all__ = ['ID_COLUMN', 'IMAGE_COLUMN', 'ACTOR_KEY', 'FaceQualityScorer', 'score_dataset', 'check_cpu_headroom',
            'read_image_folder', 'read_hf_parquet', 'read_image_webdataset', 'completed_ids']
@@ -47,8 +44,6 @@ __all__ = ['ID_COLUMN', 'IMAGE_COLUMN', 'ACTOR_KEY', 'FaceQualityScorer', 'score
 ID_COLUMN = 'path'
 #: The column of encoded image bytes, as ``read_binary_files`` calls it.
 IMAGE_COLUMN = 'bytes'
-#: The Parquet metadata key of the actors that scored a block or shard (a JSON list): process, node, threads, GPUs.
-ACTOR_KEY = b'imgutils_facequal_actor'
 #: The prefix given to a carried column whose name is one of the output columns.
 CARRIED_PREFIX = 'input_'
 
@@ -77,9 +72,9 @@ def _assigned_resources() -> Optional[Dict[str, float]]:
 class FaceQualityScorer:
     """A callable class for ``Dataset.map_batches``: scores a batch of encoded images, one actor, one model.
 
-    The model and detector settings are those of
-    `imgutils_facequal.load_face_quality_detector` (``FaceQualityDetector.settings`` gives
-    them); further keyword arguments of that function go to it as they are.
+    :param settings: The `imgutils_facequal.ScoringSettings` to score with
+        (``FaceQualityDetector.settings`` gives a loaded detector's); ``options`` (any of its
+        fields) replace its fields.
 
     :param batch_size: Crops per forward pass of the classifier, pooled across the images of
         a call (default the classifier's: 2 on a CPU, 32 on a GPU). Images per call are the
@@ -107,13 +102,9 @@ class FaceQualityScorer:
         >>> rows.write_parquet('scores/')  # doctest: +SKIP
     """
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
-                 backend: str = DEFAULT_BACKEND, device: Optional[str] = None, precision: str = 'fp32',
-                 detector: str = 'face', crop: Optional[str] = None, margin: float = DEFAULT_MARGIN,
-                 head_detector: Optional[str] = 'head', conf_threshold: Optional[float] = None,
-                 iou_threshold: Optional[float] = None, batch_size: Optional[int] = None,
+    def __init__(self, settings: Optional[ScoringSettings] = None, batch_size: Optional[int] = None,
                  workers: Optional[int] = None, id_column: str = ID_COLUMN, image_column: str = IMAGE_COLUMN,
-                 threads: Optional[int] = None, skip: Optional[Iterable[str]] = None, **detector_settings: Any):
+                 threads: Optional[int] = None, skip: Optional[Iterable[str]] = None, **options: Any):
         global _constructed
         _constructed += 1
         if threads is None:
@@ -123,10 +114,7 @@ class FaceQualityScorer:
             if int(threads) < 1:
                 raise ValueError(f'threads must be at least 1; got {threads!r}.')
             os.environ[THREADS_ENV] = str(int(threads))  # read when each session opens, below
-        self.faces = load_face_quality_detector(
-            model_name, revision=revision, backend=backend, device=device, precision=precision, detector=detector,
-            crop=crop, margin=margin, head_detector=head_detector, conf_threshold=conf_threshold,
-            iou_threshold=iou_threshold, **detector_settings)
+        self.faces = load_face_quality_detector(settings=settings, **options)
         self.batch_size = batch_size
         self.workers = workers
         self.id_column = id_column
@@ -134,7 +122,7 @@ class FaceQualityScorer:
         self.skip: Set[str] = set(skip or ())
         self.classes = list(self.faces.classifier.classes)
         self._warm_up()
-        self.provenance = provenance(self.faces)
+        self.provenance = make_provenance(self.faces, batch_size=batch_size, workers=workers)
         self.actor = self._actor_info(threads)
         self._metadata = {PROVENANCE_KEY: json.dumps(self.provenance).encode('utf-8'),
                           ACTOR_KEY: json.dumps([self.actor]).encode('utf-8')}
@@ -148,8 +136,7 @@ class FaceQualityScorer:
         def detectors():
             locator.locate(image)
             if locator.crop == 'head' and locator.head_detector is not None:
-                get_detector(locator.head_detector)(image, **detector_options(
-                    **getattr(locator, 'head_detector_options', {})))
+                get_detector(locator.head_detector)(image, **locator.head_detector_options)
 
         in_detection_thread(detectors)  # imgutils opens its sessions per thread: this one
         result, = score_images_with(self.faces, [InputImage('warm-up', data=_png(image))], batch_size=self.batch_size,
@@ -219,7 +206,7 @@ def check_cpu_headroom(actors: int, cpus_per_actor: float, cluster_cpus: Optiona
 
 def score_dataset(ds, actors: int = 1, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0,
                   images_per_call: int = 64, skip: Optional[Iterable[str]] = None, scorer: type = FaceQualityScorer,
-                  **settings: Any):
+                  **scorer_options: Any):
     """The rows of every image of a Ray dataset, scored by a pool of `FaceQualityScorer` actors (lazy).
 
     :param ds: A ``ray.data.Dataset`` with an id column and an image column (see the readers).
@@ -228,10 +215,10 @@ def score_dataset(ds, actors: int = 1, cpus_per_actor: float = 1.0, gpus_per_act
     :param gpus_per_actor: GPUs each actor asks for (``0.5``: two actors share one card); Ray
         gives each actor its card as ``CUDA_VISIBLE_DEVICES``.
     :param images_per_call: Images per call of an actor (``map_batches``' ``batch_size``);
-        crops per forward pass are ``batch_size`` in ``settings``.
+        crops per forward pass are ``batch_size`` in ``scorer_options``.
     :param skip: Ids to leave out (see `completed_ids`).
     :param scorer: `FaceQualityScorer` or a subclass of it.
-    :param settings: Keyword arguments of `FaceQualityScorer` (model, detector, ``batch_size``,
+    :param scorer_options: Keyword arguments of `FaceQualityScorer` (``settings``, any scoring setting, ``batch_size``,
         ``workers``, ``id_column``, ``image_column``, ``threads``...).
     :raises ValueError: When the actors would take every CPU of the cluster (`check_cpu_headroom`).
 
@@ -248,9 +235,9 @@ def score_dataset(ds, actors: int = 1, cpus_per_actor: float = 1.0, gpus_per_act
     check_cpu_headroom(actors, cpus_per_actor)
     if images_per_call < 1:
         raise ValueError(f'images_per_call must be at least 1; got {images_per_call!r}.')
-    if settings.get('threads') is None:
-        settings['threads'] = max(1, int(cpus_per_actor))
-    return ds.map_batches(scorer, fn_constructor_kwargs={**settings, 'skip': sorted(set(skip or ()))},
+    if scorer_options.get('threads') is None:
+        scorer_options['threads'] = max(1, int(cpus_per_actor))
+    return ds.map_batches(scorer, fn_constructor_kwargs={**scorer_options, 'skip': sorted(set(skip or ()))},
                           batch_format='pyarrow', batch_size=images_per_call, compute=ActorPoolStrategy(size=actors),
                           num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None)
 
@@ -345,53 +332,8 @@ def read_image_webdataset(paths, skip: Optional[Iterable[str]] = None):
     return ray.data.read_webdataset(paths, decoder=None).map_batches(normalise, batch_format='pyarrow')
 
 
-def _rewrite_without_errors(path: str, errors: Sequence[Optional[str]]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    table = pq.read_table(path)
-    shard = io.BytesIO()
-    pq.write_table(table.filter(pa.array([error is None for error in errors])), shard)
-    replace_file(path, shard.getvalue())  # its staging file is hidden from the folder's readers
-
-
 def completed_ids(directory: str) -> Set[str]:
-    """Ids complete in a folder of Parquet shards of the output schema; half-written shards are set aside.
-
-    An image counts when all of its ``faces`` rows are there (across shards), or it has a
-    no-face row: the rule of the JSON Lines resume. Error rows are taken out of their shards
-    (each rewritten whole, then renamed over the old one), so the images that failed are
-    scored again, and each image ends up once in the folder. A shard that cannot be read
-    (a run killed while writing it) is renamed ``.<name>.incomplete`` (hidden, so readers of
-    the folder skip it), with a warning, and its images are scored again.
-    """
-    import pyarrow.parquet as pq
-    if not os.path.isdir(directory):
-        return set()
-    rows: Dict[str, int] = defaultdict(int)
-    expected: Dict[str, Optional[int]] = {}
-    done: Set[str] = set()
-    for name in sorted(os.listdir(directory)):
-        if not name.endswith('.parquet') or name.startswith(('.', '_')):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            table = pq.read_table(path, columns=['image', 'faces', 'error'])
-        except Exception as err:  # a torn file: no footer, or a footer of another file
-            aside = f'.{name}.incomplete'  # hidden: readers of the folder (pyarrow, Ray) skip it
-            os.replace(path, os.path.join(directory, aside))
-            warnings.warn(f'{path} cannot be read ({type(err).__name__}: {err}); it was set aside as {aside} '
-                          f'and its images will be scored again.', UserWarning, stacklevel=2)
-            continue
-        errors = table.column('error').to_pylist()
-        if any(error is not None for error in errors):  # those images are scored again: their rows leave the shard
-            _rewrite_without_errors(path, errors)
-        for image, faces, error in zip(*(table.column(column).to_pylist() for column in ('image', 'faces', 'error'))):
-            if error is not None:
-                continue
-            if not faces:
-                done.add(image)
-            else:
-                rows[image] += 1
-                expected[image] = faces
-    done.update(image for image, count in rows.items() if count >= expected[image])
-    return done
+    """Ids complete in a folder of Parquet shards of the output schema, for ``skip``; half-written shards are
+    set aside, and error rows leave their shards, so the images that failed are scored again (see
+    `imgutils_facequal.store.formats.shards.completed`)."""
+    return completed(directory, key=str)

@@ -16,18 +16,19 @@ crop, and the folder pipeline. Crops follow how the models were trained (see
 Head boxes come from one of two `HEAD_LOCALISATIONS`: ``'paired'`` (the default) runs the
 face detector, then the head detector, and pairs each face with its head; ``'heads'`` runs
 the head detector alone and derives each face box from its head box, one detector pass per
-image instead of two. ``head_detector_options`` (``level``, ``infer_size``...) make the head
-detector itself cheaper. Each changes the boxes: see the performance page for how much.
+image instead of two. ``head_level`` and ``head_infer_size`` make the head detector itself
+cheaper. Each changes the boxes: see the performance page for how much.
 """
 import warnings
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .backends import DEFAULT_BACKEND, FaceQualityClassifier, load_face_quality_model, top_class
+from .backends import FaceQualityClassifier, load_face_quality_model, top_class
 from .geometry import FACE_TO_HEAD_EXPANSION, crop_box, face_to_head_box, normalize_box, pair_faces_with_heads
 from .images import load_rgb_image
-from .models import DEFAULT_MODEL, ModelSource
-from .plugins import detector_options, get_detector
+from .models import ModelSource
+from .plugins import get_detector
 from .quality import face_quality_value
+from .settings import CLASSIFIER_FIELDS, CROP_MODES, DEFAULT_MARGIN, HEAD_LOCALISATIONS, ScoringSettings
 
 __all__ = [
     'CROP_MODES',
@@ -42,15 +43,6 @@ __all__ = [
     'default_crop_for',
 ]
 
-CROP_MODES = ('head', 'face', 'full')
-
-#: How head boxes are found: ``paired`` (face detector, then head detector, faces paired with
-#: heads; the default) or ``heads`` (the head detector alone, face boxes derived from heads).
-HEAD_LOCALISATIONS = ('paired', 'heads')
-
-#: Margin per side, as a multiple of the box size: the mean of a uniform draw from [0, 1],
-#: inside the range the head-crop model was trained and evaluated on (0 to 4 in the card).
-DEFAULT_MARGIN = 0.5
 
 _FRAMING_WARNING = (
     'Model {model!r} is framing-sensitive: it was trained on whole frames and reads how much '
@@ -132,66 +124,43 @@ def _face_box_from_head(head_box) -> Tuple[int, int, int, int]:
 class FaceLocator:
     """The rules that find the faces of an image and the crop each one is scored on; no model.
 
-    :param detector: A registered detector (``face`` or ``head`` built in; see
-        `imgutils_facequal.list_detectors`).
-    :param crop: ``head``, ``face`` or ``full``.
-    :param margin: Margin per side as a multiple of the box size (``head`` and ``face`` crops).
-    :param head_detector: Detector that finds head boxes for ``crop='head'``; ``None`` estimates
-        them from the face boxes (`imgutils_facequal.geometry.face_to_head_box`).
-    :param detector_options: Keyword options for ``detector`` (``conf_threshold``,
-        ``iou_threshold``, ``level``, ``version``, ``model_name``, ``infer_size``); ``None``
-        values are dropped.
-    :param head_localisation: ``'paired'`` (default): ``detector`` finds the faces, then
-        ``head_detector`` the heads, and each face is paired with its head. ``'heads'``:
-        ``head_detector`` alone finds the heads and each face box is derived from its head
-        box (the inverse of `imgutils_facequal.geometry.face_to_head_box`); ``detector`` does
-        not run. One detector pass instead of two; the face boxes are estimates.
-    :param head_detector_options: Keyword options for ``head_detector``, such as ``level``
-        (``'n'``: the smaller, cheaper graph) or ``infer_size`` (``320``: the graph at a
-        quarter of the pixels). Default none: the head detector as imgutils runs it.
+    It takes the locating fields of `imgutils_facequal.ScoringSettings` (``detector`` and its
+    options, ``crop``, ``margin``, ``head_detector`` and its options, ``head_localisation``),
+    as a ``settings`` object or as keyword arguments; the classifier's fields are ignored.
+    ``crop=None`` means ``head`` here (`FaceQualityDetector` picks the model's own).
+
+    * ``head_localisation='paired'`` (default): ``detector`` finds the faces, then
+      ``head_detector`` the heads, and each face is paired with its head.
+    * ``head_localisation='heads'``: ``head_detector`` alone finds the heads and each face box
+      is derived from its head box (the inverse of
+      `imgutils_facequal.geometry.face_to_head_box`); ``detector`` does not run. One detector
+      pass instead of two; the face boxes are estimates.
+    * ``head_level='n'`` (the smaller graph) and ``head_infer_size=320`` (a quarter of the
+      pixels) make the head detector itself cheaper.
 
     Example:
 
         >>> from imgutils_facequal import FaceLocator
-        >>> locator = FaceLocator(head_localisation='heads', head_detector_options={'infer_size': 320})
+        >>> locator = FaceLocator(head_localisation='heads', head_infer_size=320)
+        >>> locator.head_detector_options
+        {'infer_size': 320}
         >>> [face.head_bbox for face in locator.locate(image)]  # doctest: +SKIP
         [(96.0, 40.0, 288.0, 232.0)]
     """
 
-    def __init__(self, detector: str = 'face', crop: str = 'head', margin: float = DEFAULT_MARGIN,
-                 head_detector: Optional[str] = 'head', detector_options: Optional[Dict[str, Any]] = None,
-                 head_localisation: str = 'paired', head_detector_options: Optional[Dict[str, Any]] = None):
-        if crop not in CROP_MODES:
-            raise ValueError(f'crop must be one of {", ".join(CROP_MODES)}; got {crop!r}.')
-        if head_localisation not in HEAD_LOCALISATIONS:
-            raise ValueError(f'head_localisation must be one of {", ".join(HEAD_LOCALISATIONS)}; '
-                             f'got {head_localisation!r}.')
-        if head_localisation == 'heads' and head_detector is None:
-            raise ValueError("head_localisation='heads' finds faces through their heads: it needs a head_detector "
-                             "(the built-in one is 'head'); use head_localisation='paired' with head_detector=None "
-                             "to run the face detector alone.")
-        if head_detector is not None:
-            get_detector(head_detector)
-        if not isinstance(margin, (int, float)) or margin < 0:
-            raise ValueError(f'margin is a multiple of the box size per side, 0 or more; got {margin!r}.')
-        get_detector(detector)  # an unknown name fails here, before any image
-        self.detector = detector
-        self.crop = crop
-        self.margin = margin
-        self.head_detector = head_detector
-        self.detector_options = dict(detector_options or {})
-        self.head_localisation = head_localisation
-        self.head_detector_options = {key: value for key, value in (head_detector_options or {}).items() if value is not None}
-
-    @property
-    def settings(self) -> Dict[str, Any]:
-        """The rules as keyword arguments of `load_face_quality_detector`."""
-        options = {('detector_model_name' if key == 'model_name' else key): value
-                   for key, value in self.detector_options.items()}
-        head_options = {f'head_{key}': value for key, value in self.head_detector_options.items()}
-        return {'detector': self.detector, 'crop': self.crop, 'margin': self.margin,
-                'head_detector': self.head_detector, **options, 'head_localisation': self.head_localisation,
-                **head_options}
+    def __init__(self, settings: Optional[ScoringSettings] = None, **options: Any):
+        settings = ScoringSettings.merged(settings, **options)
+        if settings.head_detector is not None:
+            get_detector(settings.head_detector)
+        get_detector(settings.detector)  # an unknown name fails here, before any image
+        self.settings = settings
+        self.detector = settings.detector
+        self.crop = settings.crop or 'head'
+        self.margin = settings.margin
+        self.head_detector = settings.head_detector
+        self.detector_options = settings.detector_options
+        self.head_localisation = settings.head_localisation
+        self.head_detector_options = settings.head_detector_options
 
     def _heads(self, image) -> List[Tuple[Tuple[int, ...], str, float]]:
         return get_detector(self.head_detector)(image, **self.head_detector_options)
@@ -212,7 +181,7 @@ class FaceLocator:
             heads = [tuple(map(float, bbox)) if self.crop == 'head' else None for bbox, _, _ in found]
             boxes = [bbox for bbox, _, _ in detections]
         else:
-            detections = get_detector(self.detector)(image, **detector_options(**self.detector_options))
+            detections = get_detector(self.detector)(image, **self.detector_options)
             boxes = [tuple(bbox) for bbox, _, _ in detections]
             heads = [None] * len(boxes)
         if self.crop == 'head' and boxes and self.head_localisation == 'paired':
@@ -251,14 +220,13 @@ class FaceQualityDetector:
     """A loaded classifier and the `FaceLocator` rules that find and crop the faces it scores.
 
     :param classifier: A loaded classifier (`imgutils_facequal.load_face_quality_model`).
-    :param crop: ``head``, ``face`` or ``full``; ``None`` picks the one the model was trained
-        for (``head`` for ``caformer_s36.head_crop``, ``full`` for ``caformer_s36``).
+    :param settings: The `imgutils_facequal.ScoringSettings` of the detector, the crop and the
+        head detector; keyword arguments replace its fields. The classifier's own fields are
+        taken from ``classifier``. ``crop=None`` picks the crop the model was trained for
+        (``head`` for ``caformer_s36.head_crop``, ``full`` for ``caformer_s36``).
 
-    The other arguments are those of `FaceLocator` (``head_localisation='heads'`` with
-    ``head_detector_options={'infer_size': 320}`` is the fastest way to head crops: see the
-    performance page for what it changes). It is cheap to build, safe to
-    share between threads, and pickles as its settings (the classifier is loaded again,
-    once, in the process that unpickles it).
+    It is cheap to build, safe to share between threads, and pickles as its settings (the
+    classifier is loaded again, once, in the process that unpickles it).
 
     Example:
 
@@ -268,33 +236,23 @@ class FaceQualityDetector:
         ['good', 'excellent', 'poor']
     """
 
-    def __init__(self, classifier: FaceQualityClassifier, detector: str = 'face', crop: Optional[str] = None,
-                 margin: float = DEFAULT_MARGIN, head_detector: Optional[str] = 'head',
-                 detector_options: Optional[Dict[str, Any]] = None, head_localisation: str = 'paired',
-                 head_detector_options: Optional[Dict[str, Any]] = None):
+    def __init__(self, classifier: FaceQualityClassifier, settings: Optional[ScoringSettings] = None,
+                 **options: Any):
+        settings = ScoringSettings.merged(settings, **options)
+        crop = settings.crop or default_crop_for(classifier.source)
         self.classifier = classifier
-        self.locator = FaceLocator(detector, crop or default_crop_for(classifier.source), margin, head_detector,
-                                   detector_options, head_localisation, head_detector_options)
-        _warn_if_framing_sensitive(classifier.source, self.locator.crop)
-
-    @property
-    def settings(self) -> Dict[str, Any]:
-        """Plain, picklable keyword arguments of `load_face_quality_detector` that build it again."""
-        return {**self.classifier.settings, **self.locator.settings}
+        #: The `imgutils_facequal.ScoringSettings` that build it again, the crop resolved.
+        self.settings = ScoringSettings.merged(settings, crop=crop, **classifier.settings)
+        self.locator = FaceLocator(self.settings)
+        _warn_if_framing_sensitive(classifier.source, crop)
 
     def __reduce__(self):
-        locator = self.locator
-        return FaceQualityDetector, (self.classifier, locator.detector, locator.crop, locator.margin,
-                                     locator.head_detector, locator.detector_options, locator.head_localisation,
-                                     locator.head_detector_options)
+        return FaceQualityDetector, (self.classifier, self.settings)
 
     def __repr__(self) -> str:
-        locator = self.locator
-        return (f'<FaceQualityDetector {self.classifier!r} detector={locator.detector!r} crop={locator.crop!r} '
-                f'margin={locator.margin!r} head_detector={locator.head_detector!r}'
-                + (f' head_localisation={locator.head_localisation!r}' if locator.head_localisation != 'paired' else '')
-                + (f' head_detector_options={locator.head_detector_options!r}' if locator.head_detector_options else '')
-                + '>')
+        changed = {name: value for name, value in self.settings.as_dict().items()
+                   if name not in CLASSIFIER_FIELDS and value != getattr(_DEFAULTS, name)}
+        return f'<FaceQualityDetector {self.classifier!r} ' + ' '.join(f'{k}={v!r}' for k, v in changed.items()) + '>'
 
     def detect(self, image) -> List[FaceQualityResult]:
         """Every face of an image (anything imgutils' ``ImageTyping`` accepts), scored, in the detector's order."""
@@ -305,24 +263,20 @@ class FaceQualityDetector:
         return face_results(locations, [scores[index] for index in face_input])
 
 
-def load_face_quality_detector(model_name: str = DEFAULT_MODEL, revision: Optional[str] = None,
-                               backend: str = DEFAULT_BACKEND, device: Optional[str] = None, precision: str = 'fp32',
-                               detector: str = 'face', crop: Optional[str] = None, margin: float = DEFAULT_MARGIN,
-                               head_detector: Optional[str] = 'head', conf_threshold: Optional[float] = None,
-                               iou_threshold: Optional[float] = None, level: Optional[str] = None,
-                               version: Optional[str] = None, detector_model_name: Optional[str] = None,
-                               head_localisation: str = 'paired', head_level: Optional[str] = None,
-                               head_version: Optional[str] = None,
-                               head_infer_size: Optional[int] = None) -> FaceQualityDetector:
-    """A `FaceQualityDetector` from plain settings, its classifier loaded (and cached: the detector itself
-    is cheap to build, and a forked child gets a classifier of its own).
+def load_face_quality_detector(model_name: Optional[str] = None, settings: Optional[ScoringSettings] = None,
+                               **options: Any) -> FaceQualityDetector:
+    """A `FaceQualityDetector` from settings, its classifier loaded (and cached: the detector itself is cheap to
+    build, and a forked child gets a classifier of its own).
 
-    The classifier's options are those of `imgutils_facequal.load_face_quality_model`;
-    ``conf_threshold``, ``iou_threshold``, ``level``, ``version`` and ``detector_model_name``
-    go to the detector (``None`` keeps its defaults). ``head_localisation`` is that of
-    `FaceLocator`; ``head_level``, ``head_version`` and ``head_infer_size`` go to the head
-    detector as ``level``, ``version`` and ``infer_size``. Its ``settings`` give these arguments back, so the same
-    detector can be built in another process.
+    :param model_name: The face-quality model (registered name, hub repo id or directory);
+        default the settings' (``caformer_s36.head_crop``).
+    :param settings: An `imgutils_facequal.ScoringSettings`; default the defaults.
+    :param options: Any field of `imgutils_facequal.ScoringSettings` (``backend``,
+        ``conf_threshold``, ``crop``, ``head_localisation``, ``head_infer_size``...), in place
+        of the one in ``settings``.
+    :raises TypeError: When an option is not a setting.
+
+    Its ``settings`` build the same detector again, in this process or another.
 
     Example:
 
@@ -332,11 +286,10 @@ def load_face_quality_detector(model_name: str = DEFAULT_MODEL, revision: Option
         3
         >>> fast = load_face_quality_detector(head_localisation='heads', head_infer_size=320)  # doctest: +SKIP
     """
-    classifier = load_face_quality_model(model_name, revision=revision, backend=backend, device=device,
-                                         precision=precision)
-    options = detector_options(conf_threshold=conf_threshold, iou_threshold=iou_threshold, level=level,
-                               version=version, model_name=detector_model_name)
-    head_options = detector_options(level=head_level, version=head_version, infer_size=head_infer_size)
-    return FaceQualityDetector(classifier, detector=detector, crop=crop, margin=margin, head_detector=head_detector,
-                               detector_options=options, head_localisation=head_localisation,
-                               head_detector_options=head_options)
+    if model_name is not None:
+        options['model_name'] = model_name
+    settings = ScoringSettings.merged(settings, **options)
+    return FaceQualityDetector(load_face_quality_model(**settings.classifier_options), settings)
+
+
+_DEFAULTS = ScoringSettings()

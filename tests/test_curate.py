@@ -1,9 +1,11 @@
 """Curating from saved scores: thresholds, filter and crop without a model, and file
 operations that never overwrite and never leave partial files.
 
-The hardening tests run the real command line in real processes; a fault (a full disk,
-a destination that another process creates at the worst moment) is injected by wrapping
-one ``os`` call in that process, before the package is imported.
+The command line runs in process (`tests.support.cli.run`), and in real processes where the
+process is the point: an empty model cache (read when huggingface_hub is imported), two runs
+at once, and the hardening tests, where a fault (a full disk, a destination that another
+process creates at the worst moment) is injected by wrapping one ``os`` call in that process,
+before the package is imported.
 """
 import errno
 import json
@@ -19,11 +21,12 @@ from PIL import Image
 from imgutils_facequal import (DEFAULT_SIDECARS, filter_images, find_images, find_sidecars, kept_faces, kept_images,
                                load_face_quality_detector, output_stems, place_file, score_images_with,
                                scored_images, threshold_table)
-from imgutils_facequal.curate import output_paths, provenance_mismatches, rows_of
+from imgutils_facequal.curate import output_paths
 from imgutils_facequal.pipeline import InputImage
-from imgutils_facequal.rows import provenance, read_rows, rows_table
+from imgutils_facequal.store import make_provenance, rows_of, rows_table, settings_mismatches
+from imgutils_facequal.store.formats import read_file
 from tests.support.fake_hub import QUALITY_CLASSES, solid_image
-from tests.test_cli import COLOUR_LABELS, SCRIPT, run, scene
+from tests.support.cli import COLOUR_LABELS, SCRIPT, run, run_process, scene
 
 RANK = {name: index for index, name in enumerate(QUALITY_CLASSES)}
 
@@ -64,7 +67,7 @@ def best(labels):
 
 def test_threshold_table_counts_what_each_threshold_keeps(scored):
     root, scores, expected = scored
-    rows = read_rows(str(scores))
+    rows = read_file(str(scores)).rows
     table = threshold_table(rows)
     with_faces = {path: labels for path, labels in expected.items() if labels}
     assert (table.images, table.with_faces, table.failed) == (len(expected) + 1, len(with_faces), 1)
@@ -90,7 +93,7 @@ def test_threshold_table_counts_what_each_threshold_keeps(scored):
 def test_rows_and_dataframes_nested_or_flat_give_the_same_answers(scored):
     import pandas as pd
     root, scores, expected = scored
-    rows = read_rows(str(scores))
+    rows = read_file(str(scores)).rows
     nested = pd.DataFrame(rows)
     flat = rows_table(rows, QUALITY_CLASSES).to_pandas()
     want = kept_images(rows, min_quality='good')
@@ -108,7 +111,7 @@ def test_rows_and_dataframes_nested_or_flat_give_the_same_answers(scored):
 def test_filter_images_from_a_dataframe(scored, tmp_path):
     import pandas as pd
     root, scores, expected = scored
-    frame = pd.DataFrame(read_rows(str(scores)))
+    frame = pd.DataFrame(read_file(str(scores)).rows)
     keep = sorted(os.path.relpath(path, root) for path, labels in expected.items()
                   if labels and best(labels) >= RANK['good'])
     dry = filter_images(frame, str(tmp_path / 'train'), min_quality='good', dry_run=True,
@@ -233,12 +236,9 @@ def test_a_destination_that_appears_before_the_link_is_kept(tmp_path, monkeypatc
 
 
 def run_in(env_update, *args, check_code=None):
-    env = dict(os.environ, **env_update)
-    result = subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL, env=env)
-    if check_code is not None:
-        assert result.returncode == check_code, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
-    return result
+    """The command in a process of its own with ``env_update`` in its environment (huggingface_hub reads its
+    settings when it is imported)."""
+    return run_process(*args, check_code=check_code, env=dict(os.environ, **env_update))
 
 
 def test_filter_from_saved_scores_needs_no_model_and_matches_a_live_filter(scored, tmp_path):
@@ -285,20 +285,21 @@ def test_filter_from_saved_scores_reports_images_gone(scored, tmp_path):
 
 def test_filter_refuses_scores_made_with_other_options(scored, tmp_path):
     root, scores, _ = scored
-    recorded = provenance(load_face_quality_detector(crop='face', margin=0))
+    recorded = make_provenance(load_face_quality_detector(crop='face', margin=0))
     (tmp_path / 'scores.jsonl.meta.json').write_text(json.dumps(recorded))
     out = tmp_path / 'kept'
-    for options, differs in ((['--crop', 'head'], "crop: 'head' given, the scores are from 'face'"),
-                             (['--margin', '0.5'], 'margin: 0.5 given'),
-                             (['--model', 'caformer_s36'], "model: 'caformer_s36' given"),
-                             (['--conf-threshold', '0.4'], 'detector conf_threshold: 0.4 given')):
+    for options, differs in ((['--crop', 'head'], "crop: 'face' in the scores, 'head' given"),
+                             (['--margin', '0.5'], 'margin: 0 in the scores, 0.5 given'),
+                             (['--model', 'caformer_s36'], "model_name: 'caformer_s36.head_crop' in the scores, "
+                                                           "'caformer_s36' given"),
+                             (['--conf-threshold', '0.4'], 'conf_threshold: None in the scores, 0.4 given')):
         result = run('filter', '--scores', scores, '--out', out, '--min-quality', 'good', *options, check_code=2)
         assert differs in result.stderr and 'Drop those options' in result.stderr
     assert not out.exists()
     run('filter', '--scores', scores, '--out', out, '--min-quality', 'good', '--crop', 'face', '--margin', '0',
         '--model', 'caformer_s36.head_crop', '-q', check_code=1)
     assert out.exists()
-    assert provenance_mismatches(recorded, crop='face', margin=0.0, backend='auto') == []
+    assert settings_mismatches(recorded, crop='face', margin=0.0, backend='auto') == []
 
 
 def test_sidecars_rejected_and_manifest_travel_with_the_images(scored, tmp_path):

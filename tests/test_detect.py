@@ -97,9 +97,9 @@ def test_detector_options_pass_through(scene):
         counts.append(len(kept))
     assert counts[0] == 4 and counts[-1] == 0 and counts == sorted(counts, reverse=True)
     with pytest.raises(ModelNotAvailableError, match="face detector .*'face_detect_v9_x'.*deepghs/anime_face_detection"):
-        detect_face_quality(image, level='x', version='v9')
+        detect_face_quality(image, detector_level='x', detector_version='v9')
     with pytest.raises(ModelNotAvailableError, match="head detector .*'head_detect_v2.0_n'"):
-        detect_face_quality(image, detector='head', level='n')
+        detect_face_quality(image, detector='head', detector_level='n')
 
 
 def test_min_quality(scene):

@@ -117,14 +117,15 @@ def test_heads_localisation_with_face_crops_crops_the_derived_face(scene):
 def test_head_detector_options_reach_the_head_detector(yolo_n_detectors, scene):
     image, _ = scene
     paired = FaceLocator().locate(image)
-    for options in ({'level': 'n', 'version': YOLO}, {'level': 'n', 'version': YOLO, 'infer_size': 320}):
-        cheaper = FaceLocator(head_detector_options=options).locate(image)
+    for options in ({'head_level': 'n', 'head_version': YOLO},
+                    {'head_level': 'n', 'head_version': YOLO, 'head_infer_size': 320}):
+        cheaper = FaceLocator(**options).locate(image)
         assert [(location.bbox, location.head_bbox, location.crop_bbox) for location in cheaper] == \
             [(location.bbox, location.head_bbox, location.crop_bbox) for location in paired]
-        heads_only = FaceLocator(head_localisation='heads', head_detector_options=options).locate(image)
+        heads_only = FaceLocator(head_localisation='heads', **options).locate(image)
         assert len(heads_only) == 3
     with pytest.raises(ValueError, match='fixed input size'):
-        FaceLocator(head_detector_options={'infer_size': 320}).locate(image)
+        FaceLocator(head_infer_size=320).locate(image)
 
 
 def test_head_localisation_options_round_trip(yolo_n_detectors, scene):
@@ -132,13 +133,13 @@ def test_head_localisation_options_round_trip(yolo_n_detectors, scene):
     faces = load_face_quality_detector(head_localisation='heads', head_level='n', head_version=YOLO,
                                        head_infer_size=320)
     assert faces.locator.head_detector_options == {'level': 'n', 'version': YOLO, 'infer_size': 320}
-    assert load_face_quality_detector(**faces.settings).settings == faces.settings
+    assert load_face_quality_detector(settings=faces.settings).settings == faces.settings
     again = pickle.loads(pickle.dumps(faces))
     assert again.settings == faces.settings
     results = faces.detect(image)
     assert [result.head_bbox for result in results] == [result.head_bbox for result in again.detect(image)]
     assert len(results) == 3 and "head_localisation='heads'" in repr(faces)
-    assert load_face_quality_detector().settings['head_localisation'] == 'paired'
+    assert load_face_quality_detector().settings.head_localisation == 'paired'
 
 
 def test_head_localisation_errors():

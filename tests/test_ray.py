@@ -22,13 +22,14 @@ from imgutils_facequal.ray import (
     ACTOR_KEY, FaceQualityScorer, check_cpu_headroom, completed_ids, read_hf_parquet, read_image_folder,
     read_image_webdataset, score_dataset,
 )
-from imgutils_facequal.rows import PROVENANCE_KEY, nested_row, read_provenance, read_rows, result_rows
+from imgutils_facequal.store import PROVENANCE_KEY, nested_row, read_provenance, result_rows
+from imgutils_facequal.store.formats import read_file
+from tests.support.cli import run, run_process
 from tests.support.fake_hub import CLASS_COLOURS, draw_scene, solid_image
 
 pytestmark = pytest.mark.timeout(240)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
 
 
 @pytest.fixture(scope='session')
@@ -142,14 +143,14 @@ def test_schema_is_one_for_error_and_no_face_batches_and_parquet_round_trips(clu
     assert not any(pa.types.is_list(field.type) for field in errors.schema)
     ray.data.from_arrow([errors, no_faces]).write_parquet(str(tmp_path / 'out'))
     shards = sorted(str(path) for path in (tmp_path / 'out').glob('*.parquet'))
-    rows = [row for shard in shards for row in read_rows(shard)]
+    rows = [row for shard in shards for row in read_file(shard).rows]
     assert sorted(row['image'] for row in rows) == ['a.png', 'b.png', 'c.png']
     assert {row['image']: row['faces'] for row in rows}['c.png'] == 0
-    assert read_provenance(shards[0])['model'] == scorer.provenance['model']
+    assert read_provenance(shards[0])['model_name'] == scorer.provenance['model_name']
     # a rerun scores the images that failed again: their error rows leave the shards, which stay readable
     assert completed_ids(str(tmp_path / 'out')) == {'c.png'}
-    assert [row['image'] for shard in shards for row in read_rows(shard)] == ['c.png']
-    assert read_provenance(shards[0])['model'] == scorer.provenance['model']
+    assert [row['image'] for shard in shards for row in read_file(shard).rows] == ['c.png']
+    assert read_provenance(shards[0])['model_name'] == scorer.provenance['model_name']
 
 
 def actors_of(dataset):
@@ -188,7 +189,7 @@ def test_an_actor_killed_mid_run_still_gives_complete_output_without_duplicates(
     score_dataset(read_image_folder([frames]), actors=2, images_per_call=2, scorer=DyingScorer,
                   die_on=paths[5], marker=marker).write_parquet(output)
     assert os.path.exists(marker)
-    rows = [row for shard in sorted(os.listdir(output)) for row in read_rows(os.path.join(output, shard))]
+    rows = [row for shard in sorted(os.listdir(output)) for row in read_file(os.path.join(output, shard)).rows]
     assert Counter((row['image'], row['face']) for row in rows).most_common(1)[0][1] == 1
     assert_same_rows(rows, in_process_rows(paths))
 
@@ -227,10 +228,10 @@ def test_a_failure_part_way_then_a_rerun_gives_every_image_once_and_rescores_onl
 
     score_dataset(read_image_folder([frames], skip=done), actors=1, images_per_call=2).write_parquet(output)
     new = sorted(set(os.listdir(output)) - set(first) - {'.torn.parquet.incomplete'})
-    rescored = {row['image'] for shard in new for row in read_rows(os.path.join(output, shard))}
+    rescored = {row['image'] for shard in new for row in read_file(os.path.join(output, shard)).rows}
     assert rescored == set(paths) - done
     rows = [row for shard in sorted(os.listdir(output)) if shard.endswith('.parquet')
-            for row in read_rows(os.path.join(output, shard))]
+            for row in read_file(os.path.join(output, shard)).rows]
     assert Counter((row['image'], row['face']) for row in rows).most_common(1)[0][1] == 1
     assert_same_rows(rows, in_process_rows(paths))
 
@@ -272,14 +273,9 @@ def test_the_cpu_headroom_check_refuses_a_plan_that_would_hang(cluster, frames):
         check_cpu_headroom(2, 1, cluster_cpus=2.5)
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=200,
-                          stdin=subprocess.DEVNULL, cwd=cwd)
-
-
 def test_gpus_per_actor_reach_the_actors_as_cuda_visible_devices(cluster, frames, tmp_path):
     output = tmp_path / 'out'
-    result = run_cli('score', frames, '--ray', cluster, '--actors', '2', '--gpus-per-actor', '0.5', '-o', output)
+    result = run('score', frames, '--ray', cluster, '--actors', '2', '--gpus-per-actor', '0.5', '-o', output)
     assert result.returncode == 0, result.stderr[-3000:]
     shards = sorted(output.glob('*.parquet'))
     actors = [actor for shard in shards for actor in json.loads(pq.read_schema(shard).metadata[ACTOR_KEY])]
@@ -318,30 +314,33 @@ def test_the_command_writes_whole_shards_exits_1_on_error_rows_and_a_rerun_score
     with open(os.path.join(frames, 'broken.png'), 'wb') as file:
         file.write(b'no image at all')
     output = tmp_path / 'scores'
-    first = run_cli('score', frames, '--ray', cluster, '--actors', '2', '-o', output)
+    first = run('score', frames, '--ray', cluster, '--actors', '2', '-o', output)
     assert first.returncode == 1, first.stderr[-3000:]
     assert 'Done: 14 images' in first.stderr and 'failed: 1' in first.stderr
     assert not list(output.glob('.*.tmp'))
     shards = sorted(output.glob('*.parquet'))
-    assert read_provenance(str(shards[0]))['model'] == 'caformer_s36.head_crop'
-    rows = [row for shard in shards for row in read_rows(str(shard))]
+    assert read_provenance(str(shards[0]))['model_name'] == 'caformer_s36.head_crop'
+    rows = [row for shard in shards for row in read_file(str(shard)).rows]
     assert_same_rows([row for row in rows if not row.get('error')],
                      in_process_rows([path for path in image_paths(frames) if not path.endswith('broken.png')]))
 
     scene(20).save(os.path.join(frames, 'episode2', 'frame20.png'))
-    second = run_cli('score', frames, '--ray', cluster, '-o', output)  # the new image, and the failed one again
+    second = run('score', frames, '--ray', cluster, '-o', output)  # the new image, and the failed one again
     assert second.returncode == 1, second.stderr[-3000:]  # broken.png is still broken
     assert 'Done: 2 images ' in second.stderr and '13 images skipped' in second.stderr
     new = sorted(set(output.glob('*.parquet')) - set(shards))
-    assert {row['image'] for shard in new for row in read_rows(str(shard))} == {
+    assert {row['image'] for shard in new for row in read_file(str(shard)).rows} == {
         os.path.join(frames, 'broken.png'), os.path.join(frames, 'episode2', 'frame20.png')}
-    everything = [row['image'] for shard in output.glob('*.parquet') for row in read_rows(str(shard))
+    everything = [row['image'] for shard in output.glob('*.parquet') for row in read_file(str(shard)).rows
                   if row.get('error')]
     assert everything == [os.path.join(frames, 'broken.png')]  # its error row once, not once per run
 
 
 def test_a_model_that_cannot_be_had_fails_the_run_at_once_with_exit_code_3(cluster, frames, tmp_path):
-    result = run_cli('score', frames, '--ray', cluster, '--model', 'test-org/no-onnx', '-o', tmp_path / 'out')
+    # in a process of its own: a driver that connects to the cluster by its address (the other tests of the
+    # command run in this process, whose driver is connected already)
+    result = run_process('score', frames, '--ray', cluster, '--model', 'test-org/no-onnx', '-o', tmp_path / 'out',
+                         timeout=200)
     assert result.returncode == 3, result.stderr[-3000:]
     assert 'Error: the actors could not start' in result.stderr and 'model.onnx' in result.stderr
     assert not list((tmp_path / 'out').glob('*.parquet'))

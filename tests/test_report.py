@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from imgutils_facequal import write_report
-from imgutils_facequal.rows import read_rows
-from tests.test_cli import read_jsonl, run, scene
+from imgutils_facequal.store.formats import read_file
+from tests.support.cli import read_jsonl, run, scene
 
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -173,7 +173,7 @@ def test_the_page_shows_every_face_and_the_counts_of_the_file(scored, tmp_path, 
 def test_a_large_run_gives_a_small_page_that_opens_fast(scored, tmp_path, browser):
     """100,000 images (links to the scored frames, one face each) show at most per_class faces a class."""
     root, scores = scored
-    faces = [row for row in read_rows(str(scores)) if row.get('label')]
+    faces = [row for row in read_file(str(scores)).rows if row.get('label')]
     links = tmp_path / 'many'
     links.mkdir()
     many = []
@@ -211,7 +211,7 @@ def test_images_gone_since_scoring_are_shown_as_such(scored, tmp_path, browser):
 def test_embedded_thumbnails_and_the_report_folder(scored, tmp_path):
     root, scores = scored
     out = tmp_path / 'one-file'
-    written = write_report(read_rows(str(scores)), str(out), embed=True, per_class=3)
+    written = write_report(read_file(str(scores)).rows, str(out), embed=True, per_class=3)
     assert os.listdir(out) == ['index.html'] and written['shown'] == 12
     page = (out / 'index.html').read_text()
     for data in page.split('src="data:image/jpeg;base64,')[1:]:

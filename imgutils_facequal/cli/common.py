@@ -1,4 +1,5 @@
 """What every command shares: the scoring options, progress and summary, and the exit codes."""
+import dataclasses
 import functools
 import logging
 import os
@@ -6,18 +7,17 @@ import sys
 import time
 import warnings
 from collections import Counter
-from typing import Iterator, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import click
 
-from ..backends import BACKENDS, DEFAULT_BACKEND, PRECISIONS
-from ..curate import output_stem, write_new_file
+from ..atomic import write_new_file
+from ..curate import output_stem
 from ..detect import visualize_face_quality
 from ..errors import FaceQualityError, InputNotFoundError
-from ..models import DEFAULT_MODEL
-from ..pipeline import score_images_with
-from ..rows import read_provenance, read_rows
-from ..scoring import CROP_MODES, DEFAULT_MARGIN, HEAD_LOCALISATIONS, load_face_quality_detector
+from ..scoring import load_face_quality_detector
+from ..settings import SETTING_NAMES, ScoringSettings
+from ..store import read_scores
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -59,38 +59,35 @@ def finish(progress, interrupted: bool, message: Optional[str] = None):
     sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
 
 
+def _option_type(item: dataclasses.Field):
+    if 'choices' in item.metadata:
+        return click.Choice(item.metadata['choices'])
+    if 'range' in item.metadata:
+        low, high = item.metadata['range']
+        return click.IntRange(low, high) if int in getattr(item.type, '__args__', (item.type,)) else \
+            click.FloatRange(low, high)
+    return None
+
+
+def _none_word(context, parameter, value):
+    return None if isinstance(value, str) and value.lower() == 'none' else value
+
+
+def _setting_option(item: dataclasses.Field):
+    """The command-line option of a field of `ScoringSettings`: ``--head-infer-size`` for ``head_infer_size``
+    (``--model`` for ``model_name``, as imgutils' users say it)."""
+    flags = ['--model', '--model-name'] if item.name == 'model_name' else ['--' + item.name.replace('_', '-')]
+    help_text = item.metadata['help'] + (' "none": none.' if item.default is not None and item.name.endswith(
+        'detector') and item.name != 'detector' else '')
+    return click.option(*flags, item.name, type=_option_type(item), default=item.default,
+                        show_default=item.default is not None, help=help_text,
+                        callback=_none_word if item.name == 'head_detector' else None)
+
+
 def scoring_options(function):
-    """The options every command that scores faces shares."""
-    options = [
-        click.option('--model', 'model_name', default=DEFAULT_MODEL, show_default=True,
-                     help='Face-quality model: registered name, hub repo id (org/name) or local directory.'),
-        click.option('--revision', default=None, help='Hub revision of the model.'),
-        click.option('--backend', type=click.Choice(BACKENDS), default=DEFAULT_BACKEND,
-                     show_default=True, help='Inference backend.'),
-        click.option('--device', default=None, help='cpu, cuda, cuda:1... (default: the backend picks).'),
-        click.option('--precision', type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
-                     help='bf16: the model\'s blocks run in bfloat16 (opt-in, needs --backend transformers, or '
-                          '--backend openvino for the first two stages; faster on CPUs with AVX512-BF16 or AMX).'),
-        click.option('--detector', default='face', show_default=True,
-                     help='Registered detector (see the plugins command).'),
-        click.option('--crop', type=click.Choice(CROP_MODES), default=None,
-                     help='What the classifier sees; default: what the model was trained on '
-                          '(head for caformer_s36.head_crop, full for caformer_s36).'),
-        click.option('--margin', type=click.FloatRange(min=0), default=DEFAULT_MARGIN, show_default=True,
-                     help='Margin per side for head and face crops, times the box size.'),
-        click.option('--conf-threshold', type=click.FloatRange(0, 1), default=None,
-                     help="Detector confidence threshold (default: the detector's)."),
-        click.option('--iou-threshold', type=click.FloatRange(0, 1), default=None, help='Detector NMS IoU threshold.'),
-        click.option('--detector-level', default=None, help="Detector model level, e.g. s or n (imgutils' level)."),
-        click.option('--detector-version', default=None, help="Detector model version, e.g. v1.4 (imgutils' version)."),
-        click.option('--head-localisation', type=click.Choice(HEAD_LOCALISATIONS), default=HEAD_LOCALISATIONS[0],
-                     show_default=True,
-                     help='paired: the face detector, then the head detector; heads: the head detector alone, face '
-                          'boxes derived from heads (one detector pass per image; changes the boxes).'),
-        click.option('--head-level', default=None, help="Head detector model level, e.g. n (faster, coarser)."),
-        click.option('--head-infer-size', type=click.IntRange(min=32), default=None,
-                     help='Run the head detector at this square size, a multiple of 32 (e.g. 320: a quarter of '
-                          "the work of imgutils' 640; changes the boxes)."),
+    """The options every command that scores faces shares: one per field of `ScoringSettings`, under its
+    name, then the pipeline's own (``--batch-size``, ``--workers``) and ``--quiet``."""
+    options = [_setting_option(item) for item in dataclasses.fields(ScoringSettings)] + [
         click.option('--batch-size', type=click.IntRange(min=1), default=None,
                      help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
         click.option('--workers', type=click.IntRange(min=1), default=None,
@@ -104,34 +101,41 @@ def scoring_options(function):
     return function
 
 
-#: The scoring options that configure the detector, by option name: their `load_face_quality_detector` names.
-DETECTOR_OPTIONS = {name: name for name in (
-    'model_name', 'revision', 'backend', 'device', 'precision', 'detector', 'crop', 'margin', 'conf_threshold',
-    'iou_threshold', 'head_localisation', 'head_level', 'head_infer_size')}
-DETECTOR_OPTIONS.update(detector_level='level', detector_version='version')
+def settings_from(kwargs) -> ScoringSettings:
+    """The `ScoringSettings` of the scoring options (taken out of ``kwargs``); a value out of range is a usage
+    error."""
+    return ScoringSettings(**{name: kwargs.pop(name) for name in SETTING_NAMES})
 
 
-def detector_settings(kwargs) -> dict:
-    """The scoring options as keyword arguments of `load_face_quality_detector` (taken out of ``kwargs``)."""
-    return {target: kwargs.pop(name) for name, target in DETECTOR_OPTIONS.items()}
+def given_settings(kwargs) -> dict:
+    """The scoring options the user gave on the command line (not left at their defaults), by name."""
+    context = click.get_current_context()
+    return {name: kwargs[name] for name in SETTING_NAMES
+            if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
 
 
-def scoring(kwargs) -> dict:
-    """The loaded detect-then-score object of the scoring options, and the pipeline's own options."""
-    faces = load_face_quality_detector(**detector_settings(kwargs))
-    return dict(faces=faces, batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
+def load_detector(settings: ScoringSettings):
+    """The detect-then-score object of the settings, with a warning when a GPU was asked for and none runs."""
+    faces = load_face_quality_detector(settings=settings)
+    warn_about_device(faces.classifier, settings.device)
+    return faces
 
 
 def show_status_on_stderr() -> None:
     """The package's status lines (``logging`` at INFO, such as a first load's graph rewrite) and Python's
     warnings on stderr, one line each, without the source lines Python would print."""
+    class StderrHandler(logging.StreamHandler):
+        """Writes to the ``sys.stderr`` of the moment: a caller that swaps it (click's ``CliRunner``, a second
+        run of `main` in one process) gets the lines, not a stream of an earlier call."""
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
     logger = logging.getLogger('imgutils_facequal')
     if not any(getattr(handler, 'imgutils_facequal', False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter('imgutils-facequal: %(message)s'))
         handler.imgutils_facequal = True
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO)  # each run starts loud; -q (parsed after this) lowers it for that run
     warnings.formatwarning = lambda message, category, *_, **__: f'Warning: {message}\n'
 
 
@@ -149,15 +153,15 @@ def warn_about_device(classifier, device: Optional[str]) -> None:
         click.echo(f'Warning: --device {device} was asked for, but the model runs on the CPU ({hint}).', err=True)
 
 
-def read_saved_scores(scores: str):
-    """The rows of an output of ``score``, and the provenance beside it (``None`` if none); a file that is
-    missing or not such an output is a usage error."""
+def read_saved_scores(sources):
+    """The saved scores of files, globs or folders of shards (`imgutils_facequal.store.read_scores`); a source
+    that is missing or holds no saved scores is a usage error."""
     try:
-        return read_rows(scores), read_provenance(scores)
-    except FileNotFoundError:
-        fail(f'{scores} does not exist; write it first with `imgutils-facequal score PATHS -o {scores}`.', EXIT_USAGE)
+        return read_scores(sources)
+    except FileNotFoundError as err:
+        fail(str(err), EXIT_USAGE)
     except (OSError, ValueError, KeyError) as err:
-        fail(f'{scores} cannot be read as scores: {err}', EXIT_USAGE)
+        fail(f'cannot read the scores: {err}', EXIT_USAGE)
 
 
 def plural(count: int, noun: str) -> str:
@@ -242,10 +246,6 @@ class Progress:
 
     def exit_code(self) -> int:
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
-
-
-def run_pipeline(images, options, keep_images=False) -> Iterator:
-    yield from score_images_with(images=images, keep_images=keep_images, **options)
 
 
 def save_visualization(result, directory: str, stem: Optional[str] = None) -> None:

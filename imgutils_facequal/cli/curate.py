@@ -10,20 +10,19 @@ from typing import Optional, Sequence, Tuple
 
 import click
 
-from ..curate import (DEFAULT_SIDECARS, FolderFilter, face_passes, output_stems, provenance_mismatches, rows_of,
-                      scored_images, threshold_table, write_manifest, write_new_file)
+from ..atomic import write_new_file
+from ..curate import DEFAULT_SIDECARS, FolderFilter, face_passes, output_stems, threshold_table, write_manifest
 from ..errors import ImageLoadError
 from ..images import load_rgb_image
-from ..pipeline import find_images
+from ..pipeline import find_images, score_images_with
 from ..quality import QUALITY_ORDER
-from .common import (DETECTOR_OPTIONS, EXIT_USAGE, Progress, exit_codes, fail, finish, read_saved_scores,
-                     run_pipeline, scoring, scoring_options)
+from ..store import describe_differences, rows_of, scored_images, settings_mismatches
+from .common import (EXIT_USAGE, Progress, exit_codes, fail, finish, given_settings, load_detector,
+                     read_saved_scores, scoring_options, settings_from)
 
-# scoring options whose value changes the rows (the device does not), by their load_face_quality_detector names
-_RECORDED = {name: target for name, target in DETECTOR_OPTIONS.items() if name != 'device'}
-
-_SCORES_HELP = ('Read the faces from this output of `score` (JSON Lines, CSV or Parquet) instead of scoring PATHS: '
-                'no model is loaded. Model options given with it must match what the file records.')
+_SCORES_HELP = ('Read the faces from saved scores instead of scoring PATHS: an output of `score` (JSON Lines, CSV '
+                'or Parquet), a glob, or a folder of shards (score --shard, score --ray); repeat it for several. No '
+                'model is loaded. Scoring options given with it must match what the scores record.')
 
 
 def _prefixes(folders) -> Tuple[str, ...]:
@@ -42,23 +41,25 @@ def _without_outputs(images, *folders) -> Tuple[list, int]:
     return kept, len(images) - len(kept)
 
 
-def _saved_results(scores: str, kwargs: dict):
-    """The results stored in ``scores``, after checking the model options given against its provenance."""
-    context = click.get_current_context()
-    given = {target: kwargs[name] for name, target in _RECORDED.items()
-             if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
-    rows, recorded = read_saved_scores(scores)
-    if recorded is None:
+def _saved_results(scores, kwargs: dict):
+    """The results stored in ``scores``, after checking the scoring options given against their provenance."""
+    given = given_settings(kwargs)
+    saved = read_saved_scores(scores)
+    named = ', '.join(saved.files[:3]) + (f' and {len(saved.files) - 3} more' if len(saved.files) > 3 else '')
+    if saved.per_image:
+        fail(f'{named} holds one row per image (score --per-image), with no face boxes to filter or crop by. Score '
+             f'again without --per-image.', EXIT_USAGE)
+    if saved.provenance is None:
         if given:
-            click.echo(f'Warning: {scores} records no model or settings (no {scores}.meta.json); '
+            click.echo(f'Warning: {named} records no model or settings (no .meta.json); '
                        f'{", ".join("--" + name.replace("_", "-") for name in sorted(given))} cannot be checked '
                        f'against it and change nothing.', err=True)
     else:
-        problems = provenance_mismatches(recorded, **given)
+        problems = describe_differences(settings_mismatches(saved.provenance, **given), 'in the scores', 'given')
         if problems:
-            fail(f'{scores} was not scored with the options given:\n  ' + '\n  '.join(problems)
-                 + '\nDrop those options to use the file as it is, or score again with them.', EXIT_USAGE)
-    return scored_images(rows)
+            fail(f'{named} was not scored with the options given ({problems}). Drop those options to use the scores '
+                 f'as they are, or score again with them.', EXIT_USAGE)
+    return scored_images(saved.rows)
 
 
 def _sidecar_patterns(text: str) -> Tuple[str, ...]:
@@ -77,7 +78,9 @@ def _inputs(paths: Sequence[str], scores: Optional[str], kwargs: dict, *out_fold
         results, ignored = _results_outside(_saved_results(scores, kwargs), out_folders)
         return [result.image for result in results], results, None, ignored
     images, ignored = _without_outputs(find_images(paths), *out_folders)
-    return images, None, scoring(kwargs), ignored
+    options = dict(faces=load_detector(settings_from(kwargs)), batch_size=kwargs.pop('batch_size'),
+                   workers=kwargs.pop('workers'))
+    return images, None, options, ignored
 
 
 def _results_outside(results, folders):
@@ -93,7 +96,7 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
 
 @click.command(name='filter')
 @click.argument('paths', nargs=-1)
-@click.option('--scores', type=click.Path(dir_okay=False), default=None, help=_SCORES_HELP)
+@click.option('--scores', multiple=True, help=_SCORES_HELP)
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None, help='Folder for the kept images.')
 @click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
               help='Keep images whose best face (or every face) is this class or better.')
@@ -147,14 +150,14 @@ def filter_command(paths, scores, out_dir, min_quality, min_score, every_face, m
     verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
     interrupted = False
     try:
-        for result in results if results is not None else run_pipeline(images, options):
+        for result in results if results is not None else score_images_with(images=images, **options):
             progress.update(result)
             outcome = sorter.add(result)
             if outcome.action == 'would':
                 click.echo(f'would {verb} {outcome.image} -> {outcome.target}')
             elif outcome.action == 'missing':
                 progress.failed.append(outcome.image)
-                click.echo(f'missing {outcome.image}: listed in {scores} but no longer exists (nor at '
+                click.echo(f'missing {outcome.image}: listed in {", ".join(scores)} but no longer exists (nor at '
                            f'{outcome.target}); score again to drop it.', err=True)
             elif outcome.message and outcome.action in ('placed', 'present'):
                 progress.failed.append(outcome.image)
@@ -176,7 +179,7 @@ def filter_command(paths, scores, out_dir, min_quality, min_score, every_face, m
         + (f'; {len(summary.rejected)} not passing {"would go" if dry_run else "put"} in {rejected}' if rejected
            else '')
         + (f'; {len(summary.present)} were there already' if summary.present else '')
-        + (f'; {len(summary.missing)} listed in {scores} no longer exist' if summary.missing else '')
+        + (f'; {len(summary.missing)} listed in the scores no longer exist' if summary.missing else '')
         + (f'; manifest: {manifest}' if manifest and not dry_run else '') + '.'))
 
 
@@ -192,7 +195,7 @@ def _text_writer(text: str):
 
 @click.command()
 @click.argument('paths', nargs=-1)
-@click.option('--scores', type=click.Path(dir_okay=False), default=None, help=_SCORES_HELP)
+@click.option('--scores', multiple=True, help=_SCORES_HELP)
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the crops.')
 @click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
               help='Only write faces of this class or better.')
@@ -244,7 +247,7 @@ def crop(paths, scores, out_dir, min_quality, sidecar, image_format, quiet, **kw
                 written += 1
 
     try:
-        for result in results if results is not None else run_pipeline(images, options, keep_images=True):
+        for result in results if results is not None else score_images_with(images=images, keep_images=True, **options):
             progress.update(result)
             if result.error is not None:
                 click.echo(f'failed {result.image.path}: {result.error}', err=True)

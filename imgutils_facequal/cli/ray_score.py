@@ -1,29 +1,25 @@
 """``imgutils-facequal score --ray``: the same scoring on Ray Data, written as Parquet shards to a folder.
 
-The actors score; this process (the driver) writes what they return, a shard every
-`IMAGES_PER_SHARD` images, each to a hidden temporary name first and then renamed, so a
-shard in the folder is always whole. A rerun reads the ids already complete in the shards
-(`imgutils_facequal.ray.completed_ids`) and scores only the rest. Progress, the summary and
+The actors score; this process (the driver) writes what they return as whole shards
+(`imgutils_facequal.store.formats.shards`). A rerun reads the images already complete in
+the shards and scores only the rest. Progress, the summary and
 the exit codes are those of the in-process command.
 """
-import json
 import os
-import time
-import uuid
 from collections import namedtuple
 from typing import List, Optional, Sequence
 
 import click
 
 from ..pipeline import ImageResult, InputImage, find_images
-from ..ray import ACTOR_KEY, check_cpu_headroom, completed_ids, read_image_folder, score_dataset
-from ..rows import PROVENANCE_KEY
-from .common import EXIT_UNAVAILABLE, Progress, detector_settings, fail, finish
+from ..ray import check_cpu_headroom, read_image_folder, score_dataset
+from ..settings import ScoringSettings
+from ..store import image_key
+from ..store.formats.shards import ShardWriter, completed
+from .common import EXIT_UNAVAILABLE, Progress, fail, finish
 
-__all__ = ['IMAGES_PER_SHARD', 'score_on_ray']
+__all__ = ['score_on_ray']
 
-#: Images per Parquet shard the command writes.
-IMAGES_PER_SHARD = 4096
 #: Images per call of an actor.
 IMAGES_PER_CALL = 64
 
@@ -59,45 +55,9 @@ def _results(table) -> List[ImageResult]:
     return list(results.values())
 
 
-class _ShardWriter:
-    """Blocks of rows into whole Parquet shards: ``part-<run>-<n>.parquet``, written under a temporary name."""
-
-    def __init__(self, directory: str):
-        self.directory = directory
-        self.run = f'{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:8]}'
-        self.blocks: list = []
-        self.images = 0
-        self.count = 0
-
-    def add(self, table, images: int) -> None:
-        self.blocks.append(table)
-        self.images += images
-        if self.images >= IMAGES_PER_SHARD:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        if not self.blocks:
-            return
-        actors = []
-        for block in self.blocks:
-            for actor in json.loads((block.schema.metadata or {}).get(ACTOR_KEY, b'[]')):
-                if actor not in actors:
-                    actors.append(actor)
-        metadata = {PROVENANCE_KEY: self.blocks[0].schema.metadata[PROVENANCE_KEY],
-                    ACTOR_KEY: json.dumps(actors).encode('utf-8')}
-        table = pa.concat_tables([block.replace_schema_metadata(None) for block in self.blocks])
-        name = f'part-{self.run}-{self.count:05d}.parquet'
-        staging = os.path.join(self.directory, f'.{name}.tmp')  # hidden: readers of the folder skip it
-        pq.write_table(table.replace_schema_metadata(metadata), staging)
-        os.replace(staging, os.path.join(self.directory, name))
-        self.blocks, self.images = [], 0
-        self.count += 1
-
-
 def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, actors: int, gpus_per_actor: float,
-                 quiet: bool, log_interval: Optional[float], kwargs: dict) -> None:
+                 quiet: bool, log_interval: Optional[float], settings: ScoringSettings, batch_size: Optional[int],
+                 workers: Optional[int]) -> None:
     """Score ``paths`` on a Ray cluster into the folder ``output``; exits with the command's codes."""
     if not output:
         raise click.UsageError('--ray writes Parquet shards to a folder: give it as --output (-o scores/).')
@@ -109,19 +69,19 @@ def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, acto
     if not images:
         click.echo(f'Warning: no images found in {", ".join(map(repr, paths))} (image files end in .png, .jpg, '
                    f'.webp...).', err=True)
-    done = completed_ids(output)
-    todo = [item.path for item in images if item.path not in done]
+    done = completed(output)
+    todo = [item.path for item in images if image_key(item.path) not in done]
     _connect(address)
     cpus = _cpus_per_actor(actors)
     check_cpu_headroom(actors, cpus)
-    settings = dict(detector_settings(kwargs), batch_size=kwargs.pop('batch_size'), workers=kwargs.pop('workers'))
     progress = Progress(len(todo), quiet, done_before=len(images) - len(todo),
                         **({} if log_interval is None else {'log_interval': log_interval}))
-    writer = _ShardWriter(output)
+    writer = ShardWriter(output)
     interrupted = False
     if todo:
         rows = score_dataset(read_image_folder(todo), actors=actors, cpus_per_actor=cpus,
-                             gpus_per_actor=gpus_per_actor, images_per_call=IMAGES_PER_CALL, **settings)
+                             gpus_per_actor=gpus_per_actor, images_per_call=IMAGES_PER_CALL, settings=settings,
+                             batch_size=batch_size, workers=workers)
         try:
             for table in rows.iter_batches(batch_format='pyarrow', batch_size=None):  # blocks as the actors made them
                 results = _results(table)

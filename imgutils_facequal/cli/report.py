@@ -4,11 +4,11 @@ import sys
 import click
 
 from ..report import DEFAULT_PER_CLASS, write_report
-from .common import EXIT_SOME_FAILED, exit_codes, read_saved_scores
+from .common import EXIT_SOME_FAILED, EXIT_USAGE, exit_codes, fail, read_saved_scores
 
 
 @click.command()
-@click.argument('scores', type=click.Path(dir_okay=False))
+@click.argument('scores', nargs=-1, required=True)
 @click.option('--out', '-o', 'out_dir', type=click.Path(file_okay=False), required=True,
               help='Report folder (new, empty, or an earlier report): index.html and thumbs/.')
 @click.option('--per-class', type=click.IntRange(min=1), default=DEFAULT_PER_CLASS, show_default=True,
@@ -20,13 +20,17 @@ from .common import EXIT_SOME_FAILED, exit_codes, read_saved_scores
 @click.option('--quiet', '-q', is_flag=True, help='No summary.')
 @exit_codes()
 def report(scores, out_dir, per_class, thumb_size, embed, title, quiet):
-    """Write an HTML report of the rows of `score -o SCORES`: face crops per class, best first; a histogram
-    of the quality value; counts; and what each threshold keeps. No model is loaded; the page opens from
+    """Write an HTML report of saved scores: face crops per class, best first; a histogram of the quality
+    value; counts; and what each threshold keeps. SCORES are outputs of `score -o`, globs, or folders of
+    shards (score --shard, score --ray); each image counts once. No model is loaded; the page opens from
     disk, with no server or network.
     """
-    rows, recorded = read_saved_scores(scores)
-    written = write_report(rows, out_dir, per_class=per_class, thumb_size=thumb_size, embed=embed, title=title,
-                           provenance=recorded)
+    saved = read_saved_scores(scores)
+    if saved.per_image:
+        fail(f'{", ".join(saved.files)} holds one row per image (score --per-image), with no faces to show. Score '
+             f'again without --per-image.', EXIT_USAGE)
+    written = write_report(saved.rows, out_dir, per_class=per_class, thumb_size=thumb_size, embed=embed, title=title,
+                           provenance=saved.provenance)
     unreadable = written['unreadable']
     for path, reason in list(unreadable.items())[:20]:
         click.echo(f'failed {path}: {reason}', err=True)

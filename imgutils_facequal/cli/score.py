@@ -5,12 +5,10 @@ import sys
 import click
 
 from ..curate import output_stems
-from ..pipeline import find_images, shard_images
-from ..rows import FORMATS, format_for, provenance
-from .common import (Progress, exit_codes, finish, run_pipeline, save_visualization, scoring, scoring_options,
-                     warn_about_device)
+from ..pipeline import find_images, score_images_with, shard_images
+from ..store import FORMATS, ScoresWriter, format_for, image_key, make_provenance
+from .common import Progress, exit_codes, finish, load_detector, save_visualization, scoring_options, settings_from
 from .ray_score import score_on_ray
-from .records import open_output
 
 
 def _read_file_list(source) -> list:
@@ -85,11 +83,14 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
     paths = list(paths) + _read_file_list(files_from)
     if not paths:
         raise click.UsageError('Give PATHS, or --files-from.')
+    settings = settings_from(kwargs)
+    batch_size, workers = kwargs.pop('batch_size'), kwargs.pop('workers')
     if ray_address is not None:
         if per_image or shard or visualize or fmt not in (None, 'parquet'):
             raise click.UsageError('--ray writes Parquet rows per face; it does not go with --per-image, --shard, '
                                    '--visualize or --format jsonl/csv.')
-        return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, log_interval, kwargs)
+        return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, log_interval, settings,
+                            batch_size, workers)
     fmt = format_for(output, fmt)
     images = find_images(paths)
     if shard is not None:
@@ -98,21 +99,19 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         click.echo(f'Warning: no images found in {", ".join(map(repr, paths))}'
                    + (f' for shard {shard[0]}/{shard[1]}' if shard else '')
                    + ' (image files end in .png, .jpg, .webp...).', err=True)
-    out = open_output(output, fmt)  # checked and locked before the model loads
-    device = kwargs.get('device')
+    out = ScoresWriter(output, fmt)  # checked and locked before the model loads
     try:
-        options = scoring(kwargs)  # the model loads before any image, so one that cannot be had fails fast
-        faces = options['faces']
-        warn_about_device(faces.classifier, device)
-        out.start(faces.classifier.classes, provenance(faces), per_image)
-        todo = [item for item in images if item.path not in out.done]
+        faces = load_detector(settings)  # the model loads before any image, so one that cannot be had fails fast
+        out.start(faces.classifier.classes, make_provenance(faces, per_image, batch_size, workers))
+        todo = [item for item in images if not out.is_done(item.path)]
         progress = Progress(len(todo), quiet, done_before=len(images) - len(todo), classes=faces.classifier.classes,
                             log_interval=log_interval, bar=not (output is None and sys.stdout.isatty()))
-        progress.retried = len(out.retried & {item.path for item in todo})
+        progress.retried = len(out.retried & {image_key(item.path) for item in todo})
         interrupted = False
         try:
             stems = output_stems(images) if visualize else {}  # of every input: the same names on a rerun
-            for result in run_pipeline(todo, options, keep_images=bool(visualize)):
+            for result in score_images_with(faces, todo, batch_size=batch_size, workers=workers,
+                                            keep_images=bool(visualize)):
                 out.write(result)
                 if visualize and result.error is None:
                     save_visualization(result, visualize, stems.get(result.image.path))

@@ -1,0 +1,112 @@
+"""Putting files in place without ever losing or half-writing one.
+
+`place_file` is the one file operation under filtering: it never replaces an existing file
+(the name is claimed with a hard link, which fails if it exists, so two runs into one
+folder cannot overwrite each other's files), and a copy is written under a temporary name
+in the destination folder first (`imgutils_facequal.atomic.write_new_file`), so a full disk
+or a kill leaves no partial file under the real name.
+"""
+import errno
+import os
+import shutil
+from typing import Iterable, List, Sequence, Tuple
+
+from ..atomic import NO_HARD_LINKS, replace_file, same_content, write_new_file
+
+__all__ = ['DEFAULT_SIDECARS', 'MODES', 'place_file', 'write_new_file', 'find_sidecars', 'sidecar_name',
+           'write_manifest']
+
+#: Files that travel with an image: ``{stem}`` is the image's name without its extension.
+#: A pattern without ``{stem}`` is an extension (``.txt`` means ``{stem}.txt``); the last
+#: one is waifuc's metadata file.
+DEFAULT_SIDECARS = ('.txt', '.caption', '.json', '.npz', '.{stem}_meta.json')
+#: How `place_file` puts a file in place.
+MODES = ('copy', 'hardlink', 'move')
+
+
+def _hard_link(source: str, target: str) -> None:
+    link = getattr(os, 'link', None)
+    if link is None:  # a Python built without hard links
+        raise OSError(errno.ENOTSUP, 'this system has no hard links', source)
+    link(source, target)
+
+
+def _copy(source: str):
+    def write(temp: str) -> None:
+        shutil.copyfile(source, temp)
+        shutil.copystat(source, temp)
+    return write
+
+
+def place_file(source: str, target: str, mode: str = 'copy') -> str:
+    """Copy, hard-link or move ``source`` to ``target``, never replacing a file and never
+    leaving a partial one.
+
+    * ``copy``: written under a temporary name in the target's folder, then given its name
+      with a hard link, which fails if the name is taken (so two processes cannot
+      overwrite each other); a failed copy (a full disk) is removed.
+    * ``hardlink``: ``os.link``, which never replaces a file.
+    * ``move``: a hard link, then the source is removed; across filesystems (or where
+      there are no hard links) a durable copy as above, then the source is removed.
+
+    :return: ``'placed'``, or ``'present'`` when ``target`` already is this file or holds
+        the same bytes (a rerun); then a moved source is left where it is, unless the
+        target is the same file (a move cut short between link and unlink).
+    :raises FileExistsError: When ``target`` exists with other content; both stay as they are.
+    :raises OSError: When the source cannot be read or the target cannot be written.
+    """
+    if mode not in MODES:
+        raise ValueError(f'mode must be one of {", ".join(MODES)}; got {mode!r}.')
+    if mode == 'copy':
+        return write_new_file(target, _copy(source))
+    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+    try:
+        _hard_link(source, target)
+    except FileExistsError:
+        if not same_content(source, target):
+            raise FileExistsError(errno.EEXIST, f'{target} exists with other content than {source}; not overwriting '
+                                                f'it (move it away, or choose another output folder)',
+                                  target) from None
+        if mode == 'move' and os.path.samefile(source, target):
+            os.unlink(source)
+        return 'present'
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+        if mode == 'hardlink':
+            raise OSError(err.errno, f'cannot hard-link {source} to {target}: {err.strerror} '
+                                     f'(hard links need one filesystem; use --mode copy)', source) from None
+        outcome = write_new_file(target, _copy(source), durable=True)
+        if outcome == 'placed':
+            os.unlink(source)
+        return outcome
+    if mode == 'move':
+        os.unlink(source)
+    return 'placed'
+
+
+def sidecar_name(pattern: str, stem: str) -> str:
+    """The name of an image's sidecar: ``pattern`` with ``{stem}`` filled in, or ``stem + pattern``."""
+    return pattern.format(stem=stem) if '{stem}' in pattern else stem + pattern
+
+
+def find_sidecars(image: str, sidecars: Sequence[str] = DEFAULT_SIDECARS) -> List[Tuple[str, str]]:
+    """The sidecar files of an image that exist, as ``(path, pattern)`` pairs.
+
+    ``x.png`` has ``x.txt``, ``x.caption``, ``x.json``, ``x.npz`` and waifuc's
+    ``.x_meta.json`` by default (see `DEFAULT_SIDECARS`).
+    """
+    directory, name = os.path.split(image)
+    stem = os.path.splitext(name)[0]
+    found = []
+    for pattern in sidecars:
+        path = os.path.join(directory, sidecar_name(pattern, stem))
+        if path != image and os.path.isfile(path):
+            found.append((path, pattern))
+    return found
+
+
+def write_manifest(path: str, lines: Iterable[str]) -> None:
+    """Write one path per line to ``path`` at once (a temporary file renamed over it when complete)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    replace_file(path, ''.join(f'{line}\n' for line in lines))

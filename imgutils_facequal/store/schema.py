@@ -1,0 +1,256 @@
+"""The rows of saved scores, and the conversions between rows and results.
+
+An image gives one row per face, one row with ``faces`` 0 when it has no face, or one
+error row (``faces`` empty, ``error`` set) when it cannot be read. Every row carries
+``faces``, the number of faces of its image, so a reader can tell a complete image from
+one cut short (`imgutils_facequal.store.complete`).
+
+* Nested rows (`result_rows`), as JSON Lines holds them: ``bbox``, ``crop_bbox`` and
+  ``head_bbox`` are lists, ``scores`` is ``{class: probability}``.
+* Flat rows (`flat_row`, `flat_columns`), as CSV and Parquet hold them: the boxes as
+  ``x0 .. y1``, ``crop_x0 .. crop_y1`` and ``head_x0 .. head_y1``, one ``p_<class>`` column
+  per class, no list columns. In Parquet the integers are int32 and the floats float32
+  (`arrow_schema`).
+* Per-image rows (``score --per-image``): `PER_IMAGE_COLUMNS`.
+
+`scored_images` turns rows (or a pandas DataFrame of them) back into one
+`imgutils_facequal.ImageResult` per image, and `rows_of` results into rows.
+"""
+import json
+import math
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from ..pipeline import ImageResult, InputImage
+from ..scoring import FaceQualityResult
+from .paths import common_root, local_path, stored_path
+
+__all__ = ['PER_IMAGE_COLUMNS', 'PROVENANCE_KEY', 'result_rows', 'per_image_rows', 'per_image_row', 'flat_columns',
+           'flat_row', 'nested_row', 'arrow_schema', 'rows_table', 'records', 'face_result', 'scored_images', 'rows_of',
+           'classes_of_columns']
+
+#: The key of the provenance in Parquet metadata.
+PROVENANCE_KEY = b'imgutils_facequal'
+#: The columns of a per-image summary, in order.
+PER_IMAGE_COLUMNS = ('image', 'faces', 'width', 'height', 'best_quality', 'worst_quality', 'mean_quality',
+                     'best_label', 'error')
+
+_BOX = ('x0', 'y0', 'x1', 'y1')
+_INT_FIELDS = ('face', 'faces', 'width', 'height')
+
+
+def _one_line(text: str) -> str:
+    return ' '.join(str(text).split())
+
+
+def result_rows(result: ImageResult) -> List[dict]:
+    """One nested row per face; one row for an image with no face; one error row for a failed image."""
+    path = stored_path(result.image.path)
+    if result.error is not None:
+        return [{'image': path, 'face': None, 'faces': None, 'error': _one_line(result.error)}]
+    if not result.faces:
+        return [{'image': path, 'face': None, 'faces': 0, 'width': result.size[0], 'height': result.size[1],
+                 'error': None}]
+    rows = []
+    for index, face in enumerate(result.faces):
+        rows.append({
+            'image': path, 'face': index, 'faces': len(result.faces),
+            'width': result.size[0], 'height': result.size[1],
+            'bbox': [int(v) for v in face.bbox], 'label': face.label, 'score': face.score,
+            'scores': face.scores, 'quality': face.quality, 'detection_score': face.detection_score,
+            'head_bbox': None if face.head_bbox is None else [round(float(v), 2) for v in face.head_bbox],
+            'crop_bbox': [int(v) for v in face.crop_bbox], 'error': None,
+        })
+    return rows
+
+
+def per_image_rows(result: ImageResult) -> List[dict]:
+    """One row for the image: its faces, and the best, worst and mean quality of them (``None`` without faces).
+
+    The best face's class is ``best_label``; an unreadable image gives its error instead.
+    """
+    path = stored_path(result.image.path)
+    if result.error is not None:
+        return [{'image': path, 'faces': None, 'error': _one_line(result.error)}]
+    qualities = [face.quality for face in result.faces]
+    best = max(result.faces, key=lambda face: face.quality, default=None)
+    return [{'image': path, 'faces': len(result.faces), 'width': result.size[0], 'height': result.size[1],
+             'best_quality': max(qualities, default=None), 'worst_quality': min(qualities, default=None),
+             'mean_quality': sum(qualities) / len(qualities) if qualities else None,
+             'best_label': None if best is None else best.label, 'error': None}]
+
+
+def _number(value, kind):
+    if value is None or value == '':
+        return None
+    return kind(value)
+
+
+def per_image_row(flat: Dict[str, Any]) -> dict:
+    """A per-image row read back from CSV text or Parquet: numbers as numbers, empty as ``None``."""
+    row = {name: (None if flat.get(name) in (None, '') else flat.get(name)) for name in PER_IMAGE_COLUMNS}
+    for name, kind in (('faces', int), ('width', int), ('height', int), ('best_quality', float),
+                       ('worst_quality', float), ('mean_quality', float)):
+        row[name] = _number(row[name], kind)
+    return row
+
+
+def flat_columns(classes: Sequence[str], with_head: bool = False) -> List[str]:
+    """The flat columns, in order; ``with_head`` adds the head box (Parquet has it, CSV does not)."""
+    return (['image', 'face', 'faces', 'width', 'height', *_BOX, 'label', 'score', 'quality', 'detection_score']
+            + [f'p_{name}' for name in classes] + [f'crop_{name}' for name in _BOX]
+            + ([f'head_{name}' for name in _BOX] if with_head else []) + ['error'])
+
+
+def classes_of_columns(columns: Iterable[str]) -> List[str]:
+    """The classes of flat columns (``p_poor`` → ``poor``), in column order."""
+    return [name[2:] for name in columns if name.startswith('p_')]
+
+
+def flat_row(row: dict, classes: Sequence[str], with_head: bool = False) -> Dict[str, Any]:
+    """A nested row as flat columns (``None`` where a row has no value)."""
+    flat = {name: row.get(name) for name in ('image', 'face', 'faces', 'width', 'height', 'label', 'score', 'quality',
+                                              'detection_score', 'error')}
+    for prefix, key in (('', 'bbox'), ('crop_', 'crop_bbox'), ('head_', 'head_bbox')):
+        box = row.get(key) or [None] * 4
+        flat.update({f'{prefix}{name}': value for name, value in zip(_BOX, box)})
+    scores = row.get('scores') or {}
+    flat.update({f'p_{name}': scores.get(name) for name in classes})
+    return {name: flat[name] for name in flat_columns(classes, with_head)}
+
+
+def nested_row(flat: Dict[str, Any], classes: Optional[Sequence[str]] = None) -> dict:
+    """A flat row (from CSV text or Parquet) as the nested row `result_rows` gives."""
+    classes = classes if classes is not None else classes_of_columns(flat)
+    faces = _number(flat.get('faces'), int)
+    row = {'image': flat['image'], 'face': _number(flat.get('face'), int), 'faces': faces}
+    error = flat.get('error')
+    if error not in (None, ''):
+        row['error'] = error
+        return row
+    row.update(width=_number(flat.get('width'), int), height=_number(flat.get('height'), int))
+    if not faces:
+        row['error'] = None
+        return row
+
+    def box(prefix, kind):
+        values = [_number(flat.get(f'{prefix}{name}'), kind) for name in _BOX]
+        return None if any(value is None for value in values) else values
+
+    row.update(bbox=box('', int), label=flat.get('label'), score=_number(flat.get('score'), float),
+               scores={name: _number(flat.get(f'p_{name}'), float) for name in classes},
+               quality=_number(flat.get('quality'), float),
+               detection_score=_number(flat.get('detection_score'), float),
+               head_bbox=box('head_', float), crop_bbox=box('crop_', int), error=None)
+    return row
+
+
+def _metadata(provenance: Optional[dict]):
+    return None if provenance is None else {PROVENANCE_KEY: json.dumps(provenance).encode('utf-8')}
+
+
+def arrow_schema(classes: Sequence[str], provenance: Optional[dict] = None, per_image: bool = False):
+    """The Parquet schema: int32 counts, sizes and boxes, float32 values, strings for names, labels and errors;
+    the provenance in its metadata."""
+    import pyarrow as pa
+    strings = ('image', 'label', 'best_label', 'error')
+    integers = ('face', 'faces', 'width', 'height', *_BOX)
+    columns = PER_IMAGE_COLUMNS if per_image else flat_columns(classes, with_head=True)
+    fields = [pa.field(name, pa.string() if name in strings else pa.int32()
+                       if name in integers or name.startswith('crop_') else pa.float32()) for name in columns]
+    return pa.schema(fields, metadata=_metadata(provenance))
+
+
+def rows_table(rows: Iterable[dict], classes: Sequence[str], provenance: Optional[dict] = None,
+               per_image: bool = False):
+    """Nested (or per-image) rows as a ``pyarrow.Table`` of `arrow_schema` (an empty table for no rows)."""
+    import pyarrow as pa
+    schema = arrow_schema(classes, provenance, per_image)
+    if per_image:
+        flat = [{name: row.get(name) for name in PER_IMAGE_COLUMNS} for row in rows]
+    else:
+        flat = [flat_row(row, classes, with_head=True) for row in rows]
+    return pa.Table.from_pylist(flat, schema=schema)
+
+
+# ----------------------------------------------------------------------------- rows and results
+
+
+def _plain(value):
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, 'tolist'):  # numpy arrays and scalars from a DataFrame
+        return _plain(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def records(rows) -> List[dict]:
+    """Nested rows from a list of rows or a pandas DataFrame (nested or flat columns)."""
+    found = rows.to_dict('records') if hasattr(rows, 'to_dict') and hasattr(rows, 'columns') else rows
+    result = []
+    for record in found:
+        record = {key: _plain(value) for key, value in record.items()}
+        if 'bbox' not in record and 'x0' in record:
+            record = nested_row(record)
+        for name in _INT_FIELDS:
+            if record.get(name) is not None:
+                record[name] = int(record[name])
+        if isinstance(record.get('scores'), dict):  # pyarrow gives absent map keys as None
+            record['scores'] = {key: value for key, value in record['scores'].items() if value is not None}
+        result.append(record)
+    return result
+
+
+def face_result(row: dict) -> FaceQualityResult:
+    """The `imgutils_facequal.FaceQualityResult` of a face row."""
+    def box(key, kind):
+        value = row.get(key)
+        return None if value is None else tuple(kind(v) for v in value)
+    return FaceQualityResult(bbox=box('bbox', int), label=row['label'], score=row.get('score'),
+                             scores=dict(row.get('scores') or {}), quality=row.get('quality'),
+                             detection_score=row.get('detection_score'), head_bbox=box('head_bbox', float),
+                             crop_bbox=box('crop_bbox', int))
+
+
+def scored_images(rows, root: Optional[str] = None) -> List[ImageResult]:
+    """The saved rows of a run as one `imgutils_facequal.ImageResult` per image, in file order.
+
+    :param rows: Nested rows (`imgutils_facequal.store.read_scores`) or a DataFrame of them.
+    :param root: The folder output paths are taken relative to; default the deepest folder
+        that holds every image (`imgutils_facequal.store.paths.common_root`).
+    :return: Results as the pipeline gives them, without decoded images. A row repeated
+        for the same face (a file appended to twice) counts once.
+    """
+    groups: Dict[str, List[dict]] = OrderedDict()
+    for row in records(rows):
+        groups.setdefault(local_path(row['image']), []).append(row)
+    root = common_root(groups) if root is None else root
+    results = []
+    for path, image_rows in groups.items():
+        result = ImageResult(InputImage(path, root))
+        errors = [row.get('error') for row in image_rows if row.get('error')]
+        if errors:
+            result.error = errors[-1]
+            results.append(result)
+            continue
+        first = image_rows[0]
+        if first.get('width') is not None:
+            result.size = (first['width'], first['height'])
+        faces = {}
+        for row in image_rows:
+            if row.get('face') is not None and row.get('label') is not None:
+                faces[row['face']] = face_result(row)
+        result.faces = [faces[index] for index in sorted(faces)]
+        results.append(result)
+    return results
+
+
+def rows_of(results: Iterable[ImageResult]) -> List[dict]:
+    """The nested rows of results (as ``score`` writes them)."""
+    return [row for result in results for row in result_rows(result)]
