@@ -51,8 +51,8 @@ TEST_REPOS = {
 #: Test modules that need an extra (torch, openvino, eval, parquet, ray or docs) throughout. Tests that use
 #: the ``timm_repos`` fixture (torch models) are marked too; the rest run on a plain ``pip install .``.
 EXTRAS_MODULES = {'test_precision', 'test_export_rewrites', 'test_openvino_backend', 'test_ray', 'test_evaluate',
-                  'test_docs', 'test_api_reference', 'test_rows', 'test_report', 'test_curate', 'test_detectors',
-                  'test_tabular'}
+                  'test_docs', 'test_api_reference', 'test_store', 'test_report', 'test_curate', 'test_detectors',
+                  'test_tabular', 'test_batched_detection'}
 
 
 def pytest_ignore_collect(collection_path, config):

@@ -1,8 +1,6 @@
 """The crop-robustness tool measures what the card measures."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,9 +12,8 @@ from imgutils_facequal.evaluate import (
     read_hf_dataset, read_labelled_folder, setting_crop_boxes,
 )
 from imgutils_facequal.geometry import random_margin_crop_box
+from tests.support.cli import run
 from tests.support.synthetic_eval import CONTENT_REPO, FRAMING_REPO, write_synthetic_set
-
-SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
 
 
 @pytest.fixture(scope='module')
@@ -183,12 +180,10 @@ def test_head_boxes_from_the_detector_when_the_data_has_none(tmp_path):
 
 def test_eval_crops_command(synthetic, tmp_path):
     out = tmp_path / 'report'
-    result = subprocess.run([SCRIPT, 'eval-crops', '--images', str(synthetic), '--labels', str(synthetic / 'labels.csv'),
-                             '--model', FRAMING_REPO, '--model', CONTENT_REPO, '--limit', '20',
-                             '--settings', 'full,loose_1x,head_only', '--out', str(out)],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    result = run('eval-crops', '--images', synthetic, '--labels', synthetic / 'labels.csv', '--model', FRAMING_REPO,
+                 '--model', CONTENT_REPO, '--limit', '20', '--settings', 'full,loose_1x,head_only', '--out', out)
     assert result.returncode == 0, result.stderr
     assert f'| {FRAMING_REPO} | head_only | 0 |' in result.stdout
     assert sorted(os.listdir(out)) == ['macro_f1.png', 'report.json', 'report.md']
-    usage = subprocess.run([SCRIPT, 'eval-crops', '--model', FRAMING_REPO], capture_output=True, text=True)
+    usage = run('eval-crops', '--model', FRAMING_REPO)
     assert usage.returncode == 2 and '--images and --labels, or --dataset' in usage.stderr

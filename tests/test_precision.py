@@ -1,8 +1,4 @@
 """precision='bf16': the transformers backend's blocks under bfloat16 autocast, the rest fp32."""
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -10,9 +6,8 @@ import torch
 from tests.support.fake_hub import CLASS_COLOURS, draw_scene, write_repo
 from imgutils_facequal import classify_face_quality_score_batch, detect_face_quality, load_face_quality_model
 from imgutils_facequal.backends.transformers import _bf16_blocks as bf16_blocks
+from tests.support.cli import run
 from tests.test_backends import varied_images
-
-SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
 
 
 @pytest.fixture
@@ -89,11 +84,9 @@ def test_bf16_errors_say_what_to_do(timm_repos, hub_cache_dir):
 
 def test_cli_precision_option(timm_repos, frame_path, tmp_path):
     out = tmp_path / 'scores.jsonl'
-    done = subprocess.run([SCRIPT, 'score', frame_path, '--model', timm_repos['caformer'], '--backend',
-                           'transformers', '--precision', 'bf16', '-o', str(out), '--quiet'],
-                          capture_output=True, text=True)
+    done = run('score', frame_path, '--model', timm_repos['caformer'], '--backend', 'transformers', '--precision',
+               'bf16', '-o', out, '--quiet')
     assert done.returncode == 0, done.stderr
     assert out.read_text().count('"label"') >= 1
-    refused = subprocess.run([SCRIPT, 'score', frame_path, '--model', timm_repos['caformer'],
-                              '--precision', 'bf16', '--quiet'], capture_output=True, text=True)
+    refused = run('score', frame_path, '--model', timm_repos['caformer'], '--precision', 'bf16', '--quiet')
     assert refused.returncode != 0 and "backend='transformers'" in refused.stderr

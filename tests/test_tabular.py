@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.test_cli import SCRIPT, read_jsonl, run, scene
+from tests.support.cli import read_jsonl, run, scene
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_parquet_output_resumes_and_carries_its_provenance(frames, tmp_path):
     run('score', frames, '-o', output, check_code=1)
     first = pq.read_table(output)
     metadata = json.loads(first.schema.metadata[b'imgutils_facequal'])
-    assert metadata['model'] == 'caformer_s36.head_crop' and metadata['crop'] == 'head'
+    assert metadata['model_name'] == 'caformer_s36.head_crop' and metadata['crop'] == 'head'
     again = run('score', frames, '-o', output, check_code=1)  # only broken.png is tried again
     assert '12 images skipped' in again.stderr
     second = pq.read_table(output)
@@ -131,7 +131,5 @@ def test_plugins_as_json():
 
 
 def test_shell_completion_script():
-    import subprocess
-    result = subprocess.run([SCRIPT], env={**os.environ, '_IMGUTILS_FACEQUAL_COMPLETE': 'bash_source'},
-                            capture_output=True, text=True, timeout=60)
+    result = run(env={'_IMGUTILS_FACEQUAL_COMPLETE': 'bash_source'})
     assert '_imgutils_facequal_completion' in result.stdout
