@@ -12,9 +12,11 @@ faces per image):
 
 * the card's way: imgutils' ``detect_faces``, then ``AutoImageProcessor`` +
   ``AutoModel`` (``trust_remote_code=True``, ``use_infer_head=True``) on each face crop;
-* the package's default ``detect_face_quality`` (face detector, head detector, head crops,
-  the ONNX backend), image by image, and the folder pipeline (``score_images``);
-* the same two paths with each option that makes detection cheaper (`OPTIONS`).
+* the package's default ``detect_face_quality`` (the face detector, head boxes estimated from
+  the faces, head crops, the ONNX backend), image by image, and the folder pipeline
+  (``score_images``, what the command line runs);
+* the same two paths with the fast preset, and on request (``--kinds``) with the other
+  detection options (`OPTIONS`).
 
 It also times each stage alone (detection; cropping and preprocessing; classification),
 measures how much each option moves the boxes and crops against the default, and states
@@ -42,42 +44,37 @@ from benchmarks._results import machine, write_results
 GFLOP_PER_FACE = 44.3  # the card's figure for caformer_s36 at 384 x 384
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 
-#: The options that make detection cheaper, as `load_face_quality_detector` arguments.
+#: The options that change detection, as `load_face_quality_detector` arguments.
 OPTIONS = {
-    'head_n': {'head_level': 'n'},
-    'head_320': {'head_infer_size': 320},
+    'fast': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320},  # PRESETS['fast']
+    'paired': {'head_localisation': 'paired'},
+    'head_n': {'head_localisation': 'paired', 'head_level': 'n'},
+    'head_320': {'head_localisation': 'paired', 'head_infer_size': 320},
     'heads': {'head_localisation': 'heads'},
     'heads_320': {'head_localisation': 'heads', 'head_infer_size': 320},
-    'face_only': {'head_detector': None},
-    'heads_320_openvino': {'head_localisation': 'heads', 'head_infer_size': 320, 'backend': 'openvino'},
-    'heads_n_320': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320},
-    'heads_n_320_openvino': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320,
-                             'backend': 'openvino'},
+    'fast_openvino': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320, 'backend': 'openvino'},
 }
-#: The ways timed, each in its own process; the options' pipelines only where they decide something.
-KINDS = ['card', 'default', 'pipeline_default', 'head_n', 'head_320', 'heads', 'heads_320', 'pipeline_heads_320',
-         'face_only', 'pipeline_heads_320_openvino', 'heads_n_320', 'pipeline_heads_n_320',
-         'pipeline_heads_n_320_openvino']
+#: The ways timed, each in its own process: the card's, the default and the fast preset, image by image
+#: (``detect_face_quality``) and in the folder pipeline the command line runs.
+KINDS = ['card', 'default', 'pipeline_default', 'fast', 'pipeline_fast']
+#: Every way the script knows, for ``--kinds``.
+ALL_KINDS = KINDS + ['paired', 'pipeline_paired', 'head_n', 'head_320', 'heads', 'heads_320', 'pipeline_fast_openvino']
 DETECTION_KEYS = ('head_level', 'head_infer_size', 'head_localisation', 'head_detector')
 LABELS = {
-    'default': 'default (face + head detector)',
-    'head_n': "head detector level n (head_level='n')",
-    'head_320': 'head detector at 320 (head_infer_size=320)',
+    'default': "default (face detector, head boxes estimated from faces: head_localisation='estimated')",
+    'fast': "fast preset (preset='fast': head_localisation='heads', head_level='n', head_infer_size=320)",
+    'paired': "face + head detector (head_localisation='paired', the default before 0.2)",
+    'head_n': "face + head detector level n (head_localisation='paired', head_level='n')",
+    'head_320': "face + head detector at 320 (head_localisation='paired', head_infer_size=320)",
     'heads': "head detector alone (head_localisation='heads')",
     'heads_320': "head detector alone at 320 (head_localisation='heads', head_infer_size=320)",
-    'face_only': 'face detector alone, heads estimated (head_detector=None)',
-    'openvino': "default detection, classifier on OpenVINO (backend='openvino')",
-    'heads_320_openvino': "head detector alone at 320, classifier on OpenVINO",
-    'heads_n_320': "head detector level n alone at 320 (head_localisation='heads', head_level='n', "
-                   "head_infer_size=320)",
-    'heads_n_320_openvino': "head detector level n alone at 320, classifier on OpenVINO",
+    'fast_openvino': "fast preset, classifier on OpenVINO",
 }
 #: Detector graphs each way runs per image, and their size: (level, inference size).
 DETECTOR_PASSES = {
-    'card': [('s', 640)], 'default': [('s', 640), ('s', 640)], 'head_n': [('s', 640), ('n', 640)],
-    'head_320': [('s', 640), ('s', 320)], 'heads': [('s', 640)], 'heads_320': [('s', 320)],
-    'face_only': [('s', 640)], 'openvino': [('s', 640), ('s', 640)], 'heads_320_openvino': [('s', 320)],
-    'heads_n_320': [('n', 320)], 'heads_n_320_openvino': [('n', 320)],
+    'card': [('s', 640)], 'default': [('s', 640)], 'fast': [('n', 320)], 'paired': [('s', 640), ('s', 640)],
+    'head_n': [('s', 640), ('n', 640)], 'head_320': [('s', 640), ('s', 320)], 'heads': [('s', 640)],
+    'heads_320': [('s', 320)], 'fast_openvino': [('n', 320)],
 }
 
 
@@ -388,7 +385,8 @@ def main():
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--images-1', type=int, default=6, help='frames with one face (timed)')
     parser.add_argument('--images-4', type=int, default=3, help='frames with four faces (timed)')
-    parser.add_argument('--kinds', nargs='*', default=KINDS, help='ways to time (default: all; card is needed)')
+    parser.add_argument('--kinds', nargs='*', default=KINDS, choices=ALL_KINDS,
+                        help='ways to time (default: the card, the default and the fast preset; card is needed)')
     parser.add_argument('--report-only', action='store_true',
                         help="write the report from the last run's raw timings (in the work folder) again")
     parser.add_argument('--worker', help=argparse.SUPPRESS)

@@ -10,15 +10,22 @@ before running it.
 Detection runs in one thread of its own, which the workers hand their decoded images
 to: imgutils opens a session per detector per calling thread, each with a thread per
 core, so detecting in every worker would load the detectors once per worker and leave
-their sessions fighting over the cores.
+their sessions fighting over the cores. On a CPU with two cores or fewer, detection does
+not overlap classification at all (`overlaps_detection`): the workers decode ahead, and
+each image is detected and cropped just before its crops are queued. On a GPU the images the workers
+have decoded go to the detectors together, up to `DETECTION_BATCH` per call
+(`imgutils_facequal.FaceLocator.locate_batch`), which keeps the card busy; on a CPU
+that measured no faster, so there each image is a call of its own.
 
 The crops of consecutive images are pooled into forward passes of ``batch_size`` crops.
 A file that cannot be read yields a result with ``error`` set, and the run goes on.
 """
 import glob
 import os
+import threading
+import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -31,6 +38,8 @@ from .settings import ScoringSettings
 __all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'shard_images', 'score_images',
            'score_images_with', 'in_detection_thread']
 
+#: Images per detector call on a GPU, at most (the ones the workers have decoded by then).
+DETECTION_BATCH = 8
 #: File extensions picked up when walking folders (files named explicitly are always taken).
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.jfif', '.avif')
 
@@ -132,6 +141,9 @@ class ImageResult:
     error: Optional[str] = None
     size: Optional[Tuple[int, int]] = None
     decoded: Any = None  # the decoded PIL image, when keep_images=True
+    #: Seconds this image spent in each stage (``decoding`` with cropping and preprocessing, ``detection``,
+    #: its share of ``classification``): busy time, not wall time, since the stages overlap.
+    seconds: Dict[str, float] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -153,6 +165,54 @@ def _detection_thread() -> ThreadPoolExecutor:
     # kept for the life of the process: imgutils opens its sessions per thread, so a fresh
     # thread would load the detectors again on every call
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix='facequal-detect')
+
+
+class _Detection:
+    """Detection in the detection thread, one image per call, or (``batch`` > 1, on a GPU) the images the
+    workers have handed over by then in one `FaceLocator.locate_batch` call. Each image gets its own
+    locations and its own share of the time, or its own error."""
+
+    def __init__(self, locator, batch: int):
+        self.locator, self.batch = locator, batch
+        self.pool = _detection_thread()
+        self.lock = threading.Lock()
+        self.pending: List[Tuple[Any, Future]] = []
+
+    def __call__(self, decoded) -> Tuple[list, float]:
+        """``(locations, seconds)`` of one decoded image; raises what its detection raised."""
+        if self.batch == 1:
+            return self.pool.submit(self._one, decoded).result()
+        future: Future = Future()
+        with self.lock:
+            self.pending.append((decoded, future))
+            first = len(self.pending) == 1
+        if first:
+            self.pool.submit(self._drain)
+        return future.result()
+
+    def _one(self, decoded) -> Tuple[list, float]:
+        started = time.perf_counter()
+        return self.locator.locate(decoded), time.perf_counter() - started
+
+    def _drain(self) -> None:
+        while True:
+            with self.lock:
+                taken, self.pending = self.pending[:self.batch], self.pending[self.batch:]
+            if not taken:
+                return
+            started = time.perf_counter()
+            try:
+                found = self.locator.locate_batch([decoded for decoded, _ in taken])
+            except Exception:  # one image's failure must stay that image's: detect them one by one
+                for decoded, future in taken:
+                    try:
+                        future.set_result(self._one(decoded))
+                    except Exception as err:  # noqa: BLE001 - handed to the worker that waits for it
+                        future.set_exception(err)
+                continue
+            share = (time.perf_counter() - started) / len(taken)
+            for (_, future), locations in zip(taken, found):
+                future.set_result((locations, share))
 
 
 def in_detection_thread(function: Callable[[], Any]) -> Any:
@@ -193,16 +253,26 @@ def score_images_with(faces: FaceQualityDetector, images: Iterable[InputImage], 
                   workers or faces.classifier.default_workers, keep_images)
 
 
+def overlaps_detection(faces: FaceQualityDetector) -> bool:
+    """Whether the folder pipeline detects while the classifier runs: on a GPU, and on a CPU with more than two
+    cores. On two cores the detector's and the classifier's sessions, each with a thread per core, only contend
+    (the pipeline measured slower than detecting and scoring image by image), so there the workers decode ahead
+    and detection takes its turn with classification."""
+    return faces.classifier.runs_on_gpu or (os.cpu_count() or 1) > 2
+
+
 def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size: int, workers: int,
            keep_images: bool) -> Iterator[ImageResult]:
     import numpy as np
     model, locator = faces.classifier, faces.locator
     preprocess_in_workers = model.preprocesses_in_workers
+    overlap = overlaps_detection(faces)
 
     def model_input(image):
         return np.asarray(model.preprocess([image])) if preprocess_in_workers else image
 
-    def prepare(item: InputImage) -> _Prepared:
+    def decode(item: InputImage):
+        started = time.perf_counter()
         result = ImageResult(item)
         try:
             if item.data is None and os.path.exists(item.path) and not os.path.isfile(item.path):
@@ -211,17 +281,30 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
             decoded = load_rgb_image(item.path if item.data is None else item.data)
         except ImageLoadError as err:
             result.error = str(err) if item.data is None else f'{item.path}: {err}'
+            decoded = None
+        result.seconds['decoding'] = time.perf_counter() - started
+        return result, decoded
+
+    def detect_and_crop(result: ImageResult, decoded) -> _Prepared:
+        if decoded is None:
             return _Prepared(result, [], [], [])
         result.size = decoded.size
         if keep_images:
             result.decoded = decoded
         try:
-            locations = detection_pool.submit(locator.locate, decoded).result()
+            locations, result.seconds['detection'] = detect(decoded)
         except DetectionError as err:  # that image fails; the run goes on
-            result.error = f'{item.path}: {err}'
+            result.error = f'{result.image.path}: {err}'
             return _Prepared(result, [], [], [])
+        started = time.perf_counter()
         inputs, face_input = locator.classifier_inputs(decoded, locations)
-        return _Prepared(result, locations, [model_input(image) for image in inputs], face_input)
+        prepared = _Prepared(result, locations, [model_input(image) for image in inputs], face_input)
+        result.seconds['decoding'] += time.perf_counter() - started
+        return prepared
+
+    def prepare(item: InputImage):
+        decoded = decode(item)
+        return detect_and_crop(*decoded) if overlap else decoded
 
     def finish(prepared: _Prepared) -> ImageResult:
         result = prepared.result
@@ -237,8 +320,12 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
     def run_batch(size: int) -> None:
         batch = [queued_crops.popleft() for _ in range(min(size, len(queued_crops)))]
         inputs = [prepared.inputs[index] for prepared, index in batch]
+        started = time.perf_counter()
         probabilities = model.predict(np.concatenate(inputs) if preprocess_in_workers else model.preprocess(inputs))
+        share = (time.perf_counter() - started) / len(batch)
         for (prepared, index), row in zip(batch, probabilities):
+            seconds = prepared.result.seconds
+            seconds['classification'] = seconds.get('classification', 0.0) + share
             try:
                 prepared.scores[index], = model.scores_of(row[None])
             except ModelOutputError as err:  # that image fails, not the batch
@@ -246,7 +333,8 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
                 prepared.error = f'{prepared.result.image.path}: {err}'
             prepared.inputs[index] = None  # free the input as soon as it is scored
 
-    detection_pool = _detection_thread()
+    # on a GPU the workers' images go to the detectors together (on a CPU that measured no faster)
+    detect = _Detection(locator, DETECTION_BATCH if model.runs_on_gpu else 1)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode')
     ahead: Deque = deque()
     iterator = iter(images)
@@ -263,6 +351,8 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
             if not ahead:
                 break
             prepared = ahead.popleft().result()
+            if not overlap:
+                prepared = detect_and_crop(*prepared)
             waiting.append(prepared)
             queued_crops.extend((prepared, index) for index in range(len(prepared.inputs)))
             while len(queued_crops) >= batch_size:

@@ -13,10 +13,11 @@ crop, and the folder pipeline. Crops follow how the models were trained (see
 * ``crop='full'``: the whole frame (the default for the framing-sensitive baseline
   ``caformer_s36``, which was trained on whole frames only).
 
-Head boxes come from one of two `HEAD_LOCALISATIONS`: ``'paired'`` (the default) runs the
-face detector, then the head detector, and pairs each face with its head; ``'heads'`` runs
-the head detector alone and derives each face box from its head box, one detector pass per
-image instead of two. ``head_level`` and ``head_infer_size`` make the head detector itself
+Head boxes come from one of three `HEAD_LOCALISATIONS`: ``'estimated'`` (the default) runs
+the face detector and estimates each head box from its face box, one detector pass per
+image; ``'paired'`` runs the face detector, then the head detector, and pairs each face
+with its head; ``'heads'`` runs the head detector alone and derives each face box from its
+head box. ``head_level`` and ``head_infer_size`` make the head detector itself
 cheaper. Each changes the boxes: see the performance page for how much.
 """
 import warnings
@@ -129,8 +130,12 @@ class FaceLocator:
     as a ``settings`` object or as keyword arguments; the classifier's fields are ignored.
     ``crop=None`` means ``head`` here (`FaceQualityDetector` picks the model's own).
 
-    * ``head_localisation='paired'`` (default): ``detector`` finds the faces, then
-      ``head_detector`` the heads, and each face is paired with its head.
+    * ``head_localisation='estimated'`` (default): ``detector`` finds the faces and each
+      head box is estimated from its face box (`imgutils_facequal.geometry.face_to_head_box`):
+      one detector pass, the faces the model was trained on.
+    * ``head_localisation='paired'``: ``detector`` finds the faces, then ``head_detector``
+      the heads, and each face is paired with its head (two passes; the head box as
+      detected).
     * ``head_localisation='heads'``: ``head_detector`` alone finds the heads and each face box
       is derived from its head box (the inverse of
       `imgutils_facequal.geometry.face_to_head_box`); ``detector`` does not run. One detector
@@ -162,35 +167,63 @@ class FaceLocator:
         self.head_localisation = settings.head_localisation
         self.head_detector_options = settings.head_detector_options
 
-    def _heads(self, image) -> List[Tuple[Tuple[int, ...], str, float]]:
-        return get_detector(self.head_detector)(image, **self.head_detector_options)
-
     def locate(self, image) -> List[FaceLocation]:
         """Detect the faces of a decoded image and work out each one's crop.
 
-        With ``crop='head'``, each face is paired with the smallest head-detector box that
-        holds it, else its head box is estimated from the face box. With ``detector='head'``
-        the detections are head boxes already. With ``head_localisation='heads'`` the head
-        detector alone runs and each face box is derived from its head.
+        With ``crop='head'``, each face's head box is estimated from its face box
+        (``head_localisation='estimated'``), or it is the smallest head-detector box that holds
+        the face, else the estimate (``'paired'``). With ``detector='head'`` the detections are
+        head boxes already. With ``'heads'`` the head detector alone runs and each face box is
+        derived from its head.
         """
+        return self._locations(image, *self._passes([image], batched=False)[0])
+
+    def locate_batch(self, images: Sequence) -> List[List[FaceLocation]]:
+        """`locate` on each of several decoded images: the same faces and crops, one list per image.
+
+        Each detector pass runs on the images at once, through the detector's batch path
+        (several images per run of the built-in detectors' graphs; image by image for a
+        plugin's detector that has no ``detect_batch``).
+        """
+        images = list(images)
+        return [self._locations(image, *found) for image, found in zip(images, self._passes(images, batched=True))]
+
+    def _passes(self, images: list, batched: bool) -> List[tuple]:
+        """``(detections, head detections or None)`` of each image: the first pass (the head detector's
+        with ``'heads'``, else the detector's), and the head detector's where faces are paired with heads."""
+        def run(name, options, chosen):
+            if not chosen:
+                return []
+            detector = get_detector(name)
+            return detector.batch(chosen, **options) if batched else [detector(image, **options) for image in chosen]
+
+        if self.head_localisation == 'heads':
+            first = run(self.head_detector, self.head_detector_options, images)
+        else:
+            first = run(self.detector, self.detector_options, images)
+        pairs = (self.crop == 'head' and self.head_localisation == 'paired' and self.detector != 'head'
+                 and self.head_detector is not None)
+        wanted = [index for index, found in enumerate(first) if pairs and found]
+        heads = dict(zip(wanted, run(self.head_detector, self.head_detector_options, [images[i] for i in wanted])))
+        return [(found, heads.get(index)) for index, found in enumerate(first)]
+
+    def _locations(self, image, found: list, found_heads: Optional[list]) -> List[FaceLocation]:
+        """The faces of an image and their crops, from its detector passes (see `_passes`)."""
         size = image.size
         heads: List[Optional[Tuple[float, ...]]]
         if self.head_localisation == 'heads':
-            found = self._heads(image)
             detections = [(_face_box_from_head(bbox), 'face', score) for bbox, _, score in found]
             heads = [tuple(map(float, bbox)) if self.crop == 'head' else None for bbox, _, _ in found]
             boxes = [bbox for bbox, _, _ in detections]
         else:
-            detections = get_detector(self.detector)(image, **self.detector_options)
+            detections = found
             boxes = [tuple(bbox) for bbox, _, _ in detections]
             heads = [None] * len(boxes)
-        if self.crop == 'head' and boxes and self.head_localisation == 'paired':
+        if self.crop == 'head' and boxes and self.head_localisation != 'heads':
             if self.detector == 'head':
                 heads = [tuple(map(float, box)) for box in boxes]
             else:
-                head_boxes = []
-                if self.head_detector is not None:
-                    head_boxes = [tuple(bbox) for bbox, _, _ in self._heads(image)]
+                head_boxes = [tuple(bbox) for bbox, _, _ in found_heads or []]
                 pairs = pair_faces_with_heads(boxes, head_boxes)
                 heads = [tuple(map(float, head_boxes[index])) if index is not None else face_to_head_box(box)
                          for box, index in zip(boxes, pairs)]

@@ -17,6 +17,8 @@ Example:
     {'level': 'n', 'infer_size': 320}
     >>> ScoringSettings.merged(fast, margin=1.0).margin
     1.0
+    >>> ScoringSettings.merged(preset='fast') == fast
+    True
 """
 import dataclasses
 import math
@@ -26,14 +28,21 @@ from typing import Any, Dict, Optional
 from .backends import BACKENDS, DEFAULT_BACKEND, PRECISIONS
 from .models import DEFAULT_MODEL
 
-__all__ = ['ScoringSettings', 'CROP_MODES', 'HEAD_LOCALISATIONS', 'DEFAULT_MARGIN', 'CLASSIFIER_FIELDS',
+__all__ = ['ScoringSettings', 'CROP_MODES', 'HEAD_LOCALISATIONS', 'PRESETS', 'DEFAULT_MARGIN', 'CLASSIFIER_FIELDS',
            'SETTING_NAMES']
 
 #: What the classifier sees: the head box with a margin, the detector's box with a margin, or the whole frame.
 CROP_MODES = ('head', 'face', 'full')
-#: How head boxes are found: ``paired`` (face detector, then head detector, faces paired with
-#: heads; the default) or ``heads`` (the head detector alone, face boxes derived from heads).
-HEAD_LOCALISATIONS = ('paired', 'heads')
+#: How head boxes are found: ``estimated`` (the face detector; each head box estimated from its
+#: face box; one detector pass, the default), ``paired`` (the face detector, then the head
+#: detector, faces paired with heads) or ``heads`` (the head detector alone, face boxes derived
+#: from heads).
+HEAD_LOCALISATIONS = ('estimated', 'paired', 'heads')
+#: Settings by name: ``fast`` is the fastest combination the benchmark supports (the head
+#: detector alone, its small graph at 320 x 320): one cheap detector pass instead of a full
+#: face detector pass, with face boxes derived from head boxes (see the performance page for
+#: what that changes).
+PRESETS = {'fast': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320}}
 #: Margin per side, as a multiple of the box size: the mean of a uniform draw from [0, 1],
 #: inside the range the head-crop model was trained and evaluated on (0 to 4 in the card).
 DEFAULT_MARGIN = 0.5
@@ -75,9 +84,11 @@ class ScoringSettings:
     head_infer_size: Optional[int] = _setting(None, "Run the head detector at this square size, a multiple of 32 "
                                                     "(320: a quarter of the work of imgutils' 640; changes the "
                                                     "boxes).", range=(32, 4096))
-    head_localisation: str = _setting('paired', 'paired: the face detector, then the head detector; heads: the head '
-                                                'detector alone, face boxes derived from heads (one detector pass per '
-                                                'image; changes the boxes).', choices=HEAD_LOCALISATIONS)
+    head_localisation: str = _setting('estimated', 'estimated: the face detector, each head box estimated from its '
+                                                   'face box (one detector pass); paired: the face detector, then the '
+                                                   'head detector (two passes, detected head boxes); heads: the head '
+                                                   'detector alone, face boxes derived from heads.',
+                                      choices=HEAD_LOCALISATIONS)
 
     def __post_init__(self):
         for item in dataclasses.fields(self):
@@ -98,21 +109,24 @@ class ScoringSettings:
                              f'{self.head_infer_size!r}.')
         if self.head_localisation == 'heads' and self.head_detector is None:
             raise ValueError("head_localisation='heads' finds faces through their heads: it needs a head_detector "
-                             "(the built-in one is 'head'); use head_localisation='paired' with head_detector=None "
-                             "to run the face detector alone.")
+                             "(the built-in one is 'head'); use head_localisation='estimated' to run the face "
+                             "detector alone.")
 
     @classmethod
-    def merged(cls, settings: Optional['ScoringSettings'] = None, **options: Any) -> 'ScoringSettings':
-        """``settings`` (default: the defaults) with ``options`` in place of its fields.
+    def merged(cls, settings: Optional['ScoringSettings'] = None, preset: Optional[str] = None,
+               **options: Any) -> 'ScoringSettings':
+        """``settings`` (default: the defaults), then the `PRESETS` entry ``preset``, then ``options``.
 
         :raises TypeError: When an option is not a setting; the message lists the settings.
-        :raises ValueError: When a value is out of its range.
+        :raises ValueError: When a value is out of its range, or ``preset`` is not a preset.
         """
         unknown = sorted(set(options) - set(SETTING_NAMES))
         if unknown:
             raise TypeError(f'{", ".join(map(repr, unknown))} {"is" if len(unknown) == 1 else "are"} not a scoring '
                             f'setting; the settings are: {", ".join(SETTING_NAMES)}.')
-        return dataclasses.replace(settings or cls(), **options)
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f'preset must be one of {", ".join(PRESETS)}; got {preset!r}.')
+        return dataclasses.replace(settings or cls(), **PRESETS.get(preset, {}), **options)
 
     def as_dict(self) -> Dict[str, Any]:
         """The settings as plain keyword arguments, by their names."""

@@ -1,42 +1,14 @@
-"""The real console script, run in subprocesses on folders the tests build."""
+"""The command line on folders the tests build: in process, and in real processes where a signal is the point."""
 import json
 import os
 import signal
-import struct
-import subprocess
-import sys
 import time
-import zlib
 
 import pytest
 from PIL import Image
 
-from tests.support.fake_hub import CLASS_COLOURS, draw_scene, solid_image
-
-SCRIPT = os.path.join(os.path.dirname(sys.executable), 'imgutils-facequal')
-COLOUR_LABELS = {colour: name for name, colour in CLASS_COLOURS.items()}
-
-
-def run(*args, check_code=None, timeout=300, cwd=None):
-    result = subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                            stdin=subprocess.DEVNULL, cwd=cwd)
-    if check_code is not None:
-        assert result.returncode == check_code, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
-        assert 'Traceback' not in result.stderr, result.stderr[-3000:]  # exit 1 is also what a crash gives
-    return result
-
-
-def read_jsonl(path):
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f]
-
-
-def scene(index):
-    """A frame with two or three faces whose colours (so face-crop labels) depend on index."""
-    colours = [CLASS_COLOURS[name] for name in ('poor', 'ok', 'good', 'excellent')]
-    heads = [(index % 4, 0, colours[index % 4]), (1, 2, colours[(index + 1) % 4])]
-    bare = [(6, 6, colours[(index + 2) % 4])] if index % 2 else []
-    return draw_scene((256, 256), heads=heads, bare_faces=bare)
+from tests.support.cli import COLOUR_LABELS, huge_png, read_jsonl, run, scene, start_process
+from tests.support.fake_hub import solid_image
 
 
 @pytest.fixture
@@ -55,15 +27,6 @@ def folder(tmp_path):
     expected[str(empty)] = []
     (root / 'frame00.txt').write_text('1girl, smile')
     return root, expected
-
-
-def huge_png(path, width=40000, height=40000):
-    """A PNG whose header claims more pixels than Pillow's decompression-bomb limit allows."""
-    def chunk(kind, data):
-        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
-    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'\0' * 64))
-                     + chunk(b'IEND', b''))
 
 
 def test_score_rows_match_where_the_faces_are(folder, tmp_path):
@@ -137,12 +100,6 @@ def test_missing_model_exits_3(folder):
     assert result.stdout == ''
 
 
-def _default_sigint():
-    # a shell running the suite in the background leaves SIGINT ignored, and the child would
-    # inherit that; Python installs its KeyboardInterrupt handler only over the default
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_resumes_with_every_image_once(tmp_path, sig):
     root = tmp_path / 'many'
@@ -150,9 +107,7 @@ def test_interrupted_run_resumes_with_every_image_once(tmp_path, sig):
     for index in range(160):
         scene(index)[0].save(root / f'{index:03d}.png')
     output = tmp_path / 'scores.jsonl'
-    process = subprocess.Popen([SCRIPT, 'score', str(root), '-o', str(output), '--batch-size', '2', '--workers', '1'],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               preexec_fn=_default_sigint)
+    process = start_process('score', root, '-o', output, '--batch-size', '2', '--workers', '1')
     deadline = time.time() + 120
     while time.time() < deadline:
         if output.exists() and output.read_bytes().count(b'\n') >= 30:
@@ -290,13 +245,46 @@ def test_a_folder_after_ray_is_not_taken_for_an_address(folder, tmp_path):
 
 def test_head_localisation_options_reach_the_detector(folder, tmp_path):
     root, expected = folder
-    default, heads = tmp_path / 'default.jsonl', tmp_path / 'heads.jsonl'
-    run('score', root, '-o', default, check_code=0)
+    default, heads = tmp_path / 'paired.jsonl', tmp_path / 'heads.jsonl'
+    run('score', root, '-o', default, '--head-localisation', 'paired', check_code=0)
     run('score', root, '-o', heads, '--head-localisation', 'heads', '--head-infer-size', '64', check_code=0)
     meta = json.loads((tmp_path / 'heads.jsonl.meta.json').read_text())
-    assert meta['head_localisation'] == 'heads' and meta['head_detector_options'] == {'infer_size': 64}
+    assert meta['head_localisation'] == 'heads' and meta['head_infer_size'] == 64
     faces = lambda path: {(row['image'], tuple(row['head_bbox'])) for row in read_jsonl(path) if row['faces']}  # noqa
     shared = faces(heads) & faces(default)  # the same head boxes anchor the crops, found by the head detector alone
     assert len(shared) >= len(faces(default)) // 2 and shared, (faces(heads), faces(default))
     assert 'head_localisation' in run('score', root, '-o', default, '--head-localisation', 'heads',
                                       check_code=2).stderr  # another setting than the output was written with
+    fast = run('score', root, '-o', tmp_path / 'fast.jsonl', '--fast', '--head-infer-size', '64',
+               '--head-level', 's', check_code=0)  # options given win over the preset's
+    meta = json.loads((tmp_path / 'fast.jsonl.meta.json').read_text())
+    assert (meta['head_localisation'], meta['head_level'], meta['head_infer_size']) == ('heads', 's', 64)
+    assert 'time per image: decoding' in fast.stderr and 'detection' in fast.stderr
+
+
+def test_each_run_of_main_in_one_process_shows_its_own_status_lines(monkeypatch):
+    """`main` called again in one process (CliRunner swaps stderr per call): status lines go to the stderr of
+    the run that logs them, and ``-q`` quiets only its own run."""
+    import logging
+    import warnings
+
+    import click
+    from click.testing import CliRunner
+
+    from imgutils_facequal.cli import main
+    from imgutils_facequal.cli.common import _quiet
+
+    @click.command('status-probe')
+    @click.option('--quiet', '-q', is_flag=True, callback=_quiet)
+    def probe(quiet):
+        logging.getLogger('imgutils_facequal.probe').info('a status line')
+
+    logger = logging.getLogger('imgutils_facequal')
+    monkeypatch.setattr(logger, 'level', logger.level)  # put back afterwards, with how warnings print
+    monkeypatch.setattr(warnings, 'formatwarning', warnings.formatwarning)
+    monkeypatch.setitem(main.commands, 'status-probe', probe)
+    runner = CliRunner()
+    runs = [runner.invoke(main, args, catch_exceptions=False)
+            for args in (['status-probe', '-q'], ['status-probe'], ['status-probe'])]
+    assert [(result.exit_code, result.stderr) for result in runs] == [
+        (0, ''), (0, 'imgutils-facequal: a status line\n'), (0, 'imgutils-facequal: a status line\n')]

@@ -38,7 +38,7 @@ def by_position(results):
 
 def test_every_face_found_box_by_box(scene):
     image, expected = scene
-    results = by_position(detect_face_quality(image))
+    results = by_position(detect_face_quality(image, head_localisation='paired'))
     assert [result.bbox for result in results] == [face for face, _, _ in expected]
     for result, (face, head, _) in zip(results, expected):
         assert isinstance(result, FaceQualityResult)

@@ -93,8 +93,13 @@ def test_heads_localisation_runs_the_head_detector_alone(scene, monkeypatch):
         monkeypatch.setattr(imgutils, f'detect_{name}s', counted)
     heads = FaceLocator(head_localisation='heads').locate(image)
     assert len(detectors['face']) == 0 and len(detectors['head']) == 1
-    paired = FaceLocator().locate(image)
+    paired = FaceLocator(head_localisation='paired').locate(image)
     assert len(detectors['face']) == 1 and len(detectors['head']) == 2
+    estimated = FaceLocator().locate(image)  # the default: one face detector pass, heads from faces
+    assert len(detectors['face']) == 2 and len(detectors['head']) == 2
+    assert [location.bbox for location in estimated] == [location.bbox for location in paired]
+    assert [location.head_bbox for location in estimated] == [face_to_head_box(location.bbox)
+                                                              for location in estimated]
     detected_heads = sorted(head for _, head, _ in expected if head is not None)
     assert sorted(location.head_bbox for location in heads) == [tuple(map(float, head)) for head in detected_heads]
     for location in heads:
@@ -116,16 +121,16 @@ def test_heads_localisation_with_face_crops_crops_the_derived_face(scene):
 
 def test_head_detector_options_reach_the_head_detector(yolo_n_detectors, scene):
     image, _ = scene
-    paired = FaceLocator().locate(image)
+    paired = FaceLocator(head_localisation='paired').locate(image)
     for options in ({'head_level': 'n', 'head_version': YOLO},
                     {'head_level': 'n', 'head_version': YOLO, 'head_infer_size': 320}):
-        cheaper = FaceLocator(**options).locate(image)
+        cheaper = FaceLocator(head_localisation='paired', **options).locate(image)
         assert [(location.bbox, location.head_bbox, location.crop_bbox) for location in cheaper] == \
             [(location.bbox, location.head_bbox, location.crop_bbox) for location in paired]
         heads_only = FaceLocator(head_localisation='heads', **options).locate(image)
         assert len(heads_only) == 3
     with pytest.raises(ValueError, match='fixed input size'):
-        FaceLocator(head_infer_size=320).locate(image)
+        FaceLocator(head_localisation='paired', head_infer_size=320).locate(image)
 
 
 def test_head_localisation_options_round_trip(yolo_n_detectors, scene):
@@ -139,11 +144,11 @@ def test_head_localisation_options_round_trip(yolo_n_detectors, scene):
     results = faces.detect(image)
     assert [result.head_bbox for result in results] == [result.head_bbox for result in again.detect(image)]
     assert len(results) == 3 and "head_localisation='heads'" in repr(faces)
-    assert load_face_quality_detector().settings.head_localisation == 'paired'
+    assert load_face_quality_detector().settings.head_localisation == 'estimated'
 
 
 def test_head_localisation_errors():
-    with pytest.raises(ValueError, match='head_localisation must be one of paired, heads'):
+    with pytest.raises(ValueError, match='head_localisation must be one of estimated, paired, heads'):
         FaceLocator(head_localisation='fast')
     with pytest.raises(ValueError, match='needs a head_detector'):
         FaceLocator(head_localisation='heads', head_detector=None)

@@ -1,14 +1,15 @@
 """score_images in process: pooled forward passes, work in the worker threads, same scores."""
 import math
+import os
 import threading
 import time
 
 import pytest
 
 from tests.support.fake_hub import CLASS_COLOURS, draw_scene
-from imgutils_facequal import detect_face_quality, load_face_quality_model
+from imgutils_facequal import detect_face_quality, load_face_quality_detector, load_face_quality_model
 from imgutils_facequal.backends import CPU_WORKERS
-from imgutils_facequal.pipeline import find_images, score_images
+from imgutils_facequal.pipeline import find_images, score_images, score_images_with
 from tests.support.models import count_forward_passes
 
 COLOURS = list(CLASS_COLOURS.values())
@@ -45,7 +46,11 @@ def test_pooled_batches_give_the_per_image_scores(frames, monkeypatch):
             assert pooled.scores == pytest.approx(single.scores, abs=1e-6)
 
 
-def test_preprocessing_runs_in_the_worker_threads(frames, monkeypatch):
+@pytest.mark.parametrize('cores, where', [(8, 'facequal-decode'), (2, 'MainThread')])
+def test_preprocessing_runs_in_the_workers_where_detection_overlaps(frames, monkeypatch, cores, where):
+    # with more than two cores the workers detect (in the detection thread), crop and preprocess while the
+    # classifier runs; with two, the workers decode and the rest takes its turn with the classifier
+    import imgutils_facequal.pipeline as pipeline
     paths, _ = frames
     model = load_face_quality_model()
     threads = []
@@ -55,9 +60,15 @@ def test_preprocessing_runs_in_the_worker_threads(frames, monkeypatch):
         threads.append(threading.current_thread().name)
         return original(images)
     monkeypatch.setattr(model, 'preprocess', recording)
-    assert sum(len(r.faces) for r in score_images(find_images(paths), workers=2)) == 10
+    monkeypatch.setattr(pipeline.os, 'cpu_count', lambda: cores)
+    assert pipeline.overlaps_detection(load_face_quality_detector()) == (cores > 2)
+    results = list(score_images(find_images(paths), workers=2))
+    assert sum(len(r.faces) for r in results) == 10
     assert len(threads) == 10
-    assert all(name.startswith('facequal-decode') for name in threads), threads
+    assert all(name.startswith(where) for name in threads), threads
+    for result in results:  # each stage's busy time, for the command's summary
+        assert set(result.seconds) == {'decoding', 'detection', 'classification'}
+        assert all(value > 0 for value in result.seconds.values())
 
 
 def test_torch_preprocessing_on_a_cpu_runs_in_the_main_thread(frames, timm_repos, monkeypatch):
@@ -79,10 +90,13 @@ def test_torch_preprocessing_on_a_cpu_runs_in_the_main_thread(frames, timm_repos
             assert pooled.scores == pytest.approx(single.scores, abs=1e-5)
 
 
-def test_default_workers_on_cpu():
+def test_default_workers_on_cpu(monkeypatch):
     model = load_face_quality_model()
     assert not model.runs_on_gpu
+    monkeypatch.setattr(os, 'cpu_count', lambda: 8)
     assert model.default_workers == CPU_WORKERS == 2
+    monkeypatch.setattr(os, 'cpu_count', lambda: 2)
+    assert model.default_workers == 1  # they only decode there
     with pytest.raises(ValueError, match='workers'):
         next(score_images([], workers=0))
 
@@ -119,3 +133,26 @@ def test_detection_in_one_thread_kept_across_calls(frames, monkeypatch):
     # the same thread next time, so imgutils' per-thread detector sessions are reused
     assert _detections(frames, monkeypatch)[1] == {thread}
 
+
+
+def test_on_a_gpu_the_pipeline_detects_images_together_with_the_same_results(frames, monkeypatch):
+    from imgutils_facequal import FaceLocator
+    from imgutils_facequal.backends.base import FaceQualityClassifier
+    paths, _ = frames
+    faces = load_face_quality_detector()
+    alone = [detect_face_quality(path) for path in paths]
+    sizes = []
+    original = FaceLocator.locate_batch
+
+    def recording(self, images):
+        sizes.append(len(images))
+        return original(self, images)
+    monkeypatch.setattr(FaceLocator, 'locate_batch', recording)
+    monkeypatch.setattr(type(faces.classifier), 'runs_on_gpu', property(lambda self: True))
+    assert isinstance(faces.classifier, FaceQualityClassifier) and faces.classifier.runs_on_gpu
+    results = list(score_images_with(faces, find_images(paths), workers=4, batch_size=4))
+    assert [result.faces for result in results] == [
+        [face._replace(scores=pytest.approx(face.scores, abs=1e-6), score=pytest.approx(face.score, abs=1e-6),
+                       quality=pytest.approx(face.quality, abs=1e-6)) for face in faces_alone]
+        for faces_alone in alone]
+    assert sum(sizes) == len(paths) and max(sizes) > 1, sizes

@@ -125,23 +125,27 @@ def lines(path):
 
 def test_a_resume_survives_an_upgrade_and_an_output_of_0_1_0(frames, tmp_path):
     output = tmp_path / 'scores.jsonl'
-    cli('score', frames, '-o', output)
+    cli('score', frames, '-o', output, '--head-localisation', 'paired')  # 0.1.0's only way
     meta = tmp_path / 'scores.jsonl.meta.json'
     recorded = json.loads(meta.read_text())
     rows = output.read_text()
-    for older in ({**recorded, 'version': '0.0.9', 'device': 'cuda', 'batch_size': 64, 'workers': 16},
-                  # what 0.1.0 wrote: other names, nested detector options, no head_localisation
-                  {key: value for key, value in {
-                      **recorded, 'version': '0.1.0', 'model': recorded['model_name'],
-                      'detector_options': {}, 'head_detector_options': {}}.items()
-                   if key not in ('model_name', 'conf_threshold', 'iou_threshold', 'detector_level', 'head_level',
-                                  'detector_version', 'detector_model_name', 'head_version', 'head_infer_size',
-                                  'head_localisation', 'batch_size', 'workers')}):
+    # what 0.1.0 wrote: other names, nested detector options, no head_localisation
+    legacy = {key: value for key, value in {
+        **recorded, 'version': '0.1.0', 'model': recorded['model_name'], 'detector_options': {},
+        'head_detector_options': {}}.items()
+        if key not in ('model_name', 'conf_threshold', 'iou_threshold', 'detector_level', 'head_level',
+                       'detector_version', 'detector_model_name', 'head_version', 'head_infer_size',
+                       'head_localisation', 'batch_size', 'workers')}
+    for older in ({**recorded, 'version': '0.0.9', 'device': 'cuda', 'batch_size': 64, 'workers': 16}, legacy):
         meta.write_text(json.dumps(older))
-        again = cli('score', frames, '-o', output)
+        again = cli('score', frames, '-o', output, '--head-localisation', 'paired')
         assert 'Done: 0 images' in again.stderr and '4 images skipped, already in the output' in again.stderr
         assert output.read_text() == rows
-    refused = cli('score', frames, '-o', output, '--head-infer-size', '320', code=2)
+    # an old output resumes with its own setting, never silently with today's default
+    meta.write_text(json.dumps(legacy))
+    refused = cli('score', frames, '-o', output, code=2)
+    assert "head_localisation: 'paired' in the file, 'estimated' now" in refused.stderr
+    refused = cli('score', frames, '-o', output, '--head-localisation', 'paired', '--head-infer-size', '320', code=2)
     assert "head_infer_size: None in the file, 320 now" in refused.stderr
     assert 'start a fresh output' in refused.stderr and output.read_text() == rows
 
@@ -196,3 +200,18 @@ def test_a_per_image_output_is_refused_where_faces_are_needed(frames, tmp_path):
     cli('score', frames, '--per-image', '-o', output)
     assert 'one row per image' in cli('report', output, '-o', tmp_path / 'report', code=2).stderr
     assert 'one row per image' in cli('filter', '--scores', output, '--thresholds', code=2).stderr
+
+
+def test_what_the_commands_write_follows_the_umask(frames, tmp_path):
+    previous = os.umask(0o027)
+    try:
+        cli('score', frames, '-o', tmp_path / 'scores.jsonl', '--visualize', tmp_path / 'drawn')
+        cli('score', frames, '-o', tmp_path / 'scores.parquet')
+        cli('crop', '--scores', tmp_path / 'scores.jsonl', '--out', tmp_path / 'faces', '--sidecar', '-q')
+        cli('report', tmp_path / 'scores.jsonl', '-o', tmp_path / 'report', '-q')
+    finally:
+        os.umask(previous)
+    written = [path for path in tmp_path.rglob('*') if path.is_file() and 'frames' not in path.parts]
+    assert len(written) > 20
+    assert {oct(path.stat().st_mode & 0o777) for path in written} == {oct(0o640)}, \
+        {str(path.relative_to(tmp_path)): oct(path.stat().st_mode & 0o777) for path in written}

@@ -117,9 +117,13 @@ class FaceQualityClassifier:
 
     @property
     def default_workers(self) -> int:
-        """Threads that prepare images ahead of this classifier in the folder pipeline:
-        `CPU_WORKERS` on the CPU, `GPU_WORKERS` (at most one per core) on a GPU."""
-        return min(GPU_WORKERS, os.cpu_count() or 1) if self.runs_on_gpu else CPU_WORKERS
+        """Threads that prepare images ahead of this classifier in the folder pipeline: `GPU_WORKERS`
+        (at most one per core) on a GPU; on a CPU `CPU_WORKERS`, or one where there are two cores or
+        fewer (there the workers only decode, and a second one only takes a core from the models)."""
+        cores = os.cpu_count() or 1
+        if self.runs_on_gpu:
+            return min(GPU_WORKERS, cores)
+        return 1 if cores <= 2 else CPU_WORKERS
 
     @property
     def preprocesses_in_workers(self) -> bool:

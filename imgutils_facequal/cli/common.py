@@ -16,7 +16,7 @@ from ..curate import output_stem
 from ..detect import visualize_face_quality
 from ..errors import FaceQualityError, InputNotFoundError
 from ..scoring import load_face_quality_detector
-from ..settings import SETTING_NAMES, ScoringSettings
+from ..settings import PRESETS, SETTING_NAMES, ScoringSettings
 from ..store import read_scores
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -88,6 +88,10 @@ def scoring_options(function):
     """The options every command that scores faces shares: one per field of `ScoringSettings`, under its
     name, then the pipeline's own (``--batch-size``, ``--workers``) and ``--quiet``."""
     options = [_setting_option(item) for item in dataclasses.fields(ScoringSettings)] + [
+        click.option('--fast', is_flag=True,
+                     help='The fast preset: ' + ', '.join(f'--{name.replace("_", "-")} {value}' for name, value in
+                                                          PRESETS['fast'].items())
+                          + ' (one small detector pass; face boxes derived from head boxes). Options given win.'),
         click.option('--batch-size', type=click.IntRange(min=1), default=None,
                      help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
         click.option('--workers', type=click.IntRange(min=1), default=None,
@@ -101,17 +105,22 @@ def scoring_options(function):
     return function
 
 
+def given_settings(kwargs) -> dict:
+    """The scoring settings the command line asks for, by name: those of ``--fast``, then the options given
+    (not left at their defaults)."""
+    context = click.get_current_context()
+    given = {name: kwargs[name] for name in SETTING_NAMES
+             if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
+    return {**(PRESETS['fast'] if kwargs.get('fast') else {}), **given}
+
+
 def settings_from(kwargs) -> ScoringSettings:
     """The `ScoringSettings` of the scoring options (taken out of ``kwargs``); a value out of range is a usage
-    error."""
-    return ScoringSettings(**{name: kwargs.pop(name) for name in SETTING_NAMES})
-
-
-def given_settings(kwargs) -> dict:
-    """The scoring options the user gave on the command line (not left at their defaults), by name."""
-    context = click.get_current_context()
-    return {name: kwargs[name] for name in SETTING_NAMES
-            if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
+    error. The command line's defaults are the settings' own, so the options left out keep them."""
+    settings = ScoringSettings.merged(**given_settings(kwargs))
+    for name in (*SETTING_NAMES, 'fast'):
+        kwargs.pop(name)
+    return settings
 
 
 def load_detector(settings: ScoringSettings):
@@ -175,7 +184,7 @@ class Progress:
     summary; lines about failed files are printed all the same."""
 
     def __init__(self, total: int, quiet: bool, done_before: int = 0, classes: Sequence[str] = (),
-                 log_interval: float = 30.0, bar: bool = True):
+                 log_interval: float = 30.0, bar: bool = True, settings: Optional[ScoringSettings] = None):
         self.quiet = quiet
         self.total = total
         self.started = time.perf_counter()
@@ -183,6 +192,8 @@ class Progress:
         self.faces = 0
         self.failed: List[str] = []
         self.labels: Counter = Counter()
+        self.seconds: Counter = Counter()
+        self.settings = settings
         self.qualities: List[float] = []
         self.classes = list(classes)
         self.done_before = done_before
@@ -199,6 +210,7 @@ class Progress:
         self.faces += len(result.faces)
         self.labels.update(face.label for face in result.faces)
         self.qualities.extend(face.quality for face in result.faces)
+        self.seconds.update(getattr(result, 'seconds', None) or {})
         if result.error is not None:
             self.failed.append(result.image.path)
         if self.bar is not None:
@@ -222,6 +234,23 @@ class Progress:
         return (f'  quality: mean {statistics.fmean(ordered):.3f}, quartiles {quartiles[0]:.3f} / '
                 f'{quartiles[1]:.3f} / {quartiles[2]:.3f}')
 
+    def _time_lines(self) -> List[str]:
+        """Where the time went, per image and stage (busy time: the stages overlap), and what would help."""
+        if not self.images or not self.seconds:
+            return []
+        stages = ('decoding', 'detection', 'classification')
+        per_image = {stage: self.seconds[stage] / self.images for stage in stages}
+        lines = ['  time per image: ' + ', '.join(f'{stage} {value:.3f} s' for stage, value in per_image.items())
+                 + ' (busy time of each stage; they overlap)']
+        busiest = max(per_image, key=per_image.get)
+        fast = self.settings is not None and ScoringSettings.merged(self.settings, preset='fast') == self.settings
+        hint = {'detection': 'detection takes the most time: ' + (
+                    'a GPU (--device cuda) is what speeds it up further' if fast else
+                    '--fast runs one small detector pass instead (see the performance page for what it changes)'),
+                'classification': 'classification takes the most time: a GPU (--device cuda) is what speeds it up',
+                'decoding': 'decoding takes the most time: more --workers, or images on a faster disk'}[busiest]
+        return lines + [f'  {hint}']
+
     def summary(self, interrupted: bool = False) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -238,6 +267,7 @@ class Progress:
             + (f'; {plural(self.retried, "image")} that failed before scored again' if self.retried else ''),
             '  faces per class: ' + (', '.join(f'{name} {self.labels[name]}' for name in classes) or 'none'),
             self._quality_line(),
+            *self._time_lines(),
             f'  failed: {len(self.failed)}' + (''.join(f'\n    {path}' for path in self.failed[:20])
                                                 + (f'\n    ... and {len(self.failed) - 20} more'
                                                    if len(self.failed) > 20 else '') if self.failed else ''),

@@ -105,7 +105,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         out.start(faces.classifier.classes, make_provenance(faces, per_image, batch_size, workers))
         todo = [item for item in images if not out.is_done(item.path)]
         progress = Progress(len(todo), quiet, done_before=len(images) - len(todo), classes=faces.classifier.classes,
-                            log_interval=log_interval, bar=not (output is None and sys.stdout.isatty()))
+                            log_interval=log_interval, bar=not (output is None and sys.stdout.isatty()),
+                            settings=settings)
         progress.retried = len(out.retried & {image_key(item.path) for item in todo})
         interrupted = False
         try:

@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pluggy
 
@@ -62,24 +62,49 @@ class Registered:
     four finite coordinates, ``x1 > x0``, ``y1 > y0`` and a finite score. A detector that raises,
     or returns anything else, gives a :class:`DetectionError` naming it (the package's own
     errors, such as a model that cannot be had, pass through as they are).
+
+    A detector's `batch` detects several images at once: through the ``detect_batch`` its plugin
+    registered, else one call per image.
     """
     name: str
     function: Callable[..., Any]
     plugin: str
     description: str = ''
     kind: str = 'detector'
+    batch_function: Optional[Callable[..., Any]] = None
 
     def __call__(self, *args, **kwargs):
         if self.kind != 'detector':
             return self.function(*args, **kwargs)
+        return _checked_detections(self, self._run(self.function, *args, **kwargs))
+
+    def batch(self, images: Sequence[Any], **options: Any) -> List[list]:
+        """One list of detections per image, in order, each checked as a single call's is.
+
+        With the plugin's ``detect_batch`` its detections are those of ``detect`` on each
+        image (the plugin's promise); without one, ``detect`` runs image by image.
+        """
+        if self.kind != 'detector':
+            raise TypeError(f'{self.kind.capitalize()} {self.name!r} has no batch form: call it with every crop.')
+        images = list(images)
+        if self.batch_function is None or not images:
+            return [self(image, **options) for image in images]
+        results = self._run(self.batch_function, images, **options)
+        if not isinstance(results, (list, tuple)) or len(results) != len(images):
+            count = len(results) if isinstance(results, (list, tuple)) else type(results).__name__
+            raise DetectionError(f'Detector {self.name!r} (plugin {self.plugin!r}) returned {count} results from '
+                                 f'detect_batch for {len(images)} images; detect_batch returns one list of '
+                                 f'detections per image, in order.')
+        return [_checked_detections(self, detections) for detections in results]
+
+    def _run(self, function: Callable[..., Any], *args, **kwargs):
         try:
-            detections = self.function(*args, **kwargs)
+            return function(*args, **kwargs)
         except FaceQualityError:
             raise
         except Exception as err:
             raise DetectionError(f'Detector {self.name!r} (plugin {self.plugin!r}) failed: '
                                  f'{type(err).__name__}: {err}') from err
-        return _checked_detections(self, detections)
 
 
 def _checked_detections(detector: 'Registered', detections) -> list:
@@ -155,17 +180,21 @@ def _collect(hook_name: str) -> Dict[str, Registered]:
     manager = get_plugin_manager()
     found: Dict[str, Registered] = {}
     hook = getattr(manager.hook, hook_name)
+    kind = hook_name[len('register_'):-1]
     for implementation in hook.get_hookimpls():
         plugin_name = implementation.plugin_name
 
         def register(name: str, function: Callable[..., Any], description: str = '',
-                     _plugin: str = plugin_name) -> None:
+                     detect_batch: Optional[Callable[..., Any]] = None, _plugin: str = plugin_name) -> None:
             if name in found:
                 raise PluginError(
-                    f'Plugin {_plugin!r} registers {hook_name[len("register_"):-1]} {name!r}, '
+                    f'Plugin {_plugin!r} registers {kind} {name!r}, '
                     f'which plugin {found[name].plugin!r} already registered. Pick another name.'
                 )
-            found[name] = Registered(name, function, _plugin, description, hook_name[len('register_'):-1])
+            if detect_batch is not None and kind != 'detector':
+                raise PluginError(f'Plugin {_plugin!r} gives {kind} {name!r} a detect_batch; only detectors take one '
+                                  f'(a tagger gets every crop of an image at once already).')
+            found[name] = Registered(name, function, _plugin, description, kind, detect_batch)
 
         implementation.function(register=register)
     return found

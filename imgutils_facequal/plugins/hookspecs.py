@@ -13,7 +13,7 @@ hookimpl = pluggy.HookimplMarker('imgutils_facequal')
 
 @hookspec
 def register_detectors(register):
-    """Register detectors: ``register(name, detect, description='')``, where ``detect(image, **options)`` takes a PIL image and returns ``[((x0, y0, x1, y1), label, score), ...]``."""
+    """Register detectors: ``register(name, detect, description='', detect_batch=None)``, where ``detect(image, **options)`` takes a PIL image and returns ``[((x0, y0, x1, y1), label, score), ...]``, and the optional ``detect_batch(images, **options)`` takes a list of PIL images and returns one such list per image, each what ``detect`` returns for it."""
 
 
 @hookspec

@@ -13,6 +13,11 @@ With ``IMGUTILS_FACEQUAL_THREADS`` set (a Ray actor, a Slurm task), the detector
 those sessions of our own too, at the graph's own size, with that many threads: imgutils
 opens its sessions with a thread per core, which oversubscribes a machine shared by several
 processes.
+
+Each detector has a batch form too (`detect_faces_batch`, `detect_heads_batch`, registered as
+its ``detect_batch``): the same options, several images per run of the graph in a session of
+our own (`yolo_sessions.YoloSession.predict_batch`), each image's detections those of the
+single-image form.
 """
 import os
 from typing import Dict, Optional
@@ -26,7 +31,7 @@ from ..hookspecs import hookimpl
 from .yolo_sessions import yolo_session
 
 __all__ = ['FACE_REPO', 'HEAD_REPO', 'DEFAULT_DETECTOR_MODELS', 'face_detector_model', 'head_detector_model',
-           'DEFAULT_THRESHOLDS', 'detect_faces', 'detect_heads']
+           'DEFAULT_THRESHOLDS', 'detect_faces', 'detect_heads', 'detect_faces_batch', 'detect_heads_batch']
 
 FACE_REPO = 'deepghs/anime_face_detection'
 HEAD_REPO = 'deepghs/anime_head_detection'
@@ -51,13 +56,30 @@ DEFAULT_THRESHOLDS = {FACE_REPO: 0.25, HEAD_REPO: 0.4}
 
 
 def _run(kind: str, repo: str, model_name: str, function, image, options):
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
     options = detector_options(**options)
     infer_size = options.pop('infer_size', None)
-    try:
+
+    def call():
         if infer_size is not None or os.environ.get(THREADS_ENV):
-            return yolo_session(repo, model_name, DEFAULT_THRESHOLDS[repo]).predict(image, infer_size, **options)
+            return _session(repo, model_name).predict(image, infer_size, **options)
         return function(image, model_name=model_name, **options)
+    return _from_hub(kind, repo, model_name, call)
+
+
+def _run_batch(kind: str, repo: str, model_name: str, images, options):
+    options = detector_options(**options)
+    return _from_hub(kind, repo, model_name, lambda: _session(repo, model_name).predict_batch(images, **options))
+
+
+def _session(repo: str, model_name: str):
+    return yolo_session(repo, model_name, DEFAULT_THRESHOLDS[repo])
+
+
+def _from_hub(kind: str, repo: str, model_name: str, call):
+    """``call()``, with a model the hub cannot give turned into an error that says what to do."""
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+    try:
+        return call()
     except Exception as err:
         unreachable = hub_unreachable(err)
         if not (unreachable or isinstance(err, (EntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError))):
@@ -88,7 +110,17 @@ def detect_heads(image, level=None, version=None, model_name=None, **options):
                 image, options)
 
 
+def detect_faces_batch(images, level=None, version=None, model_name=None, **options):
+    """`detect_faces` on each of several images (the same options), several images per run of the graph."""
+    return _run_batch('face', FACE_REPO, model_name or face_detector_model(version, level), images, options)
+
+
+def detect_heads_batch(images, level=None, version=None, model_name=None, **options):
+    """`detect_heads` on each of several images (the same options), several images per run of the graph."""
+    return _run_batch('head', HEAD_REPO, model_name or head_detector_model(version, level), images, options)
+
+
 @hookimpl
 def register_detectors(register):
-    register('face', detect_faces, f"imgutils' anime face detector ({FACE_REPO})")
-    register('head', detect_heads, f"imgutils' anime head detector ({HEAD_REPO})")
+    register('face', detect_faces, f"imgutils' anime face detector ({FACE_REPO})", detect_batch=detect_faces_batch)
+    register('head', detect_heads, f"imgutils' anime head detector ({HEAD_REPO})", detect_batch=detect_heads_batch)

@@ -7,22 +7,30 @@ step for step (resize with Pillow's default filter, RGB in [0, 1], ``output0`` r
 ``cx, cy, w, h, class scores``, confidence filter, greedy NMS with imgutils' ``+1`` areas,
 boxes scaled back and rounded), so at the graph's own size its detections are imgutils'
 own. What it adds is ``infer_size``: running the graph at a smaller square size (a
-multiple of 32), which needs a graph exported with dynamic height and width.
+multiple of 32), which needs a graph exported with dynamic height and width; and
+`YoloSession.predict_batch`: several images in one run, where the graph's batch axis is
+dynamic, with each image's detections those of `YoloSession.predict` on it alone.
 
-Sessions are opened once per model and shared by every thread (a lock serialises runs,
+Sessions are opened once per model, on the provider imgutils would pick (``ONNX_MODE``,
+else CUDA where onnxruntime has it), and shared by every thread (a lock serialises runs,
 as imgutils does per session).
 """
 import ast
 import json
+import os
 import threading
 from typing import List, Optional, Sequence, Tuple
 
 from ...caching import cached
-from ...sessions import session_threads
+from ...sessions import open_onnx_session
 
 __all__ = ['YoloSession', 'yolo_session']
 
 Detection = Tuple[Tuple[int, int, int, int], str, float]
+
+#: Images per run of `YoloSession.predict_batch` by default: a YOLOv8s graph at 640 x 640 needs
+#: a few hundred MB of activations per image, and larger batches gain no more on a GPU.
+DEFAULT_MAX_BATCH = 8
 
 
 def _nms(boxes, scores, iou_threshold: float) -> List[int]:
@@ -64,11 +72,8 @@ class YoloSession:
     """
 
     def __init__(self, path: str, default_threshold: float = 0.25):
-        from onnxruntime import GraphOptimizationLevel, InferenceSession, SessionOptions
-        options = SessionOptions()
-        options.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = session_threads()  # IMGUTILS_FACEQUAL_THREADS, else every core
-        self.session = InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        # imgutils' provider choice; on a CPU, IMGUTILS_FACEQUAL_THREADS threads, else every core
+        self.session = open_onnx_session(path, os.environ.get('ONNX_MODE'), 'The detector')
         metadata = self.session.get_modelmeta().custom_metadata_map
         size = tuple(json.loads(metadata['imgsz'])) if 'imgsz' in metadata else (640, 640)
         self.imgsz: Tuple[int, int] = (int(size[0]), int(size[1]))  # (height, width) as in the metadata
@@ -76,6 +81,7 @@ class YoloSession:
         self.labels: List[str] = [names[index] for index in range(len(names))]
         shape = self.session.get_inputs()[0].shape
         self.dynamic_size = not all(isinstance(value, int) for value in shape[2:])
+        self.dynamic_batch = not isinstance(shape[0], int)
         self.default_threshold = default_threshold
         self._lock = threading.Lock()
 
@@ -101,15 +107,39 @@ class YoloSession:
 
         :param infer_size: Square size the graph runs at (default its ``imgsz``, as in imgutils).
         """
+        return self.predict_batch([image], infer_size, conf_threshold, iou_threshold)[0]
+
+    def predict_batch(self, images: Sequence, infer_size: Optional[int] = None,
+                      conf_threshold: Optional[float] = None, iou_threshold: float = 0.7,
+                      max_batch: int = DEFAULT_MAX_BATCH) -> List[List[Detection]]:
+        """`predict` on each of several PIL images: one list of detections per image, in order.
+
+        Up to ``max_batch`` images go through the graph in one run when its batch axis is
+        dynamic (else one run per image). Images of different sizes are fine: each is
+        stretched to the same input size, as imgutils does with one image (no letterboxing),
+        and its boxes are scaled back to its own pixels, so each image's detections are those
+        `predict` gives it alone.
+
+        :param max_batch: Images per run at most; a longer list runs in chunks.
+        :raises ValueError: As `input_size`, or when ``max_batch`` is under 1.
+        """
         import numpy as np
-        new_width, new_height = self.input_size(infer_size)
-        image = image.convert('RGB') if image.mode != 'RGB' else image
-        old_width, old_height = image.size
-        data = (np.asarray(image.resize((new_width, new_height))).transpose(2, 0, 1) / 255.0).astype(np.float32)
-        with self._lock:
-            output, = self.session.run(['output0'], {'images': data[None]})
-        return self._postprocess(output[0], self.default_threshold if conf_threshold is None else conf_threshold,
-                                 iou_threshold, (old_width, old_height), (new_width, new_height))
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f'max_batch is the number of images per run, 1 or more; got {max_batch!r}.')
+        new_size = self.input_size(infer_size)
+        threshold = self.default_threshold if conf_threshold is None else conf_threshold
+        images = [image.convert('RGB') if image.mode != 'RGB' else image for image in images]
+        step = max_batch if self.dynamic_batch else 1
+        detections = []
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            data = np.stack([np.asarray(image.resize(new_size)).transpose(2, 0, 1) for image in chunk])
+            data = (data / 255.0).astype(np.float32)
+            with self._lock:
+                output, = self.session.run(['output0'], {'images': data})
+            detections.extend(self._postprocess(rows, threshold, iou_threshold, image.size, new_size)
+                              for rows, image in zip(output, chunk))
+        return detections
 
     def _postprocess(self, output, conf_threshold: float, iou_threshold: float, old_size: Sequence[int],
                      new_size: Sequence[int]) -> List[Detection]:
