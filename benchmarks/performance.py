@@ -338,9 +338,13 @@ def geometry_frames():
     return frames + [image]
 
 
+def _mean(values) -> float:
+    return statistics.mean(values) if values else 0.0
+
+
 def changes() -> dict:
     """Each option's boxes and crops against the default's, face by face: matched by face box where the
-    option runs the face detector, by head box where it finds faces through their heads."""
+    option runs the face detector, by crop (IoU 0.3 or more) where it finds faces through their heads."""
     from imgutils_facequal import FaceLocator
     from imgutils_facequal.settings import SETTING_NAMES
     frames = geometry_frames()
@@ -349,7 +353,7 @@ def changes() -> dict:
     for name, options in OPTIONS.items():
         if 'backend' in options or not any(key in options for key in DETECTION_KEYS):
             continue
-        key = 'head_bbox' if options.get('head_localisation') == 'heads' else 'bbox'
+        key, least = ('crop_bbox', 0.3) if options.get('head_localisation') == 'heads' else ('bbox', 0.5)
         locator = FaceLocator(**{key: value for key, value in options.items() if key in SETTING_NAMES})
         matched, missed, extra, face_iou, head_iou, crop_iou, identical = 0, 0, 0, [], [], [], 0
         for frame, expected in zip(frames, default):
@@ -358,7 +362,7 @@ def changes() -> dict:
             for face in expected:
                 best = max(((iou(getattr(face, key), getattr(other, key)), index)
                             for index, other in enumerate(found) if index not in used), default=(0.0, None))
-                if best[1] is None or best[0] < 0.5:
+                if best[1] is None or best[0] < least:
                     missed += 1
                     continue
                 other = found[best[1]]
@@ -371,9 +375,9 @@ def changes() -> dict:
             extra += len(found) - len(used)
         result[name] = {'faces_in_default': sum(map(len, default)), 'matched': matched, 'missed': missed,
                         'extra': extra, 'identical_boxes_and_crops': identical,
-                        'min_face_iou': min(face_iou), 'mean_face_iou': statistics.mean(face_iou),
-                        'min_head_iou': min(head_iou), 'min_crop_iou': min(crop_iou),
-                        'mean_crop_iou': statistics.mean(crop_iou)}
+                        'min_face_iou': min(face_iou, default=0.0), 'mean_face_iou': _mean(face_iou),
+                        'min_head_iou': min(head_iou, default=0.0), 'min_crop_iou': min(crop_iou, default=0.0),
+                        'mean_crop_iou': _mean(crop_iou)}
     return result
 
 
