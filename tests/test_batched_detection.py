@@ -13,7 +13,6 @@ from imgutils_facequal import FaceLocator, hookimpl, register_plugin, unregister
 from imgutils_facequal._imgutils import detect_module
 from imgutils_facequal.errors import DetectionError
 from imgutils_facequal.plugins import get_detector
-from imgutils_facequal.plugins.builtin import imgutils_detectors
 from imgutils_facequal.plugins.builtin.yolo_sessions import yolo_session
 from imgutils_facequal.settings import CROP_MODES, HEAD_LOCALISATIONS
 from tests.support.fake_hub import CLASS_COLOURS, FACE_DETECTOR_REPO, HEAD_DETECTOR_REPO, draw_scene, write_repo
