@@ -77,11 +77,11 @@ def _setting_option(item: dataclasses.Field):
     """The command-line option of a field of `ScoringSettings`: ``--head-infer-size`` for ``head_infer_size``
     (``--model`` for ``model_name``, as imgutils' users say it)."""
     flags = ['--model', '--model-name'] if item.name == 'model_name' else ['--' + item.name.replace('_', '-')]
-    help_text = item.metadata['help'] + (' "none": none.' if item.default is not None and item.name.endswith(
-        'detector') and item.name != 'detector' else '')
+    can_be_none = item.name == 'head_detector'  # the one setting whose default is a value and None a choice
     return click.option(*flags, item.name, type=_option_type(item), default=item.default,
-                        show_default=item.default is not None, help=help_text,
-                        callback=_none_word if item.name == 'head_detector' else None)
+                        show_default=item.default is not None,
+                        help=item.metadata['help'] + (' "none": none.' if can_be_none else ''),
+                        callback=_none_word if can_be_none else None)
 
 
 def scoring_options(function):
@@ -210,7 +210,7 @@ class Progress:
         self.faces += len(result.faces)
         self.labels.update(face.label for face in result.faces)
         self.qualities.extend(face.quality for face in result.faces)
-        self.seconds.update(getattr(result, 'seconds', None) or {})
+        self.seconds.update(result.seconds)
         if result.error is not None:
             self.failed.append(result.image.path)
         if self.bar is not None:

@@ -9,8 +9,8 @@ the error names the two files and the setting.
 """
 import glob
 import os
-from collections import defaultdict
-from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Union
+from collections import Counter
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 from . import formats
 from .complete import INCOMPLETE, image_rows
@@ -101,7 +101,7 @@ def read_scores(sources: Union[str, Sequence[str]], fmt: Optional[str] = None) -
     files = score_files(sources)
     reference: Optional[formats.FileScores] = None
     rows: List[dict] = []
-    files_of: Dict[str, Set[str]] = defaultdict(set)
+    files_holding: Counter = Counter()  # how many files name each image
     per_image = False
     for path in files:
         found = formats.read_file(path, fmt)
@@ -117,10 +117,9 @@ def read_scores(sources: Union[str, Sequence[str]], fmt: Optional[str] = None) -
                         f'as one. Read them apart, or score one of them again with the settings of the other.')
         per_image = per_image or _per_image(found.provenance, found.rows)
         rows.extend(found.rows)
-        for row in found.rows:
-            files_of[row['image']].add(path)
+        files_holding.update({row['image'] for row in found.rows})
     states = image_rows(rows, per_image)
     kept = [row for found in states.values() if found.state != INCOMPLETE for row in found.rows]
-    repeated = sum(1 for image, where in files_of.items() if len(where) > 1)
+    repeated = sum(1 for count in files_holding.values() if count > 1)
     incomplete = sum(1 for found in states.values() if found.state == INCOMPLETE)
     return SavedScores(kept, None if reference is None else reference.provenance, files, repeated, incomplete)
