@@ -9,7 +9,7 @@ from ._imgutils import detect_module
 from .errors import PluginError
 from .images import load_rgb_image
 from .plugins import get_tagger
-from .quality import quality_at_least
+from .quality import reaches
 from .scoring import FaceLocator, FaceQualityResult, load_face_quality_detector
 from .settings import ScoringSettings
 
@@ -26,14 +26,15 @@ class FaceTags(NamedTuple):
     tags: Dict[str, Any]
 
 
-def detect_face_quality(image, model_name: Optional[str] = None, min_quality: Optional[str] = None,
-                        settings: Optional[ScoringSettings] = None, **options: Any) -> List[FaceQualityResult]:
+def detect_face_quality(image, model_name: Optional[str] = None, min_label: Optional[str] = None,
+                        min_quality: Optional[float] = None, settings: Optional[ScoringSettings] = None, **options: Any) -> List[FaceQualityResult]:
     """Find every face in an image and score its quality.
 
     :param image: Anything imgutils' ``ImageTyping`` accepts; decoded once.
     :param model_name: The face-quality model (registered name, hub repo id or directory);
         default ``caformer_s36.head_crop``.
-    :param min_quality: Keep only faces whose class is this one or better (e.g. ``'good'``).
+    :param min_label: Keep only faces whose class (the ``label``) is this one or better (e.g. ``'good'``).
+    :param min_quality: Keep only faces whose ``quality`` value in [0, 1] is at least this.
     :param settings: An `imgutils_facequal.ScoringSettings`; default the defaults.
     :param options: Any field of `imgutils_facequal.ScoringSettings`, in place of the one in
         ``settings``: ``detector`` (``face`` or ``head`` built in), ``conf_threshold``,
@@ -52,9 +53,7 @@ def detect_face_quality(image, model_name: Optional[str] = None, min_quality: Op
         (412, 95, 590, 280) good 0.912 0.687
     """
     faces = load_face_quality_detector(model_name, settings, **options).detect(image)
-    if min_quality is None:
-        return faces
-    return [face for face in faces if quality_at_least(face.label, min_quality, list(face.scores))]
+    return [face for face in faces if reaches(face.label, face.quality, list(face.scores), min_label, min_quality)]
 
 
 def tag_faces(image, taggers: Sequence[str] = ('face_quality',),

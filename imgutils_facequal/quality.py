@@ -11,9 +11,9 @@ between ``good`` and ``excellent`` 0.833. Unlike the top probability, the value 
 smoothly between classes and orders faces within a class by how far they lean towards
 the next one. Classes outside that vocabulary are ranked in the model's own order.
 """
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
-__all__ = ['QUALITY_ORDER', 'quality_ranks', 'face_quality_value', 'quality_at_least']
+__all__ = ['QUALITY_ORDER', 'quality_ranks', 'face_quality_value', 'quality_at_least', 'reaches']
 
 #: The published classes, worst first.
 QUALITY_ORDER = ('poor', 'ok', 'good', 'excellent')
@@ -60,5 +60,24 @@ def quality_at_least(label: str, minimum: str, classes: List[str]) -> bool:
     """
     ranks = quality_ranks(classes)
     if minimum not in ranks:
-        raise ValueError(f'min_quality {minimum!r} is not a class of this model; classes: {", ".join(classes)}.')
+        raise ValueError(f'min_label {minimum!r} is not a class of this model; classes: {", ".join(classes)}.')
     return ranks[label] >= ranks[minimum]
+
+
+def reaches(label: Optional[str], quality: Optional[float], classes: Sequence[str],
+            min_label: Optional[str] = None, min_quality: Optional[float] = None) -> bool:
+    """Whether a face of class ``label`` and quality value ``quality`` reaches class ``min_label``
+    and value ``min_quality`` (``None``: no condition).
+
+    >>> reaches('good', 0.62, QUALITY_ORDER, min_label='ok', min_quality=0.6)
+    True
+
+    :raises ValueError: When ``min_label`` is not one of ``classes``.
+    :raises TypeError: When ``min_quality`` is not a number (a class goes in ``min_label``).
+    """
+    if min_quality is not None and (isinstance(min_quality, (str, bool)) or not isinstance(min_quality, (int, float))):
+        raise TypeError(f'min_quality is the quality value in [0, 1], not {min_quality!r}; '
+                        f'to keep a class or better, give min_label={min_quality!r}.')
+    if min_label is not None and not quality_at_least(label, min_label, list(classes)):
+        return False
+    return min_quality is None or (quality is not None and quality >= min_quality)

@@ -181,7 +181,7 @@ def _tables(table: ThresholdTable, failed: int) -> Tuple[_Markup, _Markup]:
     counts = _fill('counts', images=table.images, with_faces=table.with_faces, faces=table.faces, failed=failed,
                    classes=_joined(classes))
     rows = [_fill('threshold', option='--' + row.option.replace('_', '-'),
-                  value=row.value if row.option == 'min_quality' else f'{row.value:.2f}', images=row.images,
+                  value=row.value if row.option == 'min_label' else f'{row.value:.2f}', images=row.images,
                   images_every_face=row.images_every_face, faces=row.faces) for row in table.rows]
     return counts, _fill('thresholds', rows=_joined(rows))
 

@@ -140,7 +140,7 @@ def test_filter_dry_run_changes_nothing(folder, tmp_path):
         return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in tmp_path.rglob('*'))
 
     before = snapshot()
-    result = run('filter', root, '--out', out, '--min-quality', 'excellent', '--crop', 'face', '--margin', '0',
+    result = run('filter', root, '--out', out, '--min-label', 'excellent', '--crop', 'face', '--margin', '0',
                  '--dry-run', check_code=0)
     assert snapshot() == before
     assert not out.exists()
@@ -154,7 +154,7 @@ def test_filter_modes(folder, tmp_path, mode):
     should_keep = {path for path, faces in expected.items()
                    if any(COLOUR_LABELS[colour] == 'excellent' for _, _, colour in faces)}
     originals = {path: open(path, 'rb').read() for path in should_keep}
-    run('filter', root, '--out', out, '--min-quality', 'excellent', '--crop', 'face', '--margin', '0',
+    run('filter', root, '--out', out, '--min-label', 'excellent', '--crop', 'face', '--margin', '0',
         '--mode', mode, check_code=0)
     kept = {str(p) for p in out.rglob('*.png')}
     assert kept == {str(out / os.path.relpath(path, root)) for path in should_keep}
@@ -170,10 +170,10 @@ def test_filter_modes(folder, tmp_path, mode):
     assert all(os.path.exists(path) for path in set(expected) - should_keep)
 
 
-def test_filter_every_face_and_min_score(folder, tmp_path):
+def test_filter_every_face_and_min_quality(folder, tmp_path):
     root, expected = folder
     out = tmp_path / 'kept'
-    result = run('filter', root, '--out', out, '--min-score', '0.3', '--every-face', '--crop', 'face',
+    result = run('filter', root, '--out', out, '--min-quality', '0.3', '--every-face', '--crop', 'face',
                  '--margin', '0', '--dry-run', check_code=0)
     # every face at least `ok` (quality value >= 1/3): no red face in the frame
     want = {path for path, faces in expected.items() if faces
@@ -193,7 +193,7 @@ def test_crop_writes_faces_with_their_quality(folder, tmp_path):
     for path in out.iterdir():
         assert Image.open(path).size == (32, 32)
     sidecar_out = tmp_path / 'sidecar'
-    run('crop', root / 'frame01.png', '--out', sidecar_out, '--sidecar', '--min-quality', 'good', check_code=0)
+    run('crop', root / 'frame01.png', '--out', sidecar_out, '--sidecar', '--min-label', 'good', check_code=0)
     sidecars = sorted(sidecar_out.glob('*.json'))
     for path in sidecars:
         info = json.loads(path.read_text())
@@ -230,7 +230,7 @@ def test_models_download_plugins_version_help(tmp_path):
 
 def test_options_that_do_not_go_together_are_usage_errors(folder, tmp_path):
     root, _ = folder
-    for command in (['score', root], ['filter', root, '--out', tmp_path / 'kept', '--min-quality', 'ok'],
+    for command in (['score', root], ['filter', root, '--out', tmp_path / 'kept', '--min-label', 'ok'],
                     ['crop', root, '--out', tmp_path / 'crops']):
         result = run(*command, '--precision', 'bf16', '--backend', 'onnx', check_code=2)
         assert "precision='bf16' runs in torch or OpenVINO" in result.stderr and 'Traceback' not in result.stderr

@@ -74,20 +74,20 @@ def test_threshold_table_counts_what_each_threshold_keeps(scored):
     assert table.faces == sum(len(labels) for labels in expected.values())
     assert table.per_class == {name: sum(labels.count(name) for labels in expected.values())
                                for name in QUALITY_CLASSES}
-    by_class = {row.value: row for row in table.rows if row.option == 'min_quality'}
+    by_class = {row.value: row for row in table.rows if row.option == 'min_label'}
     for name, rank in RANK.items():
         assert by_class[name].images == sum(best(labels) >= rank for labels in with_faces.values())
         assert by_class[name].images_every_face == sum(min(RANK[label] for label in labels) >= rank
                                                        for labels in with_faces.values())
         assert by_class[name].faces == sum(RANK[label] >= rank for labels in expected.values() for label in labels)
-        assert by_class[name].images == len(kept_images(rows, min_quality=name))
-        assert by_class[name].images_every_face == len(kept_images(rows, min_quality=name, every_face=True))
-        assert by_class[name].faces == len(kept_faces(rows, min_quality=name))
+        assert by_class[name].images == len(kept_images(rows, min_label=name))
+        assert by_class[name].images_every_face == len(kept_images(rows, min_label=name, every_face=True))
+        assert by_class[name].faces == len(kept_faces(rows, min_label=name))
     for row in table.rows:
-        if row.option == 'min_score':
+        if row.option == 'min_quality':
             assert row.faces == sum(1 for r in rows if r.get('quality') is not None and r['quality'] >= row.value)
     text = table.to_text()
-    assert '--min-quality excellent' in text and '--min-score 0.50' in text
+    assert '--min-label excellent' in text and '--min-quality 0.50' in text
 
 
 def test_rows_and_dataframes_nested_or_flat_give_the_same_answers(scored):
@@ -96,12 +96,12 @@ def test_rows_and_dataframes_nested_or_flat_give_the_same_answers(scored):
     rows = read_file(str(scores)).rows
     nested = pd.DataFrame(rows)
     flat = rows_table(rows, QUALITY_CLASSES).to_pandas()
-    want = kept_images(rows, min_quality='good')
+    want = kept_images(rows, min_label='good')
     assert want == [path for path, labels in expected.items() if labels and best(labels) >= RANK['good']]
     for frame in (nested, flat):
-        assert kept_images(frame, min_quality='good') == want
+        assert kept_images(frame, min_label='good') == want
         assert threshold_table(frame) == threshold_table(rows)
-        assert [r['image'] for r in kept_faces(frame, min_score=0.5)] == [r['image'] for r in kept_faces(rows, min_score=0.5)]
+        assert [r['image'] for r in kept_faces(frame, min_quality=0.5)] == [r['image'] for r in kept_faces(rows, min_quality=0.5)]
     results = scored_images(rows)
     assert {result.image.relative_path for result in results} == {os.path.relpath(p, root) for p in expected} | {
         'broken.png'}
@@ -114,10 +114,10 @@ def test_filter_images_from_a_dataframe(scored, tmp_path):
     frame = pd.DataFrame(read_file(str(scores)).rows)
     keep = sorted(os.path.relpath(path, root) for path, labels in expected.items()
                   if labels and best(labels) >= RANK['good'])
-    dry = filter_images(frame, str(tmp_path / 'train'), min_quality='good', dry_run=True,
+    dry = filter_images(frame, str(tmp_path / 'train'), min_label='good', dry_run=True,
                         manifest=str(tmp_path / 'train.txt'))
     assert not (tmp_path / 'train').exists() and not (tmp_path / 'train.txt').exists()
-    summary = filter_images(frame, str(tmp_path / 'train'), min_quality='good', manifest=str(tmp_path / 'train.txt'))
+    summary = filter_images(frame, str(tmp_path / 'train'), min_label='good', manifest=str(tmp_path / 'train.txt'))
     assert summary.kept == dry.kept == (tmp_path / 'train.txt').read_text().splitlines()
     assert sorted(os.path.relpath(path, tmp_path / 'train') for path in summary.kept) == keep
     assert [path for path, _ in summary.failed] == [str(root / 'broken.png')] and summary.missing == []
@@ -248,10 +248,10 @@ def test_filter_from_saved_scores_needs_no_model_and_matches_a_live_filter(score
     offline = {'HF_HUB_CACHE': str(empty_cache), 'HF_HOME': str(empty_cache), 'HF_HUB_OFFLINE': '1',
                'IMGUTILS_FACEQUAL_HOME': str(empty_cache)}
     assert run_in(offline, 'score', root / 'frame000.png', check_code=3)  # no model there indeed
-    saved = run_in(offline, 'filter', '--scores', scores, '--out', tmp_path / 'saved', '--min-quality', 'good',
+    saved = run_in(offline, 'filter', '--scores', scores, '--out', tmp_path / 'saved', '--min-label', 'good',
                    check_code=1)  # broken.png failed when scored
     assert 'broken.png' in saved.stderr
-    run('filter', root, '--out', tmp_path / 'live', '--min-quality', 'good', '--crop', 'face', '--margin', '0',
+    run('filter', root, '--out', tmp_path / 'live', '--min-label', 'good', '--crop', 'face', '--margin', '0',
         check_code=1)
     listing = {name: sorted(os.path.relpath(p, tmp_path / name) for p in (tmp_path / name).rglob('*') if p.is_file())
                for name in ('saved', 'live')}
@@ -260,24 +260,24 @@ def test_filter_from_saved_scores_needs_no_model_and_matches_a_live_filter(score
                   if labels and best(labels) >= RANK['good'])
     assert [name for name in listing['saved'] if name.endswith('.png')] == want
     thresholds = run_in(offline, 'filter', '--scores', scores, '--thresholds', check_code=0).stdout
-    line = next(line for line in thresholds.splitlines() if line.startswith('--min-quality good '))
+    line = next(line for line in thresholds.splitlines() if line.startswith('--min-label good '))
     assert int(line.split()[2]) == len(want)
 
 
 def test_filter_reads_csv_scores_like_jsonl(scored, tmp_path):
     root, scores, _ = scored
     run('score', root, '-o', tmp_path / 'scores.csv', '--crop', 'face', '--margin', '0', '-q', check_code=1)
-    outputs = [run('filter', '--scores', path, '--out', tmp_path / 'kept', '--min-score', '0.5', '--dry-run',
+    outputs = [run('filter', '--scores', path, '--out', tmp_path / 'kept', '--min-quality', '0.5', '--dry-run',
                    check_code=1).stdout for path in (scores, tmp_path / 'scores.csv')]
     assert outputs[0] == outputs[1] and outputs[0].count('would copy') > 0
-    assert run('filter', root, '--scores', scores, '--out', tmp_path / 'kept', '--min-score', '0.5',
+    assert run('filter', root, '--scores', scores, '--out', tmp_path / 'kept', '--min-quality', '0.5',
                check_code=2).stderr.count('not both') == 1
 
 
 def test_filter_from_saved_scores_reports_images_gone(scored, tmp_path):
     root, scores, expected = scored
     (root / 'frame001.png').unlink()
-    result = run('filter', '--scores', scores, '--out', tmp_path / 'kept', '--min-quality', 'poor', check_code=1)
+    result = run('filter', '--scores', scores, '--out', tmp_path / 'kept', '--min-label', 'poor', check_code=1)
     assert f'missing {root / "frame001.png"}: listed in {scores} but no longer exists' in result.stderr
     assert 'no longer exist' in result.stderr.splitlines()[-1]
     assert not (tmp_path / 'kept' / 'frame001.png').exists() and (tmp_path / 'kept' / 'frame002.png').exists()
@@ -293,10 +293,10 @@ def test_filter_refuses_scores_made_with_other_options(scored, tmp_path):
                              (['--model', 'caformer_s36'], "model_name: 'caformer_s36.head_crop' in the scores, "
                                                            "'caformer_s36' given"),
                              (['--conf-threshold', '0.4'], 'conf_threshold: None in the scores, 0.4 given')):
-        result = run('filter', '--scores', scores, '--out', out, '--min-quality', 'good', *options, check_code=2)
+        result = run('filter', '--scores', scores, '--out', out, '--min-label', 'good', *options, check_code=2)
         assert differs in result.stderr and 'Drop those options' in result.stderr
     assert not out.exists()
-    run('filter', '--scores', scores, '--out', out, '--min-quality', 'good', '--crop', 'face', '--margin', '0',
+    run('filter', '--scores', scores, '--out', out, '--min-label', 'good', '--crop', 'face', '--margin', '0',
         '--model', 'caformer_s36.head_crop', '-q', check_code=1)
     assert out.exists()
     assert settings_mismatches(recorded, crop='face', margin=0.0, backend='auto') == []
@@ -309,7 +309,7 @@ def test_sidecars_rejected_and_manifest_travel_with_the_images(scored, tmp_path)
     (root / 'frame001.caption').write_text('a caption')
     kept_dir, rejected_dir, manifest = tmp_path / 'kept', tmp_path / 'rejected', tmp_path / 'kept.txt'
     before = {path: open(path, 'rb').read() for path in map(str, root.rglob('*')) if os.path.isfile(path)}
-    result = run('filter', '--scores', scores, '--out', kept_dir, '--min-quality', 'excellent', '--mode', 'move',
+    result = run('filter', '--scores', scores, '--out', kept_dir, '--min-label', 'excellent', '--mode', 'move',
                  '--rejected', rejected_dir, '--manifest', manifest, check_code=1)
     keep = {path for path, labels in expected.items() if labels and best(labels) == RANK['excellent']}
     reject = {path for path in expected if path not in keep}
@@ -331,7 +331,7 @@ def test_sidecars_rejected_and_manifest_travel_with_the_images(scored, tmp_path)
              if path.is_file()}
     assert sorted(Counter(before.values()).elements()) == sorted(Counter(moved.values()).elements())
     # a rerun finds them all in place: nothing to do, nothing lost
-    again = run('filter', '--scores', scores, '--out', kept_dir, '--min-quality', 'excellent', '--mode', 'move',
+    again = run('filter', '--scores', scores, '--out', kept_dir, '--min-label', 'excellent', '--mode', 'move',
                 '--rejected', rejected_dir, check_code=1)
     assert 'were there already' in again.stderr and 'missing' not in again.stderr
     assert 'Kept' in result.stderr
@@ -342,7 +342,7 @@ def test_filter_out_inside_the_source_does_not_nest_on_rerun(tmp_path):
     make_frames(root, 4, captions=False)
     out = root / 'keep'
     for _ in range(2):
-        run('filter', root, '--out', out, '--min-quality', 'poor', '--crop', 'face', '--margin', '0',
+        run('filter', root, '--out', out, '--min-label', 'poor', '--crop', 'face', '--margin', '0',
             check_code=0)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*')) == [f'frame{i:03d}.png' for i in range(4)]
 
@@ -381,7 +381,7 @@ def test_the_same_name_under_two_roots_keeps_both(tmp_path):
     run('crop', pattern, '--out', tmp_path / 'crops', '--crop', 'face', '--margin', '0', check_code=0)
     crops = Counter(p.parent.name for p in (tmp_path / 'crops').rglob('*.png'))
     assert crops == {'a': len(scene(1)[1]), 'b': len(scene(3)[1])}
-    run('filter', pattern, '--out', tmp_path / 'kept', '--min-quality', 'poor', '--crop', 'face', '--margin', '0',
+    run('filter', pattern, '--out', tmp_path / 'kept', '--min-label', 'poor', '--crop', 'face', '--margin', '0',
         check_code=0)
     for folder in ('a', 'b'):
         assert (tmp_path / 'kept' / folder / 'x.png').read_bytes() == (tmp_path / folder / 'x.png').read_bytes()
@@ -389,9 +389,9 @@ def test_the_same_name_under_two_roots_keeps_both(tmp_path):
 
 def test_crop_from_saved_scores_writes_the_same_crops(scored, tmp_path):
     root, scores, _ = scored
-    run('crop', root, '--out', tmp_path / 'live', '--crop', 'face', '--margin', '0', '--min-quality', 'good',
+    run('crop', root, '--out', tmp_path / 'live', '--crop', 'face', '--margin', '0', '--min-label', 'good',
         check_code=1)
-    run('crop', '--scores', scores, '--out', tmp_path / 'saved', '--min-quality', 'good', check_code=1)
+    run('crop', '--scores', scores, '--out', tmp_path / 'saved', '--min-label', 'good', check_code=1)
     files = {name: sorted((p.relative_to(tmp_path / name), p.read_bytes()) for p in (tmp_path / name).rglob('*')
                           if p.is_file()) for name in ('live', 'saved')}
     assert files['live'] == files['saved'] and files['live']
@@ -470,12 +470,12 @@ def test_a_full_disk_leaves_no_partial_file_and_a_rerun_completes(tmp_path):
     originals = big_frames(root, 4)
     assert all(len(data) > 196_608 for data in originals.values())
     out = tmp_path / 'kept'
-    first = run_with_fault('full-disk', 'frame001.png', 'filter', root, '--out', out, '--min-quality', 'poor',
+    first = run_with_fault('full-disk', 'frame001.png', 'filter', root, '--out', out, '--min-label', 'poor',
                            '--crop', 'face', '--margin', '0')
     assert first.returncode == 1, first.stderr[-2000:]
     assert 'frame001.png' in first.stderr and 'No space left on device' in first.stderr
     assert sorted(os.listdir(out)) == ['frame000.png', 'frame002.png', 'frame003.png']  # nothing partial, no temp
-    second = run('filter', root, '--out', out, '--min-quality', 'poor', '--crop', 'face', '--margin', '0',
+    second = run('filter', root, '--out', out, '--min-label', 'poor', '--crop', 'face', '--margin', '0',
                  check_code=0)
     assert '3 were there already' in second.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == originals
@@ -485,7 +485,7 @@ def test_a_destination_created_by_another_run_is_never_replaced(tmp_path):
     root = tmp_path / 'frames'
     originals = big_frames(root, 3)
     out = tmp_path / 'kept'
-    result = run_with_fault('race', 'frame001.png', 'filter', root, '--out', out, '--min-quality', 'poor',
+    result = run_with_fault('race', 'frame001.png', 'filter', root, '--out', out, '--min-label', 'poor',
                             '--mode', 'move', '--crop', 'face', '--margin', '0')
     assert result.returncode == 1, result.stderr[-2000:]
     assert 'not overwriting' in result.stderr
@@ -515,7 +515,7 @@ def test_two_filter_runs_moving_into_one_folder_lose_nothing(tmp_path):
         sources.append(scores)
     out = tmp_path / 'kept'
     logs = [open(tmp_path / f'stderr{number}.txt', 'w') for number in range(2)]
-    processes = [subprocess.Popen([SCRIPT, 'filter', '--scores', str(scores), '--out', str(out), '--min-quality',
+    processes = [subprocess.Popen([SCRIPT, 'filter', '--scores', str(scores), '--out', str(out), '--min-label',
                                    'good', '--mode', 'move', '-q'], stdout=subprocess.DEVNULL, stderr=log,
                                   stdin=subprocess.DEVNULL) for scores, log in zip(sources, logs)]
     codes = [process.wait(timeout=120) for process in processes]

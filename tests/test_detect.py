@@ -102,14 +102,25 @@ def test_detector_options_pass_through(scene):
         detect_face_quality(image, detector='head', detector_level='n')
 
 
-def test_min_quality(scene):
+def test_min_label(scene):
     image, _ = scene
     everything = detect_face_quality(image, crop='face', margin=0)
-    good_or_better = detect_face_quality(image, crop='face', margin=0, min_quality='good')
+    good_or_better = detect_face_quality(image, crop='face', margin=0, min_label='good')
     assert sorted(result.label for result in good_or_better) == ['excellent', 'good']
     assert len(everything) == 4
-    with pytest.raises(ValueError, match='min_quality'):
-        detect_face_quality(image, min_quality='great')
+    with pytest.raises(ValueError, match='min_label'):
+        detect_face_quality(image, min_label='great')
+
+
+def test_min_quality_filters_the_quality_column(scene):
+    image, _ = scene
+    everything = detect_face_quality(image, crop='face', margin=0)
+    threshold = sorted(face.quality for face in everything)[2]
+    kept = detect_face_quality(image, crop='face', margin=0, min_quality=threshold)
+    assert sorted(face.quality for face in kept) == sorted(face.quality for face in everything if face.quality >= threshold)
+    assert len(kept) == 2
+    with pytest.raises(TypeError, match="min_label='good'"):
+        detect_face_quality(image, min_quality='good')
 
 
 def test_no_faces():

@@ -160,7 +160,7 @@ def test_the_page_shows_every_face_and_the_counts_of_the_file(scored, tmp_path, 
     good_or_better = {row['image'] for row in faces if row['label'] in ('good', 'excellent')}
     every_face_good = {image for image in {row['image'] for row in faces}
                        if all(r['label'] in ('good', 'excellent') for r in faces if r['image'] == image)}
-    assert found['thresholds']['--min-quality good'] == [len(good_or_better), len(every_face_good),
+    assert found['thresholds']['--min-label good'] == [len(good_or_better), len(every_face_good),
                                                          sum(row['label'] in ('good', 'excellent') for row in faces)]
     assert {link[len('file://'):] for link in found['links']} == {str(root / os.path.basename(row['image']))
                                                                   for row in faces}

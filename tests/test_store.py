@@ -176,7 +176,7 @@ def test_shards_are_read_as_one_by_report_filter_and_crop(frames, tmp_path):
                '--thresholds').stdout == table
     cli('report', shards, '-o', tmp_path / 'report', '-q')
     assert (tmp_path / 'report' / 'index.html').is_file()
-    kept = cli('filter', '--scores', shards, '--min-quality', 'poor', '--out', tmp_path / 'train')
+    kept = cli('filter', '--scores', shards, '--min-label', 'poor', '--out', tmp_path / 'train')
     assert 'Kept 4 of 4 images' in kept.stderr and sorted(p.name for p in (tmp_path / 'train').iterdir()) == [
         '0.png', '1.png', '2.png', '3.png']
     cli('crop', '--scores', shards, '--out', tmp_path / 'faces', '-q')

@@ -98,9 +98,9 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
 @click.argument('paths', nargs=-1)
 @click.option('--scores', multiple=True, help=_SCORES_HELP)
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None, help='Folder for the kept images.')
-@click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
+@click.option('--min-label', type=click.Choice(QUALITY_ORDER), default=None,
               help='Keep images whose best face (or every face) is this class or better.')
-@click.option('--min-score', type=click.FloatRange(0, 1), default=None,
+@click.option('--min-quality', type=click.FloatRange(0, 1), default=None,
               help='Keep images whose best face (or every face) has a quality value at least this.')
 @click.option('--every-face', is_flag=True, help='Require every face to pass, not only the best one.')
 @click.option('--mode', type=click.Choice(['copy', 'hardlink', 'move']), default='copy', show_default=True,
@@ -113,18 +113,18 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
 @click.option('--manifest', type=click.Path(dir_okay=False), default=None,
               help='Write the kept images\' paths under --out to this file, one a line.')
 @click.option('--thresholds', is_flag=True,
-              help='With --scores: print how many images and faces each --min-quality class and --min-score '
+              help='With --scores: print how many images and faces each --min-label class and --min-quality '
                    'step keeps, and change nothing.')
 @click.option('--dry-run', is_flag=True, help='Print what would be done and change nothing.')
 @scoring_options
 @exit_codes()
-def filter_command(paths, scores, out_dir, min_quality, min_score, every_face, mode, sidecars, rejected, manifest,
+def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, mode, sidecars, rejected, manifest,
                    thresholds, dry_run, quiet, **kwargs):
     """Copy, hard-link or move the images whose faces reach a quality to a folder, with their sidecars.
 
     Score PATHS, or read the rows of an earlier `score -o FILE` with --scores FILE (no model,
     seconds for a large folder; paths under --out are taken from the deepest folder holding
-    every image). Images without a face are never kept. Give --min-quality, --min-score or
+    every image). Images without a face are never kept. Give --min-label, --min-quality or
     both; --scores FILE --thresholds shows what each would keep. An existing file is never
     overwritten.
     """
@@ -135,8 +135,8 @@ def filter_command(paths, scores, out_dir, min_quality, min_score, every_face, m
         results = _saved_results(scores, kwargs)
         click.echo(threshold_table(rows_of(results)).to_text())
         return
-    if min_quality is None and min_score is None:
-        raise click.UsageError('Give --min-quality or --min-score (or both); with saved scores, '
+    if min_label is None and min_quality is None:
+        raise click.UsageError('Give --min-label or --min-quality (or both); with saved scores, '
                                '`filter --scores FILE --thresholds` shows what each would keep.')
     if out_dir is None:
         raise click.UsageError("Missing option '--out'.")
@@ -144,7 +144,7 @@ def filter_command(paths, scores, out_dir, min_quality, min_score, every_face, m
         raise click.UsageError('--rejected must be another folder than --out.')
     images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir, rejected)
     _note_ignored(ignored, quiet)
-    sorter = FolderFilter(images, out_dir, min_quality, min_score, every_face, mode, _sidecar_patterns(sidecars),
+    sorter = FolderFilter(images, out_dir, min_label, min_quality, every_face, mode, _sidecar_patterns(sidecars),
                           rejected, dry_run)
     progress = Progress(len(images), quiet or dry_run)
     verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
@@ -197,7 +197,7 @@ def _text_writer(text: str):
 @click.argument('paths', nargs=-1)
 @click.option('--scores', multiple=True, help=_SCORES_HELP)
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the crops.')
-@click.option('--min-quality', type=click.Choice(QUALITY_ORDER), default=None,
+@click.option('--min-label', type=click.Choice(QUALITY_ORDER), default=None,
               help='Only write faces of this class or better.')
 @click.option('--sidecar', is_flag=True,
               help='Name crops {image}_{face}.png and put the quality in a {image}_{face}.json beside each, '
@@ -205,7 +205,7 @@ def _text_writer(text: str):
 @click.option('--image-format', type=click.Choice(['png', 'jpg', 'webp']), default='png', show_default=True)
 @scoring_options
 @exit_codes()
-def crop(paths, scores, out_dir, min_quality, sidecar, image_format, quiet, **kwargs):
+def crop(paths, scores, out_dir, min_label, sidecar, image_format, quiet, **kwargs):
     """Write each face's crop (the region the classifier saw), with its quality in the name or a sidecar.
 
     File names: {image}_{face}_{label}_{quality:.3f}.{ext} (relative folders are kept; an
@@ -224,7 +224,7 @@ def crop(paths, scores, out_dir, min_quality, sidecar, image_format, quiet, **kw
         nonlocal written, present
         stem = stems[result.image.path]
         for index, face in enumerate(result.faces):
-            if min_quality is not None and not face_passes(face, min_quality):
+            if min_label is not None and not face_passes(face, min_label):
                 continue
             name = f'{stem}_{index}' if sidecar else f'{stem}_{index}_{face.label}_{face.quality:.3f}'
             region = decoded.crop(face.crop_bbox)
@@ -254,7 +254,7 @@ def crop(paths, scores, out_dir, min_quality, sidecar, image_format, quiet, **kw
                 continue
             decoded = result.decoded
             if decoded is None:  # from saved scores: decode only images with a face to write
-                if not any(min_quality is None or face_passes(face, min_quality) for face in result.faces):
+                if not any(min_label is None or face_passes(face, min_label) for face in result.faces):
                     continue
                 try:
                     decoded = load_rgb_image(result.image.path)

@@ -13,10 +13,10 @@ on a pandas DataFrame of them, nested or flat.
 from .filter import FilterSummary, FolderFilter, Outcome, filter_images
 from .naming import common_root, output_paths, output_stem, output_stems
 from .placement import DEFAULT_SIDECARS, MODES, find_sidecars, place_file, write_manifest, write_new_file
-from .selection import (DEFAULT_SCORE_STEPS, ThresholdRow, ThresholdTable, face_passes, image_passes, kept_faces,
+from .selection import (DEFAULT_QUALITY_STEPS, ThresholdRow, ThresholdTable, face_passes, image_passes, kept_faces,
                         kept_images, table_of, threshold_table)
 
-__all__ = ['DEFAULT_SIDECARS', 'DEFAULT_SCORE_STEPS', 'MODES', 'ThresholdRow', 'ThresholdTable', 'FilterSummary',
+__all__ = ['DEFAULT_SIDECARS', 'DEFAULT_QUALITY_STEPS', 'MODES', 'ThresholdRow', 'ThresholdTable', 'FilterSummary',
            'FolderFilter', 'Outcome', 'face_passes', 'image_passes', 'kept_images', 'kept_faces', 'threshold_table',
            'table_of', 'place_file', 'write_new_file', 'find_sidecars', 'output_stem', 'output_stems',
            'output_paths', 'common_root', 'filter_images', 'write_manifest']

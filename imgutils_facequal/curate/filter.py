@@ -60,16 +60,16 @@ class FolderFilter:
     from `scored_images`); `summary` says what was done.
     """
 
-    def __init__(self, images: Sequence[InputImage], out_dir: str, min_quality: Optional[str] = None,
-                 min_score: Optional[float] = None, every_face: bool = False, mode: str = 'copy',
+    def __init__(self, images: Sequence[InputImage], out_dir: str, min_label: Optional[str] = None,
+                 min_quality: Optional[float] = None, every_face: bool = False, mode: str = 'copy',
                  sidecars: Sequence[str] = DEFAULT_SIDECARS, rejected: Optional[str] = None, dry_run: bool = False):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {", ".join(MODES)}; got {mode!r}.')
-        if min_quality is None and min_score is None:
-            raise ValueError('Give min_quality or min_score (or both).')
+        if min_label is None and min_quality is None:
+            raise ValueError('Give min_label or min_quality (or both).')
         self.names = output_paths(images)
         self.out_dir, self.rejected_dir = out_dir, rejected
-        self.min_quality, self.min_score, self.every_face = min_quality, min_score, every_face
+        self.min_label, self.min_quality, self.every_face = min_label, min_quality, every_face
         self.mode, self.sidecars, self.dry_run = mode, tuple(sidecars), dry_run
         self.summary = FilterSummary()
 
@@ -96,7 +96,7 @@ class FolderFilter:
         if result.error is not None:
             summary.failed.append((path, result.error))
             return Outcome(path, False, 'failed', message=result.error)
-        kept = image_passes(result.faces, self.min_quality, self.min_score, self.every_face)
+        kept = image_passes(result.faces, self.min_label, self.min_quality, self.every_face)
         folder = self.out_dir if kept else self.rejected_dir
         if folder is None:
             return Outcome(path, False, 'left')
@@ -127,7 +127,7 @@ class FolderFilter:
         return Outcome(path, kept, action, target)
 
 
-def filter_images(rows, out_dir: str, min_quality: Optional[str] = None, min_score: Optional[float] = None,
+def filter_images(rows, out_dir: str, min_label: Optional[str] = None, min_quality: Optional[float] = None,
                   every_face: bool = False, mode: str = 'copy', sidecars: Sequence[str] = DEFAULT_SIDECARS,
                   rejected: Optional[str] = None, manifest: Optional[str] = None, dry_run: bool = False,
                   root: Optional[str] = None) -> FilterSummary:
@@ -147,12 +147,12 @@ def filter_images(rows, out_dir: str, min_quality: Optional[str] = None, min_sco
 
         >>> from imgutils_facequal import filter_images
         >>> from imgutils_facequal.store import read_scores
-        >>> summary = filter_images(read_scores('scores.jsonl').rows, 'train/', min_quality='good')  # doctest: +SKIP
+        >>> summary = filter_images(read_scores('scores.jsonl').rows, 'train/', min_label='good')  # doctest: +SKIP
         >>> len(summary.kept), summary.missing, summary.failed  # doctest: +SKIP
         (412, [], [])
     """
     results = scored_images(rows, root)
-    sorter = FolderFilter([result.image for result in results], out_dir, min_quality, min_score, every_face, mode,
+    sorter = FolderFilter([result.image for result in results], out_dir, min_label, min_quality, every_face, mode,
                           sidecars, rejected, dry_run)
     for result in results:
         sorter.add(result)

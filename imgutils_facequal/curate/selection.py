@@ -1,6 +1,6 @@
 """Choosing faces and thresholds from saved scores: what a threshold keeps, and a table of what each would keep.
 
-A face "reaches" ``min_quality`` when its class ranks at or above it, and ``min_score``
+A face "reaches" ``min_label`` when its class ranks at or above it, and ``min_quality``
 when its quality value (`imgutils_facequal.face_quality_value`) is at least it. An image
 passes when its best face reaches both (with ``every_face``, when every face does); an
 image without a face never passes.
@@ -9,47 +9,41 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from ..pipeline import ImageResult
-from ..quality import QUALITY_ORDER, quality_ranks
+from ..quality import QUALITY_ORDER, quality_ranks, reaches
 from ..scoring import FaceQualityResult
 from ..store.schema import face_result, records, scored_images
 
-__all__ = ['DEFAULT_SCORE_STEPS', 'ThresholdRow', 'ThresholdTable', 'face_passes', 'image_passes', 'kept_images',
+__all__ = ['DEFAULT_QUALITY_STEPS', 'ThresholdRow', 'ThresholdTable', 'face_passes', 'image_passes', 'kept_images',
            'kept_faces', 'threshold_table', 'table_of']
 
-#: The ``min_score`` steps of `threshold_table`.
-DEFAULT_SCORE_STEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: The ``min_quality`` steps of `threshold_table`.
+DEFAULT_QUALITY_STEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _classes(face: FaceQualityResult) -> List[str]:
     return list(face.scores) if face.scores else list(QUALITY_ORDER)
 
 
-def face_passes(face: FaceQualityResult, min_quality: Optional[str] = None, min_score: Optional[float] = None) -> bool:
-    """Whether a face reaches class ``min_quality`` and quality value ``min_score`` (``None``: no condition).
+def face_passes(face: FaceQualityResult, min_label: Optional[str] = None, min_quality: Optional[float] = None) -> bool:
+    """Whether a face reaches class ``min_label`` and quality value ``min_quality`` (``None``: no condition).
 
-    :raises ValueError: When ``min_quality`` is not a class of the model that scored the face.
+    :raises ValueError: When ``min_label`` is not a class of the model that scored the face.
+    :raises TypeError: When ``min_quality`` is not a number (a class goes in ``min_label``).
     """
-    if min_quality is not None:
-        ranks = quality_ranks(_classes(face))
-        if min_quality not in ranks:
-            raise ValueError(f'min_quality {min_quality!r} is not a class of the model that scored these faces; '
-                             f'classes: {", ".join(ranks)}.')
-        if ranks[face.label] < ranks[min_quality]:
-            return False
-    return min_score is None or (face.quality is not None and face.quality >= min_score)
+    return reaches(face.label, face.quality, _classes(face), min_label, min_quality)
 
 
-def image_passes(faces: Sequence[FaceQualityResult], min_quality: Optional[str] = None,
-                 min_score: Optional[float] = None, every_face: bool = False) -> bool:
+def image_passes(faces: Sequence[FaceQualityResult], min_label: Optional[str] = None,
+                 min_quality: Optional[float] = None, every_face: bool = False) -> bool:
     """Whether an image with these faces passes: its best face (or, with ``every_face``, every face)
     reaches the thresholds. An image without a face never passes."""
     if not faces:
         return False
-    checks = (face_passes(face, min_quality, min_score) for face in faces)
+    checks = (face_passes(face, min_label, min_quality) for face in faces)
     return all(checks) if every_face else any(checks)
 
 
-def kept_images(rows, min_quality: Optional[str] = None, min_score: Optional[float] = None,
+def kept_images(rows, min_label: Optional[str] = None, min_quality: Optional[float] = None,
                 every_face: bool = False) -> List[str]:
     """The images (paths as in the rows) that a threshold keeps, in file order.
 
@@ -57,20 +51,20 @@ def kept_images(rows, min_quality: Optional[str] = None, min_score: Optional[flo
 
         >>> from imgutils_facequal import kept_images
         >>> from imgutils_facequal.store import read_scores
-        >>> kept_images(read_scores('scores.jsonl').rows, min_quality='good')  # doctest: +SKIP
+        >>> kept_images(read_scores('scores.jsonl').rows, min_label='good')  # doctest: +SKIP
         ['frames/0001.png', 'frames/0007.png']
     """
     return [result.image.path for result in scored_images(rows)
-            if result.error is None and image_passes(result.faces, min_quality, min_score, every_face)]
+            if result.error is None and image_passes(result.faces, min_label, min_quality, every_face)]
 
 
-def kept_faces(rows, min_quality: Optional[str] = None, min_score: Optional[float] = None) -> List[dict]:
-    """The face rows that reach a threshold (what ``crop --min-quality`` writes), in file order."""
+def kept_faces(rows, min_label: Optional[str] = None, min_quality: Optional[float] = None) -> List[dict]:
+    """The face rows that reach a threshold (what ``crop --min-label`` writes), in file order."""
     kept = []
     for row in records(rows):
         if row.get('error') or row.get('label') is None:
             continue
-        if face_passes(face_result(row), min_quality, min_score):
+        if face_passes(face_result(row), min_label, min_quality):
             kept.append(row)
     return kept
 
@@ -78,7 +72,7 @@ def kept_faces(rows, min_quality: Optional[str] = None, min_score: Optional[floa
 class ThresholdRow(NamedTuple):
     """What one threshold keeps.
 
-    :ivar option: ``min_quality`` or ``min_score``.
+    :ivar option: ``min_label`` or ``min_quality``.
     :ivar value: The class, or the quality value.
     :ivar images: Images whose best face reaches it.
     :ivar images_every_face: Images whose every face reaches it.
@@ -100,7 +94,7 @@ class ThresholdTable:
     :ivar faces: Faces in the rows.
     :ivar failed: Images that could not be read when they were scored.
     :ivar per_class: Faces per top class, worst class first.
-    :ivar rows: One `ThresholdRow` per class (worst first), then one per ``min_score`` step.
+    :ivar rows: One `ThresholdRow` per class (worst first), then one per ``min_quality`` step.
     """
     images: int
     with_faces: int
@@ -116,15 +110,15 @@ class ThresholdTable:
                                           or 'none'),
                  '', f'{"threshold":<24} {"images":>8} {"every face":>11} {"faces":>8}']
         for row in self.rows:
-            value = row.value if row.option == 'min_quality' else f'{row.value:.2f}'
+            value = row.value if row.option == 'min_label' else f'{row.value:.2f}'
             lines.append(f'{"--" + row.option.replace("_", "-") + " " + str(value):<24} {row.images:>8} '
                          f'{row.images_every_face:>11} {row.faces:>8}')
         return '\n'.join(lines)
 
 
-def threshold_table(rows, min_scores: Sequence[float] = DEFAULT_SCORE_STEPS) -> ThresholdTable:
+def threshold_table(rows, min_qualities: Sequence[float] = DEFAULT_QUALITY_STEPS) -> ThresholdTable:
     """How many images (by their best face, and by every face) and how many faces each
-    ``min_quality`` class and each ``min_score`` step keeps, from saved rows alone.
+    ``min_label`` class and each ``min_quality`` step keeps, from saved rows alone.
 
     Example:
 
@@ -135,13 +129,13 @@ def threshold_table(rows, min_scores: Sequence[float] = DEFAULT_SCORE_STEPS) -> 
           faces per class: poor 5, ok 5, good 5, excellent 5
         <BLANKLINE>
         threshold                  images  every face    faces
-        --min-quality poor              8           8       20
+        --min-label poor                8           8       20
         ...
     """
-    return table_of(scored_images(rows), min_scores)
+    return table_of(scored_images(rows), min_qualities)
 
 
-def table_of(results: Sequence[ImageResult], min_scores: Sequence[float] = DEFAULT_SCORE_STEPS) -> ThresholdTable:
+def table_of(results: Sequence[ImageResult], min_qualities: Sequence[float] = DEFAULT_QUALITY_STEPS) -> ThresholdTable:
     """`threshold_table` of results (from the pipeline, or `scored_images`)."""
     faces = [face for result in results for face in result.faces]
     classes: List[str] = []
@@ -161,11 +155,11 @@ def table_of(results: Sequence[ImageResult], min_scores: Sequence[float] = DEFAU
                            failed=sum(1 for r in results if r.error is not None), per_class=per_class)
     for name in ordered:
         rank = ranks[name]
-        table.rows.append(ThresholdRow('min_quality', name, sum(1 for best, *_ in per_image if best >= rank),
+        table.rows.append(ThresholdRow('min_label', name, sum(1 for best, *_ in per_image if best >= rank),
                                        sum(1 for _, worst, *_ in per_image if worst >= rank),
                                        sum(1 for value in face_ranks if value >= rank)))
-    for step in min_scores:
-        table.rows.append(ThresholdRow('min_score', float(step), sum(1 for *_, best, _ in per_image if best >= step),
+    for step in min_qualities:
+        table.rows.append(ThresholdRow('min_quality', float(step), sum(1 for *_, best, _ in per_image if best >= step),
                                        sum(1 for *_, worst in per_image if worst >= step),
                                        sum(1 for value in face_values if value >= step)))
     return table

@@ -16,7 +16,7 @@ Example:
 
     >>> from imgutils_facequal.store import read_scores
     >>> from imgutils_facequal import kept_images
-    >>> kept_images(read_scores('scores/').rows, min_quality='good')  # doctest: +SKIP
+    >>> kept_images(read_scores('scores/').rows, min_label='good')  # doctest: +SKIP
     ['frames/0001.png', 'frames/0007.png']
 """
 from .complete import complete_images
