@@ -101,3 +101,12 @@ def timm_repos(hub_cache_dir):
     write_repo(hub_cache_dir, TIMM_CAFORMER_REPO, timm_repo_files('test_caformer', seed=5))
     return {'with_onnx': TIMM_REPO, 'no_onnx': TIMM_NO_ONNX_REPO, 'broken_export': TIMM_BROKEN_EXPORT_REPO,
             'caformer_no_onnx': TIMM_CAFORMER_NO_ONNX_REPO, 'caformer': TIMM_CAFORMER_REPO}
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium over the DevTools protocol (`tests.support.browser.Chromium`), closed after the test."""
+    from tests.support.browser import Chromium
+    chromium = Chromium(tmp_path / 'chromium-profile')
+    yield chromium
+    chromium.close()

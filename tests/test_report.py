@@ -1,16 +1,9 @@
-"""The HTML report, opened in a real headless Chromium over the DevTools protocol.
-
-Chromium is a test dependency (Debian's ``chromium``; ``.ci/run`` installs it): the test
-fails, never skips, without it.
-"""
+"""The HTML report, opened in a real headless Chromium over the DevTools protocol (the ``browser`` fixture)."""
 import base64
 import io
 import json
 import os
-import shutil
-import subprocess
 import time
-import urllib.request
 from collections import Counter
 
 import pytest
@@ -19,10 +12,6 @@ from PIL import Image
 from imgutils_facequal import write_report
 from imgutils_facequal.store.formats import read_file
 from tests.support.cli import read_jsonl, run, scene
-
-CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                  '--remote-allow-origins=*', '--window-size=1280,1000', '--hide-scrollbars']
 
 PAGE_FINDINGS = '''JSON.stringify({
   images: Array.from(document.images).map(i => ({src: i.getAttribute('src').slice(0, 60), complete: i.complete,
@@ -39,79 +28,6 @@ PAGE_FINDINGS = '''JSON.stringify({
   links: Array.from(document.querySelectorAll('.grid a')).map(a => a.href),
   hover: (document.querySelector('.grid img') || {}).title,
 })'''
-
-
-class Chromium:
-    """Headless Chromium with a fresh profile, driven over the DevTools protocol."""
-
-    def __init__(self, profile):
-        import websocket
-        executable = shutil.which('chromium') or shutil.which('chromium-browser')
-        if executable is None:
-            pytest.fail('the report test needs Chromium: apt-get install -y chromium (.ci/run installs it)')
-        profile.mkdir()
-        self.process = subprocess.Popen([executable, *CHROMIUM_FLAGS, f'--user-data-dir={profile}',
-                                         '--remote-debugging-port=0', 'about:blank'],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        port_file = profile / 'DevToolsActivePort'
-        deadline = time.time() + 20
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert self.process.poll() is None and time.time() < deadline, 'Chromium did not start'
-            time.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        targets = json.load(no_proxy.open(f'http://127.0.0.1:{port}/json', timeout=10))
-        page = next(target for target in targets if target['type'] == 'page')
-        self.socket = websocket.create_connection(page['webSocketDebuggerUrl'], timeout=20, suppress_origin=True,
-                                                  http_no_proxy=['127.0.0.1'])
-        self.next_id = 0
-        self.events = []
-
-    def call(self, method, **params):
-        self.next_id += 1
-        self.socket.send(json.dumps({'id': self.next_id, 'method': method, 'params': params}))
-        while True:
-            message = json.loads(self.socket.recv())
-            if message.get('id') == self.next_id:
-                assert 'error' not in message, message
-                return message['result']
-            self.events.append(message)
-
-    def open(self, path):
-        self.call('Page.enable')
-        self.events.clear()
-        started = time.perf_counter()
-        self.call('Page.navigate', url=f'file://{path}')
-        deadline = time.time() + 20
-        while not any(event.get('method') == 'Page.loadEventFired' for event in self.events):
-            assert time.time() < deadline, 'the page did not load'
-            self.events.append(json.loads(self.socket.recv()))
-        return time.perf_counter() - started
-
-    def findings(self):
-        result = self.call('Runtime.evaluate', expression=PAGE_FINDINGS, returnByValue=True)
-        return json.loads(result['result']['value'])
-
-    def screenshot(self, path, max_height=2400):
-        """The whole page (up to ``max_height`` pixels) as PNG."""
-        size = self.call('Page.getLayoutMetrics')['cssContentSize']
-        clip = {'x': 0, 'y': 0, 'width': size['width'], 'height': min(size['height'], max_height), 'scale': 1}
-        data = self.call('Page.captureScreenshot', format='png', clip=clip, captureBeyondViewport=True)['data']
-        path.write_bytes(base64.b64decode(data))
-
-    def close(self):
-        try:
-            self.socket.close()
-        finally:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    chromium = Chromium(tmp_path / 'chromium-profile')
-    yield chromium
-    chromium.close()
 
 
 @pytest.fixture
@@ -146,7 +62,7 @@ def test_the_page_shows_every_face_and_the_counts_of_the_file(scored, tmp_path, 
     assert 'Wrote' in result.stderr
     rows, faces, counts = expected_counts(scores)
     seconds = browser.open(out / 'index.html')
-    found = browser.findings()
+    found = json.loads(browser.evaluate(PAGE_FINDINGS))
     browser.screenshot(tmp_path / 'report.png')
     assert seconds < 10
     assert len(found['images']) == len(faces) and found['gone'] == 0
@@ -189,7 +105,7 @@ def test_a_large_run_gives_a_small_page_that_opens_fast(scored, tmp_path, browse
     assert written['faces'] == 100_000 and written['shown'] == 4 * 50 and written['unreadable'] == {}
     assert os.path.getsize(out / 'index.html') < 600_000
     assert browser.open(out / 'index.html') < 5
-    found = browser.findings()
+    found = json.loads(browser.evaluate(PAGE_FINDINGS))
     assert len(found['images']) == 200 and all(image['complete'] and image['width'] > 0 for image in found['images'])
     assert [section['shown'] for section in found['sections']] == [50, 50, 50, 50]
     assert sum(section['total'] for section in found['sections']) == 100_000
@@ -203,7 +119,7 @@ def test_images_gone_since_scoring_are_shown_as_such(scored, tmp_path, browser):
     result = run('report', scores, '-o', out, check_code=1)
     assert 'frame03.png' in result.stderr
     browser.open(out / 'index.html')
-    found = browser.findings()
+    found = json.loads(browser.evaluate(PAGE_FINDINGS))
     gone = sum(1 for row in read_jsonl(scores) if row['image'].endswith('frame03.png'))
     assert found['gone'] == gone and all(image['width'] > 0 for image in found['images'])
 
