@@ -211,9 +211,14 @@ def worker(kind: str) -> dict:
     elif not pipeline:
         per_image, stages = package_way(options)  # FaceQualityDetector.detect's steps, timed one by one
     if pipeline:
+        workers = os.environ.get('FACEQUAL_BENCH_WORKERS')  # the pipeline's own default unless set
+        workers = None if workers is None else int(workers)
+
         def run(paths):
-            results = (score_images(find_images(paths), model_name=CAFORMER_REPO) if option == 'default' else
-                       score_images_with(load_face_quality_detector(CAFORMER_REPO, **options), find_images(paths)))
+            results = (score_images(find_images(paths), model_name=CAFORMER_REPO, workers=workers)
+                       if option == 'default' else
+                       score_images_with(load_face_quality_detector(CAFORMER_REPO, **options), find_images(paths),
+                                         workers=workers))
             return sum(len(result.faces) for result in results)
     else:
         def run(paths):

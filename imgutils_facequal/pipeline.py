@@ -215,6 +215,22 @@ class _Detection:
                 future.set_result((locations, share))
 
 
+class _InThisThread:
+    """The executor of ``workers=0``: runs each task when it is submitted, in the calling thread."""
+
+    @staticmethod
+    def submit(function, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as err:  # noqa: BLE001 - raised again by result(), as a pool's future would
+            future.set_exception(err)
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
 def in_detection_thread(function: Callable[[], Any]) -> Any:
     """Run ``function`` in the thread the folder pipeline detects in, and return what it returns: a
     detector warmed up there keeps its sessions for the runs that follow (imgutils keeps them per thread)."""
@@ -244,13 +260,14 @@ def score_images_with(faces: FaceQualityDetector, images: Iterable[InputImage], 
     :param batch_size: Crops per forward pass of the classifier, pooled across images;
         default the classifier's (2 on a CPU, 32 on a GPU).
     :param workers: Threads that decode, crop and preprocess ahead of the classifier, handing
-        each image to the detection thread; default the classifier's (2 on a CPU, 8 on a GPU).
+        each image to the detection thread; ``0`` decodes in the calling thread, image by image;
+        default the classifier's (see `FaceQualityClassifier.default_workers`).
     :param keep_images: Keep each decoded image on its result (for drawing or cropping).
     """
-    if any(value is not None and value < 1 for value in (batch_size, workers)):
-        raise ValueError('batch_size and workers must be at least 1.')
+    if (batch_size is not None and batch_size < 1) or (workers is not None and workers < 0):
+        raise ValueError('batch_size must be at least 1, and workers at least 0.')
     return _score(faces, images, batch_size or faces.classifier.default_batch_size,
-                  workers or faces.classifier.default_workers, keep_images)
+                  faces.classifier.default_workers if workers is None else workers, keep_images)
 
 
 def overlaps_detection(faces: FaceQualityDetector) -> bool:
@@ -335,19 +352,20 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
 
     # on a GPU the workers' images go to the detectors together (on a CPU that measured no faster)
     detect = _Detection(locator, DETECTION_BATCH if model.runs_on_gpu else 1)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode')
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') if workers else _InThisThread()
     ahead: Deque = deque()
     iterator = iter(images)
     # images in flight: enough for two forward passes even at one face per image, so the
     # workers keep preparing the next batch while the classifier runs this one
-    window = max(2 * workers, 2 * batch_size)
+    window = max(2 * workers, 2 * batch_size) if workers else 1
+    exhausted = False
     try:
         while True:
-            while len(ahead) < window:
+            while len(ahead) < window and not exhausted:
                 item = next(iterator, None)
-                if item is None:
-                    break
-                ahead.append(pool.submit(prepare, item))
+                exhausted = item is None
+                if not exhausted:
+                    ahead.append(pool.submit(prepare, item))
             if not ahead:
                 break
             prepared = ahead.popleft().result()
@@ -357,7 +375,7 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
             queued_crops.extend((prepared, index) for index in range(len(prepared.inputs)))
             while len(queued_crops) >= batch_size:
                 run_batch(batch_size)
-            if not ahead and queued_crops:
+            if exhausted and not ahead and queued_crops:
                 run_batch(len(queued_crops))
             while waiting and waiting[0].complete:
                 yield finish(waiting.popleft())

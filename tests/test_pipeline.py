@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.fake_hub import CLASS_COLOURS, draw_scene
 from imgutils_facequal import detect_face_quality, load_face_quality_detector, load_face_quality_model
+from imgutils_facequal import pipeline
 from imgutils_facequal.backends import CPU_WORKERS
 from imgutils_facequal.pipeline import find_images, score_images, score_images_with
 from tests.support.models import count_forward_passes
@@ -28,11 +29,20 @@ def frames(tmp_path):
     return paths, str(tmp_path / 'broken.png')
 
 
-def test_pooled_batches_give_the_per_image_scores(frames, monkeypatch):
+@pytest.mark.parametrize('workers', [2, 0])
+def test_pooled_batches_give_the_per_image_scores(frames, monkeypatch, workers):
     paths, broken = frames
     model = load_face_quality_model()
     passes = count_forward_passes(model, monkeypatch)
-    results = list(score_images(find_images([*paths[:2], broken, *paths[2:]]), batch_size=3, workers=2))
+    decoding_threads = []
+    original = pipeline.load_rgb_image
+    monkeypatch.setattr(pipeline, 'load_rgb_image',
+                        lambda *args: decoding_threads.append(threading.current_thread()) or original(*args))
+    results = list(score_images(find_images([*paths[:2], broken, *paths[2:]]), batch_size=3, workers=workers))
+    if workers == 0:  # decoded in the calling thread
+        assert set(decoding_threads) == {threading.current_thread()}
+    else:
+        assert threading.current_thread() not in decoding_threads
     assert [r.image.path for r in results] == [*paths[:2], broken, *paths[2:]]
     assert 'broken.png' in results[2].error and results[2].faces == []
     faces = sum(len(r.faces) for r in results)
@@ -98,7 +108,7 @@ def test_default_workers_on_cpu(monkeypatch):
     monkeypatch.setattr(os, 'cpu_count', lambda: 2)
     assert model.default_workers == 1  # they only decode there
     with pytest.raises(ValueError, match='workers'):
-        next(score_images([], workers=0))
+        next(score_images([], workers=-1))
 
 
 def _detections(frames, monkeypatch, **options):

@@ -94,9 +94,9 @@ def scoring_options(function):
                           + ' (one small detector pass; face boxes derived from head boxes). Options given win.'),
         click.option('--batch-size', type=click.IntRange(min=1), default=None,
                      help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
-        click.option('--workers', type=click.IntRange(min=1), default=None,
-                     help='Threads decoding, cropping and preprocessing ahead of the classifier '
-                          '(default: 2 on CPU, 8 on GPU).'),
+        click.option('--workers', type=click.IntRange(min=0), default=None,
+                     help='Threads decoding, cropping and preprocessing ahead of the classifier; 0 decodes '
+                          'in the main thread (default: 8 on a GPU; on a CPU 2, or 1 with two cores or fewer).'),
         click.option('--quiet', '-q', is_flag=True, callback=_quiet,
                      help='No progress, no status lines and no summary (lines about failed files still show).'),
     ]
