@@ -57,7 +57,8 @@ def download_model(model_name: str, revision: Optional[str] = None) -> Iterator[
         return
     for filename in _ONNX_FILES:
         try:
-            path = fetch_model_file(source, filename, required=filename in ('model.onnx', 'preprocessor_config.json'))
+            path = fetch_model_file(source, filename, required=filename in ('model.onnx', 'preprocessor_config.json'),
+                                    ask_hub=True)
         except MissingModelFileError as err:
             raise MissingModelFileError(
                 f'{err} Make a local ONNX copy with `imgutils-facequal export {model_name}` (torch extra).'
