@@ -33,8 +33,8 @@ def fail(message: str, code: int = EXIT_UNAVAILABLE):
 def exit_codes(*usage_errors):
     """Map what a command raises to the documented exit codes: an input that does not exist, a
     ``FileExistsError``, a ``ValueError`` (options that do not go together), a model, detector or tagger
-    name that is none, and ``usage_errors`` to 2; the package's other errors (a model, backend, plugin or output that cannot be had) to 3; Ctrl-C
-    (while models load, say) to 130."""
+    name that is none, and ``usage_errors`` to 2; the package's other errors (a model, backend, plugin or
+    output that cannot be had) to 3; Ctrl-C (while models load, say) to 130."""
     usage = (FileExistsError, ValueError, *usage_errors)
 
     def decorate(command):
@@ -142,7 +142,8 @@ def given_settings(kwargs) -> dict:
 
 def settings_from(kwargs) -> ScoringSettings:
     """The `ScoringSettings` of the scoring options (taken out of ``kwargs``); a value out of range, or a model or
-    detector name that is none, is a usage error. The command line's defaults are the settings' own, so the options left out keep them."""
+    detector name that is none, is a usage error. The command line's defaults are the settings' own, so the
+    options left out keep them."""
     settings = ScoringSettings.merged(**given_settings(kwargs))
     for name in (*SETTING_NAMES, 'fast'):
         kwargs.pop(name)
