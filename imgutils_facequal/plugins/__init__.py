@@ -4,7 +4,9 @@ Built-in plugins (``imgutils_facequal.plugins.builtin``) are registered exactly 
 external ones. External plugins are loaded once, lazily, from the ``imgutils_facequal``
 entry-point group. The environment variable ``IMGUTILS_FACEQUAL_PLUGINS`` restricts them:
 unset, every installed plugin loads; set, only the comma-separated distributions it names
-load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none).
+load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none). A plugin that fails to import, or whose
+registration hook raises, is skipped with a warning that names it and the error; with the
+variable naming plugins (chosen, not merely installed), either is an error.
 """
 import importlib
 import math
