@@ -26,6 +26,7 @@ __all__ = [
     'box_area',
     'intersection_area',
     'clamp_box',
+    'clip_box',
     'expand_box',
     'face_to_head_box',
     'pair_faces_with_heads',
@@ -97,6 +98,22 @@ def clamp_box(box: Sequence[float], image_size: Sequence[int]) -> Box:
     x0, y0, x1, y1 = normalize_box(box)
     return (min(max(x0, 0.0), float(width)), min(max(y0, 0.0), float(height)),
             min(max(x1, 0.0), float(width)), min(max(y1, 0.0), float(height)))
+
+
+def clip_box(box: Sequence[float], image_size: Sequence[int]) -> Optional[Box]:
+    """The part of a box inside the image, or ``None`` when no area of it is (a box wholly outside, or one
+    that is a line or a point).
+
+    Unlike `clamp_box`, a box that does not overlap the image is no box at all: a detection there
+    has no pixels to score.
+
+    >>> clip_box((-5, 10, 50, 200), (40, 100))
+    (0.0, 10.0, 40.0, 100.0)
+    >>> clip_box((50, 10, 80, 20), (40, 100)) is None
+    True
+    """
+    x0, y0, x1, y1 = clamp_box(box, image_size)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def expand_box(box: Sequence[float], left: float, top: float, right: float, bottom: float) -> Box:

@@ -4,21 +4,35 @@ Hub files go through `huggingface_hub.hf_hub_download`, so its cache,
 ``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_HUB_CACHE`` behave exactly as in
 every other Hugging Face tool. Failures become one `ModelNotAvailableError` that
 names the model, says why, and says how to fix it.
+
+A hub that does not answer (no network, a firewall, an ``HF_ENDPOINT`` where nothing
+listens) is found once a process (`hub_not_answering`), said once, and from then on every
+model file, the detectors' included, comes from the local cache, as with ``HF_HUB_OFFLINE=1``:
+no file waits on the network, and one that is not cached fails at once, without
+huggingface_hub's retries.
 """
 import json
+import logging
 import os
 from typing import Any, Optional
 
+from .caching import cached
 from .errors import MissingModelFileError, ModelNotAvailableError
 from .models import ModelSource
 
-__all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit', 'hub_unreachable', 'cache_says_missing']
+__all__ = ['fetch_model_file', 'read_json_file', 'resolved_commit', 'hub_unreachable', 'cache_says_missing',
+           'hub_not_answering', 'hub_download', 'why_not_from_hub', 'HOW_TO_GET_MODELS']
 
-_HOW_TO_FIX = (
-    'To fix it: run `imgutils-facequal download {model}` once with network access (it fetches the classifier '
-    'and the detectors into the Hugging Face cache), or point model_name at a local directory in the published '
-    'layout, or check the name.'
+logger = logging.getLogger('imgutils_facequal')
+
+#: What to do when a model is neither cached nor to be had from the hub.
+HOW_TO_GET_MODELS = (
+    'run `imgutils-facequal download{model}` once where the hub can be reached (it fetches the classifier and the '
+    'detectors into the Hugging Face cache; HF_ENDPOINT may name a mirror, and HF_HUB_OFFLINE=1 then keeps later '
+    'runs off the network)'
 )
+_HOW_TO_FIX = ('To fix it: ' + HOW_TO_GET_MODELS + ', or point model_name at a local directory in the published '
+               'layout, or check the name.')
 
 
 def hub_unreachable(err: BaseException) -> bool:
@@ -32,6 +46,49 @@ def hub_unreachable(err: BaseException) -> bool:
 def _is_offline() -> bool:
     from huggingface_hub import constants
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+    return constants.ENDPOINT
+
+
+@cached(per_process=True)
+def hub_not_answering() -> bool:
+    """Whether the hub at ``HF_ENDPOINT`` gave no answer at all (a refused, unresolved or timed-out connection)
+    while ``HF_HUB_OFFLINE`` is unset; asked once a process, ``HF_HUB_ETAG_TIMEOUT`` seconds at most, and said
+    once on the package's logger. Any answer, an HTTP error included, is an answer."""
+    if _is_offline():
+        return False
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+    try:
+        get_session().head(_endpoint(), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except Exception as err:  # noqa: BLE001 - only a connection that failed counts, told apart below
+        if not hub_unreachable(err):
+            return False
+        logger.warning(f'the Hugging Face hub at {_endpoint()} (HF_ENDPOINT) could not be reached '
+                       f'({type(err).__name__}); models come from the local cache. Set HF_HUB_OFFLINE=1 to use '
+                       f'the cache without asking the hub.')
+        return True
+    return False
+
+
+def why_not_from_hub() -> str:
+    """Why a file that is not cached cannot be fetched now: offline mode, or a hub that does not answer."""
+    if _is_offline():
+        return 'HF_HUB_OFFLINE=1 is set, so the hub is not asked'
+    return f'the hub at {_endpoint()} (HF_ENDPOINT) could not be reached'
+
+
+def hub_download(repo_id: str, filename: str, revision: Optional[str] = None, ask_hub: bool = False) -> str:
+    """``hf_hub_download``, from the local cache alone when the hub does not answer (`hub_not_answering`).
+
+    :param ask_hub: Ask the hub even then (a download the user asked for).
+    """
+    from huggingface_hub import hf_hub_download
+    return hf_hub_download(repo_id, filename, revision=revision,
+                           local_files_only=not ask_hub and hub_not_answering())
 
 
 def cache_says_missing(cached: Any) -> bool:
@@ -56,7 +113,7 @@ def _known_missing(source: ModelSource, filename: str) -> bool:
 
 
 def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
-                     missing_hint: str = '') -> Optional[str]:
+                     missing_hint: str = '', ask_hub: bool = False) -> Optional[str]:
     """The local path of ``filename`` in the model's repository or directory.
 
     :param source: Where the model lives (see `imgutils_facequal.models.resolve_model`).
@@ -65,6 +122,7 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
         or offline and not cached) gives ``None`` instead of an error.
     :param missing_hint: What to do when the repository or directory does not have the file,
         appended to that error.
+    :param ask_hub: Ask the hub even when it did not answer before (see `hub_download`).
     :raises ModelNotAvailableError: When the file cannot be had.
     """
     if source.is_local:
@@ -79,7 +137,6 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
                'preprocessor_config.json, config.json or meta.json).')
         )
 
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -91,9 +148,9 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
     )
 
     where = f'model {source.model_name!r} (hub repo {source.location!r})'
-    fix = _HOW_TO_FIX.format(model=source.model_name)
+    fix = _HOW_TO_FIX.format(model=' ' + source.model_name)
     try:
-        return hf_hub_download(source.repo_id, filename, revision=source.revision)
+        return hub_download(source.repo_id, filename, revision=source.revision, ask_hub=ask_hub)
     except GatedRepoError as err:
         raise ModelNotAvailableError(
             f'Cannot get {filename!r} of {where}: the repository is gated and this account has '
@@ -116,12 +173,9 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
             raise MissingModelFileError(
                 f'Cannot get {filename!r} of {where}: the repository has no such file. {missing_hint}'
             ) from err
-        reason = ('the hub is unreachable or offline mode is on (HF_HUB_OFFLINE=1)'
-                  if _is_offline() or isinstance(err, OfflineModeIsEnabled)
-                  else 'the hub could not be reached')
         raise ModelNotAvailableError(
             f'Cannot get {filename!r} of {where}: it is not in the local Hugging Face cache and '
-            f'{reason}. {fix}'
+            f'{why_not_from_hub()}. {fix}'
         ) from err
     except EntryNotFoundError as err:
         if not required:
@@ -137,7 +191,7 @@ def fetch_model_file(source: ModelSource, filename: str, required: bool = True,
         if not required:
             return None
         raise ModelNotAvailableError(f'Cannot get {filename!r} of {where}: it is not in the local Hugging Face '
-                                     f'cache and the hub could not be reached. {fix}') from None
+                                     f'cache and {why_not_from_hub()}. {fix}') from None
 
 
 def read_json_file(source: ModelSource, filename: str, required: bool = True) -> Optional[Any]:

@@ -61,7 +61,7 @@ class InputImage:
         return os.path.relpath(self.path, self.root)
 
 
-def find_images(paths: Sequence[str]) -> List[InputImage]:
+def find_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> List[InputImage]:
     """Files, folders (walked recursively, image extensions only) and globs, in a stable order.
 
     An image is taken once however it is spelled (``frames``, ``./frames``, an absolute path,
@@ -69,21 +69,28 @@ def find_images(paths: Sequence[str]) -> List[InputImage]:
     globs take image files only; a file named on its own is always taken (and reported if it
     cannot be read).
 
+    :param exclude: Files and folders never taken, nor anything under them: a command's own
+        outputs (drawings, the output file and its companions), which a rerun would otherwise
+        read as inputs when they lie inside an input folder.
     :raises InputNotFoundError: When a path is neither a file, a folder nor a glob that
         matches something; the message names it.
     """
     found: List[InputImage] = []
     seen = set()
+    excluded = tuple(_path_key(path) for path in exclude)
+    under_excluded = tuple(key.rstrip(os.sep) + os.sep for key in excluded)
 
     def add(path: str, root: str) -> None:
         key = os.path.realpath(path)
-        if key not in seen:
+        own = _path_key(path)
+        if key not in seen and own not in excluded and not own.startswith(under_excluded):
             seen.add(key)
             found.append(InputImage(path, root))
 
     def walk(folder: str, root: str) -> None:
         for directory, subdirectories, files in os.walk(folder):
-            subdirectories.sort()
+            subdirectories[:] = sorted(name for name in subdirectories
+                                       if _path_key(os.path.join(directory, name)) not in excluded)
             for name in sorted(files):
                 if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'):
                     add(os.path.join(directory, name), root)
@@ -108,6 +115,10 @@ def find_images(paths: Sequence[str]) -> List[InputImage]:
             f'No such file, folder or matching glob: {", ".join(map(repr, missing))}. Check the spelling (a glob in '
             f'quotes is expanded here; unquoted, by the shell).')
     return found
+
+
+def _path_key(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
 
 
 def shard_images(images: Sequence[InputImage], index: int, count: int) -> List[InputImage]:
@@ -150,7 +161,7 @@ class ImageResult:
 class _Prepared:
     result: ImageResult
     locations: list
-    inputs: list  # one classifier input (or crop, see _score) per crop, dropped once scored
+    inputs: list  # one classifier input (or crop, see _score; or a _Deferred) per crop, dropped once scored
     face_input: List[int]
     scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
     error: Optional[str] = None
@@ -158,6 +169,12 @@ class _Prepared:
     @property
     def complete(self) -> bool:
         return len(self.scores) == len(self.inputs)
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """A classifier input not made yet: ``crop()`` makes its image when its batch runs."""
+    crop: Callable[[], Any]
 
 
 @cached(per_process=True)  # a forked child has none of the parent's threads: it starts its own
@@ -314,8 +331,11 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
             result.error = f'{result.image.path}: {err}'
             return _Prepared(result, [], [], [])
         started = time.perf_counter()
-        inputs, face_input = locator.classifier_inputs(decoded, locations)
-        prepared = _Prepared(result, locations, [model_input(image) for image in inputs], face_input)
+        crops, face_input = locator.classifier_crops(decoded, locations)
+        # a batch of crops made here, ahead; an image with more faces makes the rest as their batches run, so
+        # what is held stays bounded by the batch size (1,500 faces are not 1,500 crops in memory at once)
+        inputs = [model_input(crop()) if index < batch_size else _Deferred(crop) for index, crop in enumerate(crops)]
+        prepared = _Prepared(result, locations, inputs, face_input)
         result.seconds['decoding'] += time.perf_counter() - started
         return prepared
 
@@ -337,6 +357,7 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
     def run_batch(size: int) -> None:
         batch = [queued_crops.popleft() for _ in range(min(size, len(queued_crops)))]
         inputs = [prepared.inputs[index] for prepared, index in batch]
+        inputs = [model_input(item.crop()) if isinstance(item, _Deferred) else item for item in inputs]
         started = time.perf_counter()
         probabilities = model.predict(np.concatenate(inputs) if preprocess_in_workers else model.preprocess(inputs))
         share = (time.perf_counter() - started) / len(batch)

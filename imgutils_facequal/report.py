@@ -172,12 +172,12 @@ def _tables(table: ThresholdTable, failed: int) -> Tuple[_Markup, _Markup]:
     """The page's two tables, ``(counts, thresholds)``.
 
     ``counts`` holds the images, the images with faces, the faces and the images that failed
-    when scored (``failed``), then the faces of each class, best class first. ``thresholds``
+    when scored (``failed``), then the faces of each class, in the model's order. ``thresholds``
     holds a row per option and value of ``table``: the images whose best face it keeps, the
     images whose every face it keeps, and the faces it keeps.
     """
     classes = [_fill('class_count', colour=_COLOURS.get(name, '#888'), name=name, count=count)
-               for name, count in reversed(list(table.per_class.items()))]
+               for name, count in table.per_class.items()]
     counts = _fill('counts', images=table.images, with_faces=table.with_faces, faces=table.faces, failed=failed,
                    classes=_joined(classes))
     rows = [_fill('threshold', option='--' + row.option.replace('_', '-'),
@@ -250,7 +250,7 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     by_class: Dict[str, list] = defaultdict(list)
     for item in faces:
         by_class[item[2].label].append(item)
-    classes = list(reversed(list(table.per_class)))  # best first
+    classes = list(table.per_class)  # the model's order, as the summary and the threshold table have it
     classes += sorted(set(by_class) - set(classes))
     shown: Dict[str, list] = {}
     jobs: Dict[str, List[Tuple[str, Tuple[int, int, int, int]]]] = defaultdict(list)

@@ -20,11 +20,13 @@ with its head; ``'heads'`` runs the head detector alone and derives each face bo
 head box. ``head_level`` and ``head_infer_size`` make the head detector itself
 cheaper. Each changes the boxes: see the performance page for how much.
 """
+import functools
 import warnings
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .backends import FaceQualityClassifier, load_face_quality_model, top_class
-from .geometry import FACE_TO_HEAD_EXPANSION, crop_box, face_to_head_box, normalize_box, pair_faces_with_heads
+from .geometry import (FACE_TO_HEAD_EXPANSION, clip_box, crop_box, face_to_head_box, normalize_box,
+                       pair_faces_with_heads)
 from .images import load_rgb_image
 from .models import ModelSource
 from .plugins import get_detector
@@ -122,6 +124,13 @@ def _face_box_from_head(head_box) -> Tuple[int, int, int, int]:
     return round(left), round(top), round(left + width), round(top + height)
 
 
+def _inside(box, image_size) -> Optional[tuple]:
+    """The part of a detector's box inside the image (`imgutils_facequal.geometry.clip_box`), in whole pixels
+    where its corners are; ``None`` when no area of it is inside."""
+    clipped = clip_box(box, image_size)
+    return None if clipped is None else tuple(int(value) if value.is_integer() else value for value in clipped)
+
+
 class FaceLocator:
     """The rules that find the faces of an image and the crop each one is scored on; no model.
 
@@ -212,12 +221,16 @@ class FaceLocator:
         size = image.size
         heads: List[Optional[Tuple[float, ...]]]
         if self.head_localisation == 'heads':
-            detections = [(_face_box_from_head(bbox), 'face', score) for bbox, _, score in found]
-            heads = [tuple(map(float, bbox)) if self.crop == 'head' else None for bbox, _, _ in found]
+            found = [(head, _inside(_face_box_from_head(head), size), score) for head, _, score in found
+                     if _inside(head, size) is not None]
+            found = [(head, face, score) for head, face, score in found if face is not None]
+            detections = [(face, 'face', score) for _, face, score in found]
+            heads = [tuple(map(float, head)) if self.crop == 'head' else None for head, _, _ in found]
             boxes = [bbox for bbox, _, _ in detections]
-        else:
-            detections = found
-            boxes = [tuple(bbox) for bbox, _, _ in detections]
+        else:  # a box is cut to the image; one with nothing inside it is no face
+            detections = [(_inside(bbox, size), label, score, *rest) for bbox, label, score, *rest in found]
+            detections = [detection for detection in detections if detection[0] is not None]
+            boxes = [bbox for bbox, *_ in detections]
             heads = [None] * len(boxes)
         if self.crop == 'head' and boxes and self.head_localisation != 'heads':
             if self.detector == 'head':
@@ -229,7 +242,7 @@ class FaceLocator:
                          for box, index in zip(boxes, pairs)]
 
         locations = []
-        for (bbox, label, score), head in zip(detections, heads):
+        for (bbox, label, score, *_), head in zip(detections, heads):
             if self.crop == 'full':
                 region = (0, 0, size[0], size[1])
             elif self.crop == 'head':
@@ -242,11 +255,20 @@ class FaceLocator:
     def classifier_inputs(self, image, locations: Sequence[FaceLocation]) -> Tuple[list, List[int]]:
         """The images a classifier sees for these faces, and which one each face is scored on.
 
-        With ``crop='full'`` every face sees the same frame, so it is scored once.
+        With ``crop='full'`` every face sees the same frame, so it is scored once. Every crop is
+        made at once: `classifier_crops` makes them one at a time.
         """
+        crops, face_input = self.classifier_crops(image, locations)
+        return [crop() for crop in crops], face_input
+
+    def classifier_crops(self, image, locations: Sequence[FaceLocation]) -> Tuple[List[Callable[[], Any]],
+                                                                                  List[int]]:
+        """As `classifier_inputs`, each image a call that makes it: a caller that makes, scores and drops a
+        batch of crops at a time holds a batch of them, however many faces the image has."""
         if self.crop == 'full':
-            return ([image] if locations else []), [0] * len(locations)
-        return [image.crop(location.crop_bbox) for location in locations], list(range(len(locations)))
+            return ([lambda: image] if locations else []), [0] * len(locations)
+        return [functools.partial(image.crop, location.crop_bbox) for location in locations], \
+            list(range(len(locations)))
 
 
 class FaceQualityDetector:
@@ -291,8 +313,10 @@ class FaceQualityDetector:
         """Every face of an image (anything imgutils' ``ImageTyping`` accepts), scored, in the detector's order."""
         decoded = load_rgb_image(image)
         locations = self.locator.locate(decoded)
-        inputs, face_input = self.locator.classifier_inputs(decoded, locations)
-        scores = self.classifier.scores_in_batches(inputs)
+        crops, face_input = self.locator.classifier_crops(decoded, locations)
+        size, scores = self.classifier.default_batch_size, []
+        for start in range(0, len(crops), size):  # a batch of crops at a time, however many faces there are
+            scores.extend(self.classifier.scores([crop() for crop in crops[start:start + size]]))
         return face_results(locations, [scores[index] for index in face_input])
 
 

@@ -29,7 +29,7 @@ from .backends import BACKENDS, DEFAULT_BACKEND, PRECISIONS
 from .models import DEFAULT_MODEL
 
 __all__ = ['ScoringSettings', 'CROP_MODES', 'HEAD_LOCALISATIONS', 'PRESETS', 'DEFAULT_MARGIN', 'CLASSIFIER_FIELDS',
-           'SETTING_NAMES']
+           'SETTING_NAMES', 'check_setting']
 
 #: What the classifier sees: the head box with a margin, the detector's box with a margin, or the whole frame.
 CROP_MODES = ('head', 'face', 'full')
@@ -83,7 +83,7 @@ class ScoringSettings:
     head_version: Optional[str] = _setting(None, 'Head detector model version.')
     head_infer_size: Optional[int] = _setting(None, "Run the head detector at this square size, a multiple of 32 "
                                                     "(320: a quarter of the work of imgutils' 640; changes the "
-                                                    "boxes).", range=(32, 4096))
+                                                    "boxes).", range=(64, 4096), multiple_of=32)
     head_localisation: str = _setting('estimated', 'estimated: the face detector, each head box estimated from its '
                                                    'face box (one detector pass); paired: the face detector, then the '
                                                    'head detector (two passes, detected head boxes); heads: the head '
@@ -91,22 +91,8 @@ class ScoringSettings:
                                       choices=HEAD_LOCALISATIONS)
 
     def __post_init__(self):
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            choices = item.metadata.get('choices')
-            if choices is not None and value is not None and value not in choices:
-                raise ValueError(f'{item.name} must be one of {", ".join(choices)}; got {value!r}.')
-            bounds = item.metadata.get('range')
-            if bounds is not None and value is not None:
-                low, high = bounds
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
-                        value < low or (high is not None and value > high):
-                    span = f'from {low:g} to {high:g}' if high is not None else f'{low:g} or more'
-                    raise ValueError(f'{item.name} must be a number {span}; got {value!r}.')
-        if self.head_infer_size is not None and (not isinstance(self.head_infer_size, int)
-                                                 or self.head_infer_size % 32):
-            raise ValueError(f'head_infer_size must be a whole multiple of 32 (320, 416, 640...); got '
-                             f'{self.head_infer_size!r}.')
+        for name in SETTING_NAMES:
+            check_setting(name, getattr(self, name))
         if self.head_localisation == 'heads' and self.head_detector is None:
             raise ValueError("head_localisation='heads' finds faces through their heads: it needs a head_detector "
                              "(the built-in one is 'head'); use head_localisation='estimated' to run the face "
@@ -149,11 +135,46 @@ class ScoringSettings:
         return _set(level=self.head_level, version=self.head_version, infer_size=self.head_infer_size)
 
 
+def check_setting(name: str, value: Any) -> Any:
+    """``value`` if it is a valid value of setting ``name`` on its own (its choices, its finite range, its step).
+
+    The command line checks each option with it as it is parsed, so both say the same.
+
+    :raises ValueError: Naming the setting, the rule and the value.
+
+    >>> check_setting('head_infer_size', 320)
+    320
+    >>> check_setting('conf_threshold', float('nan'))
+    Traceback (most recent call last):
+    ...
+    ValueError: conf_threshold must be a number from 0 to 1; got nan.
+    """
+    if value is None:
+        return value
+    metadata = _FIELDS[name].metadata
+    choices = metadata.get('choices')
+    if choices is not None and value not in choices:
+        raise ValueError(f'{name} must be one of {", ".join(choices)}; got {value!r}.')
+    bounds, step = metadata.get('range'), metadata.get('multiple_of')
+    if step is not None and (isinstance(value, bool) or not isinstance(value, int) or value % step
+                             or not bounds[0] <= value <= bounds[1]):
+        raise ValueError(f'{name} must be a whole multiple of {step} from {bounds[0]} to {bounds[1]} (320, 416, '
+                         f'640...); got {value!r}.')
+    if bounds is not None:
+        low, high = bounds
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                value < low or (high is not None and value > high):
+            span = f'from {low:g} to {high:g}' if high is not None else f'{low:g} or more'
+            raise ValueError(f'{name} must be a number {span}; got {value!r}.')
+    return value
+
+
 def _set(**options: Any) -> Dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
+_FIELDS = {item.name: item for item in dataclasses.fields(ScoringSettings)}
 #: Every setting's name, in order.
-SETTING_NAMES = tuple(item.name for item in dataclasses.fields(ScoringSettings))
+SETTING_NAMES = tuple(_FIELDS)
 #: The settings that choose and load the classifier.
 CLASSIFIER_FIELDS = ('model_name', 'revision', 'backend', 'device', 'precision')

@@ -125,7 +125,7 @@ def test_usage_problems_are_found_first(frames, tmp_path):
     (tmp_path / 'empty').mkdir()
     empty = run('score', tmp_path / 'empty', check_code=0)
     assert 'no images found' in empty.stderr
-    nose = run('score', frames, '-o', output, '--detector', 'nose', check_code=3)
+    nose = run('score', frames, '-o', output, '--detector', 'nose', check_code=2)
     assert "Unknown detector 'nose'" in nose.stderr and (not output.exists() or output.read_text() == '')
     with pytest.raises(InputNotFoundError):
         find_images([str(frames / 'nothing-here.png')])

@@ -2,6 +2,7 @@
 import dataclasses
 import functools
 import logging
+import math
 import os
 import sys
 import time
@@ -14,9 +15,11 @@ import click
 from ..atomic import write_new_file
 from ..curate import output_stem
 from ..detect import visualize_face_quality
-from ..errors import FaceQualityError, InputNotFoundError
+from ..errors import FaceQualityError, InputNotFoundError, UnknownModelError
+from ..models import resolve_model
+from ..plugins import UnknownPluginNameError, get_detector
 from ..scoring import load_face_quality_detector
-from ..settings import PRESETS, SETTING_NAMES, ScoringSettings
+from ..settings import PRESETS, SETTING_NAMES, ScoringSettings, check_setting
 from ..store import read_scores
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -29,9 +32,9 @@ def fail(message: str, code: int = EXIT_UNAVAILABLE):
 
 def exit_codes(*usage_errors):
     """Map what a command raises to the documented exit codes: an input that does not exist, a
-    ``FileExistsError``, a ``ValueError`` (options that do not go together) and ``usage_errors`` to 2;
-    the package's own errors (a model, backend, plugin or output that cannot be had) to 3; Ctrl-C
-    (while models load, say) to 130."""
+    ``FileExistsError``, a ``ValueError`` (options that do not go together), a model, detector or tagger
+    name that is none, and ``usage_errors`` to 2; the package's other errors (a model, backend, plugin or
+    output that cannot be had) to 3; Ctrl-C (while models load, say) to 130."""
     usage = (FileExistsError, ValueError, *usage_errors)
 
     def decorate(command):
@@ -39,7 +42,7 @@ def exit_codes(*usage_errors):
         def run(*args, **kwargs):
             try:
                 return command(*args, **kwargs)
-            except InputNotFoundError as err:
+            except (InputNotFoundError, UnknownModelError, UnknownPluginNameError) as err:
                 fail(str(err), EXIT_USAGE)
             except FaceQualityError as err:
                 fail(str(err))
@@ -59,18 +62,41 @@ def finish(progress, interrupted: bool, message: Optional[str] = None):
     sys.exit(EXIT_INTERRUPTED if interrupted else progress.exit_code())
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's ``FloatRange``, refusing NaN and infinities (which pass its comparisons, or an open end)."""
+
+    name = 'finite float range'
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f'{value!r} is not a finite number.', param, ctx)
+        return number
+
+
 def _option_type(item: dataclasses.Field):
     if 'choices' in item.metadata:
         return click.Choice(item.metadata['choices'])
     if 'range' in item.metadata:
         low, high = item.metadata['range']
         return click.IntRange(low, high) if int in getattr(item.type, '__args__', (item.type,)) else \
-            click.FloatRange(low, high)
+            FiniteFloatRange(low, high)
     return None
 
 
-def _none_word(context, parameter, value):
+def _none_word(value):
     return None if isinstance(value, str) and value.lower() == 'none' else value
+
+
+def _checked_setting(context, parameter, value):
+    """The option's value, checked as it is parsed by the setting's own rule (`check_setting`): NaN,
+    infinities and an infer size the detector cannot run at are refused here, with exit code 2."""
+    if parameter.name == 'head_detector':
+        value = _none_word(value)
+    try:
+        return check_setting(parameter.name, value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _setting_option(item: dataclasses.Field):
@@ -81,7 +107,7 @@ def _setting_option(item: dataclasses.Field):
     return click.option(*flags, item.name, type=_option_type(item), default=item.default,
                         show_default=item.default is not None,
                         help=item.metadata['help'] + (' "none": none.' if can_be_none else ''),
-                        callback=_none_word if can_be_none else None)
+                        callback=_checked_setting)
 
 
 def scoring_options(function):
@@ -115,11 +141,15 @@ def given_settings(kwargs) -> dict:
 
 
 def settings_from(kwargs) -> ScoringSettings:
-    """The `ScoringSettings` of the scoring options (taken out of ``kwargs``); a value out of range is a usage
-    error. The command line's defaults are the settings' own, so the options left out keep them."""
+    """The `ScoringSettings` of the scoring options (taken out of ``kwargs``); a value out of range, or a model or
+    detector name that is none, is a usage error. The command line's defaults are the settings' own, so the
+    options left out keep them."""
     settings = ScoringSettings.merged(**given_settings(kwargs))
     for name in (*SETTING_NAMES, 'fast'):
         kwargs.pop(name)
+    resolve_model(settings.model_name, settings.revision)  # an unknown name is a usage error, found before any work
+    for detector in {settings.detector, settings.head_detector} - {None}:
+        get_detector(detector)
     return settings
 
 

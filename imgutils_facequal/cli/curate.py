@@ -17,7 +17,7 @@ from ..images import load_rgb_image
 from ..pipeline import find_images, score_images_with
 from ..quality import QUALITY_ORDER
 from ..store import describe_differences, rows_of, scored_images, settings_mismatches
-from .common import (EXIT_USAGE, Progress, exit_codes, fail, finish, given_settings, load_detector,
+from .common import (EXIT_USAGE, FiniteFloatRange, Progress, exit_codes, fail, finish, given_settings, load_detector,
                      read_saved_scores, scoring_options, settings_from)
 
 _SCORES_HELP = ('Read the faces from saved scores instead of scoring PATHS: an output of `score` (JSON Lines, CSV '
@@ -100,7 +100,7 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
 @click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None, help='Folder for the kept images.')
 @click.option('--min-label', type=click.Choice(QUALITY_ORDER), default=None,
               help='Keep images whose best face (or every face) is this class or better.')
-@click.option('--min-quality', type=click.FloatRange(0, 1), default=None,
+@click.option('--min-quality', type=FiniteFloatRange(0, 1), default=None,
               help='Keep images whose best face (or every face) has a quality value at least this.')
 @click.option('--every-face', is_flag=True, help='Require every face to pass, not only the best one.')
 @click.option('--mode', type=click.Choice(['copy', 'hardlink', 'move']), default='copy', show_default=True,

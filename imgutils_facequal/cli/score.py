@@ -7,7 +7,9 @@ import click
 from ..curate import output_stems
 from ..pipeline import find_images, score_images_with, shard_images
 from ..store import FORMATS, ScoresWriter, format_for, image_key, make_provenance
-from .common import Progress, exit_codes, finish, load_detector, save_visualization, scoring_options, settings_from
+from ..store.formats import meta_path, parquet
+from .common import (FiniteFloatRange, Progress, exit_codes, finish, load_detector, save_visualization, scoring_options,
+                     settings_from)
 from .ray_score import score_on_ray
 
 
@@ -21,6 +23,13 @@ def _read_file_list(source) -> list:
     finally:
         if stream is not sys.stdin:
             stream.close()
+
+
+def _own_outputs(output, visualize) -> list:
+    """What this command writes, never read as an input on a rerun: the drawings' folder, the output file and
+    its companions (its lock, its ``.meta.json``, a Parquet run's parts)."""
+    companions = [output, output + '.lock', meta_path(output), parquet.parts_dir(output)] if output else []
+    return companions + ([visualize] if visualize else [])
 
 
 def _shard(text):
@@ -58,7 +67,7 @@ def _ray_address(text):
               help='Score only the I-th of N stable shares of the inputs (1 <= I <= N), for N jobs side by side.')
 @click.option('--visualize', type=click.Path(file_okay=False), default=None,
               help='Also write each image with its faces boxed and labelled to this folder.')
-@click.option('--log-interval', type=click.FloatRange(min=1), default=30.0, show_default=True,
+@click.option('--log-interval', type=FiniteFloatRange(min=1), default=30.0, show_default=True,
               help='With no terminal (nohup, Slurm), a progress line on stderr every this many seconds.')
 @click.option('--ray', 'ray_address', is_flag=False, flag_value='local', default=None, metavar='[auto|ADDRESS]',
               callback=lambda _, __, value: _ray_address(value),
@@ -66,7 +75,7 @@ def _ray_address(text):
                    'cluster. Writes Parquet shards to the --output folder; a rerun resumes. Needs the ray extra.')
 @click.option('--actors', type=click.IntRange(min=1), default=1, show_default=True,
               help='With --ray: actors, each with its own model and an equal share of the CPUs.')
-@click.option('--gpus-per-actor', type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option('--gpus-per-actor', type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help='With --ray: GPUs per actor (0.5: two actors share a card).')
 @scoring_options
 @exit_codes()
@@ -92,7 +101,7 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, log_interval, settings,
                             batch_size, workers)
     fmt = format_for(output, fmt)
-    images = find_images(paths)
+    images = find_images(paths, exclude=_own_outputs(output, visualize))
     if shard is not None:
         images = shard_images(images, *shard)
     if not images:

@@ -5,7 +5,7 @@ from ..errors import MissingModelFileError, ModelNotAvailableError
 from ..graphs.cache import cached_graph
 from ..graphs.onnx_rewrites import OPENVINO_REWRITES
 from ..home import exported_source
-from ..hub import cache_says_missing, fetch_model_file, hub_unreachable
+from ..hub import cache_says_missing, fetch_model_file, hub_unreachable, why_not_from_hub
 from ..models import DEFAULT_MODEL, get_face_quality_model_info, list_face_quality_models, resolve_model
 from ..plugins.builtin.imgutils_detectors import DEFAULT_DETECTOR_MODELS
 
@@ -57,7 +57,8 @@ def download_model(model_name: str, revision: Optional[str] = None) -> Iterator[
         return
     for filename in _ONNX_FILES:
         try:
-            path = fetch_model_file(source, filename, required=filename in ('model.onnx', 'preprocessor_config.json'))
+            path = fetch_model_file(source, filename, required=filename in ('model.onnx', 'preprocessor_config.json'),
+                                    ask_hub=True)
         except MissingModelFileError as err:
             raise MissingModelFileError(
                 f'{err} Make a local ONNX copy with `imgutils-facequal export {model_name}` (torch extra).'
@@ -83,8 +84,8 @@ def download_detectors() -> Iterator[str]:
                 if not filename.endswith('model.onnx'):
                     continue  # the others are optional; a hub that cannot be reached shows at the model
                 raise ModelNotAvailableError(
-                    f'Cannot fetch {filename!r} of detector repo {repo_id!r}: the hub could not be reached '
-                    f'(or HF_HUB_OFFLINE=1 is set) and the file is not cached. Run it with network access.'
+                    f'Cannot fetch {filename!r} of detector repo {repo_id!r}: it is not cached and '
+                    f'{why_not_from_hub()}. Run it where the hub can be reached (HF_ENDPOINT may name a mirror).'
                 ) from err
             except EntryNotFoundError:
                 if filename.endswith('model.onnx'):
@@ -97,5 +98,5 @@ def download_detectors() -> Iterator[str]:
                 if not hub_unreachable(err):
                     raise
                 raise ModelNotAvailableError(
-                    f'Cannot fetch {filename!r} of detector repo {repo_id!r}: the hub could not be reached. Run it '
-                    f'with network access.') from None
+                    f'Cannot fetch {filename!r} of detector repo {repo_id!r}: {why_not_from_hub()}. Run it where the '
+                    f'hub can be reached (HF_ENDPOINT may name a mirror).') from None

@@ -143,8 +143,8 @@ def table_of(results: Sequence[ImageResult], min_qualities: Sequence[float] = DE
         for name in _classes(face):
             if name not in classes:
                 classes.append(name)
-    ranks = quality_ranks(classes or list(QUALITY_ORDER))
-    ordered = sorted(ranks, key=ranks.get)
+    ordered = classes or list(QUALITY_ORDER)  # the model's order, as the summary and the report show them
+    ranks = quality_ranks(ordered)
     per_image = [(max(ranks[f.label] for f in r.faces), min(ranks[f.label] for f in r.faces),
                   max(f.quality for f in r.faces), min(f.quality for f in r.faces))
                  for r in results if r.error is None and r.faces]

@@ -4,7 +4,9 @@ Built-in plugins (``imgutils_facequal.plugins.builtin``) are registered exactly 
 external ones. External plugins are loaded once, lazily, from the ``imgutils_facequal``
 entry-point group. The environment variable ``IMGUTILS_FACEQUAL_PLUGINS`` restricts them:
 unset, every installed plugin loads; set, only the comma-separated distributions it names
-load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none).
+load (``IMGUTILS_FACEQUAL_PLUGINS=`` loads none). A plugin that fails to import, or whose
+registration hook raises, is skipped with a warning that names it and the error; with the
+variable naming plugins (chosen, not merely installed), either is an error.
 """
 import importlib
 import math
@@ -25,6 +27,7 @@ __all__ = [
     'DEFAULT_PLUGINS',
     'Registered',
     'PluginError',
+    'UnknownPluginNameError',
     'detector_options',
     'get_plugin_manager',
     'get_detectors',
@@ -43,6 +46,10 @@ DEFAULT_PLUGINS = (
     'imgutils_facequal.plugins.builtin.imgutils_detectors',
     'imgutils_facequal.plugins.builtin.face_quality_tagger',
 )
+
+
+class UnknownPluginNameError(PluginError):
+    """No detector or tagger is registered under the name asked for (a usage error: the message lists them)."""
 
 
 def detector_options(**options: Any) -> Dict[str, Any]:
@@ -183,21 +190,42 @@ def _collect(hook_name: str) -> Dict[str, Registered]:
     kind = hook_name[len('register_'):-1]
     for implementation in hook.get_hookimpls():
         plugin_name = implementation.plugin_name
+        added: Dict[str, Registered] = {}
 
         def register(name: str, function: Callable[..., Any], description: str = '',
-                     detect_batch: Optional[Callable[..., Any]] = None, _plugin: str = plugin_name) -> None:
-            if name in found:
+                     detect_batch: Optional[Callable[..., Any]] = None, _plugin: str = plugin_name,
+                     _added: Dict[str, Registered] = added) -> None:
+            if name in found or name in _added:
                 raise PluginError(
                     f'Plugin {_plugin!r} registers {kind} {name!r}, '
-                    f'which plugin {found[name].plugin!r} already registered. Pick another name.'
+                    f'which plugin {(found.get(name) or _added[name]).plugin!r} already registered. Pick another name.'
                 )
             if detect_batch is not None and kind != 'detector':
                 raise PluginError(f'Plugin {_plugin!r} gives {kind} {name!r} a detect_batch; only detectors take one '
                                   f'(a tagger gets every crop of an image at once already).')
-            found[name] = Registered(name, function, _plugin, description, kind, detect_batch)
+            _added[name] = Registered(name, function, _plugin, description, kind, detect_batch)
 
-        implementation.function(register=register)
+        try:
+            implementation.function(register=register)
+        except PluginError:
+            raise
+        except Exception as err:  # noqa: BLE001 - one broken plugin must not break every command
+            _skip_broken_hook(plugin_name, hook_name, err)
+            continue  # none of what it registered before it failed
+        found.update(added)
     return found
+
+
+def _skip_broken_hook(plugin_name: str, hook_name: str, err: Exception) -> None:
+    """A plugin whose hook raises is skipped with a warning, as one that fails to import is; with
+    ``IMGUTILS_FACEQUAL_PLUGINS`` naming plugins (chosen, not merely installed) it is an error."""
+    what = f'its {hook_name} hook raised {type(err).__name__}: {err}'
+    if os.environ.get(PLUGINS_ENV, '').strip():
+        raise PluginError(f'The imgutils-facequal plugin {plugin_name!r} is broken: {what}. Fix or uninstall it, or '
+                          f'leave it out of {PLUGINS_ENV}.') from err
+    warnings.warn(f'Skipping the {hook_name[len("register_"):]} of the imgutils-facequal plugin {plugin_name!r}: '
+                  f'{what}. Fix or uninstall it.',
+                  RuntimeWarning, stacklevel=4)
 
 
 @cached(per_process=False)
@@ -215,7 +243,7 @@ def _get(kind: str, hook_name: str, name: str) -> Registered:
     try:
         return registry[name]
     except KeyError:
-        raise PluginError(
+        raise UnknownPluginNameError(
             f'Unknown {kind} {name!r}. Registered {kind}s: {", ".join(sorted(registry)) or "none"}. '
             f'A plugin can add one (see "Writing a plugin").'
         ) from None

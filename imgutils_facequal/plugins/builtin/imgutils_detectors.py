@@ -24,7 +24,7 @@ from typing import Dict, Optional
 
 from ..._imgutils import detect_module
 from ...errors import ModelNotAvailableError
-from ...hub import hub_unreachable
+from ...hub import HOW_TO_GET_MODELS, hub_not_answering, hub_unreachable, why_not_from_hub
 from .. import detector_options
 from ...sessions import THREADS_ENV
 from ..hookspecs import hookimpl
@@ -60,15 +60,24 @@ def _run(kind: str, repo: str, model_name: str, function, image, options):
     infer_size = options.pop('infer_size', None)
 
     def call():
-        if infer_size is not None or os.environ.get(THREADS_ENV):
+        # imgutils lists the repository's models on the hub first, and fails when the hub does not answer
+        if infer_size is not None or os.environ.get(THREADS_ENV) or hub_not_answering():
             return _session(repo, model_name).predict(image, infer_size, **options)
         return function(image, model_name=model_name, **options)
-    return _from_hub(kind, repo, model_name, call)
+    return _with_area(_from_hub(kind, repo, model_name, call))
 
 
 def _run_batch(kind: str, repo: str, model_name: str, images, options):
     options = detector_options(**options)
-    return _from_hub(kind, repo, model_name, lambda: _session(repo, model_name).predict_batch(images, **options))
+    found = _from_hub(kind, repo, model_name, lambda: _session(repo, model_name).predict_batch(images, **options))
+    return [_with_area(detections) for detections in found]
+
+
+def _with_area(detections: list) -> list:
+    """The detections whose box, in whole pixels, still has an area: on an image a pixel or two wide
+    (1 x 1, 1 x 20000) the graph's boxes round to no width, and such an image has no face."""
+    return [detection for detection in detections
+            if detection[0][2] > detection[0][0] and detection[0][3] > detection[0][1]]
 
 
 def _session(repo: str, model_name: str):
@@ -77,18 +86,21 @@ def _session(repo: str, model_name: str):
 
 def _from_hub(kind: str, repo: str, model_name: str, call):
     """``call()``, with a model the hub cannot give turned into an error that says what to do."""
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, \
+        OfflineModeIsEnabled
     try:
         return call()
     except Exception as err:
         unreachable = hub_unreachable(err)
         if not (unreachable or isinstance(err, (EntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError))):
             raise
-        reason = 'the hub could not be reached' if unreachable else f'{type(err).__name__}: {err}'
+        if unreachable or isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+            reason = f'it is not in the local Hugging Face cache and {why_not_from_hub()}'
+        else:
+            reason = f'{type(err).__name__}: {err}'
         raise ModelNotAvailableError(
             f'The {kind} detector cannot get its model {model_name!r} from hub repo {repo!r}: {reason}. '
-            f'To fix it: run `imgutils-facequal download` once with network access (it fetches the classifier '
-            f'and the detectors into the Hugging Face cache), or check the detector level, version and model name.'
+            f'To fix it: {HOW_TO_GET_MODELS.format(model="")}, or check the detector level, version and model name.'
         ) from None if unreachable else err
 
 

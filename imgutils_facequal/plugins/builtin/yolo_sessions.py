@@ -22,6 +22,7 @@ import threading
 from typing import List, Optional, Sequence, Tuple
 
 from ...caching import cached
+from ...hub import hub_download
 from ...sessions import open_onnx_session
 
 __all__ = ['YoloSession', 'yolo_session']
@@ -162,10 +163,10 @@ class YoloSession:
 
 @cached(per_process=True, maxsize=16)
 def yolo_session(repo_id: str, model_name: str, default_threshold: float = 0.25) -> YoloSession:
-    """The shared `YoloSession` of ``{model_name}/model.onnx`` in hub repo ``repo_id`` (downloaded once).
+    """The shared `YoloSession` of ``{model_name}/model.onnx`` in hub repo ``repo_id`` (downloaded once; from the
+    cache alone when the hub does not answer, see `imgutils_facequal.hub.hub_download`).
 
     Shared per process: a forked child opens its own (the parent's sessions need thread pools
     the child does not have).
     """
-    from huggingface_hub import hf_hub_download
-    return YoloSession(hf_hub_download(repo_id, f'{model_name}/model.onnx'), default_threshold)
+    return YoloSession(hub_download(repo_id, f'{model_name}/model.onnx'), default_threshold)
