@@ -5,6 +5,8 @@ Each test scores a few scenes once (``score -o``) and runs ``filter --scores`` o
 """
 import json
 import os
+import re
+import shlex
 
 import pytest
 
@@ -12,6 +14,7 @@ from imgutils_facequal import find_sidecars
 from imgutils_facequal.curate.captions import TrainingFiles, caption_tag, captioned
 from imgutils_facequal.store import read_scores, scored_images
 from tests.support.cli import run, scene
+from tests.test_docs import ROOT, example_folder, python_blocks  # noqa: F401 - the docs' example folder fixture
 
 pytestmark = pytest.mark.extras  # reads and filters saved scores (the curate path)
 
@@ -34,6 +37,17 @@ def frames(tmp_path):
     tags = {os.path.basename(result.image.path): caption_tag(result.faces)
             for result in scored_images(read_scores(str(scores)).rows)}
     return root, scores, tags
+
+
+def _rounded(value):
+    """JSON with its floats to 5 places (the page's figures, from another build of onnxruntime, say)."""
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return value
 
 
 def _files(folder):
@@ -174,3 +188,29 @@ def test_caption_text_rules():
         TrainingFiles(tags={'great': 'x'})
     assert TrainingFiles('.caption', meta=True).sidecars_to_place(['.txt', '{stem}.caption', '.{stem}_meta.json',
                                                                    '.npz']) == ['.txt', '.npz']
+
+
+def test_the_training_files_page_shows_what_filter_writes(example_folder):
+    """docs/training-files.md, run: the files it shows before are what its Python block writes, and the
+    files it shows after are what its command writes; the sources stay as they were."""
+    page = (ROOT / 'docs' / 'training-files.md').read_text(encoding='utf-8')
+    for block in python_blocks(ROOT / 'docs' / 'training-files.md'):
+        exec(compile(block, 'training-files.md', 'exec'), {})
+    sources = _files(example_folder / 'shots')
+    blocks = re.findall(r'<!-- (file|expect): (\S+) -->\n```(\w+)\n(.*?)```', page, re.DOTALL)
+    for kind, path, _, text in blocks:
+        if kind == 'file':
+            assert (example_folder / path).read_text(encoding='utf-8') == text
+    commands = [line for block in re.findall(r'```bash\n(.*?)```', page, re.DOTALL) for line in block.splitlines()]
+    for command in commands:
+        program, *args = shlex.split(command)
+        assert program == 'imgutils-facequal'
+        run(*args, '-q', check_code=0)
+    expected = [(path, language, text) for kind, path, language, text in blocks if kind == 'expect']
+    assert len(expected) == 2
+    for path, language, text in expected:
+        written = (example_folder / path).read_text(encoding='utf-8')
+        assert (_rounded(json.loads(written)) == _rounded(json.loads(text))) if language == 'json' \
+            else written == text.rstrip('\n')
+    assert {'frame.png', 'frame.png.json', 'frame_0384x0256_sdxl.npz'} <= set(os.listdir(example_folder / 'train'))
+    assert _files(example_folder / 'shots') == sources

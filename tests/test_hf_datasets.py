@@ -6,6 +6,8 @@ The datasets are built here from the test scenes; the models are the test hub's.
 import io
 import json
 import os
+import re
+import shlex
 import sys
 
 import pytest
@@ -15,6 +17,7 @@ from imgutils_facequal.errors import BackendNotAvailableError
 from imgutils_facequal.hf_datasets import IMAGE_LEVEL_COLUMNS, HFImages, face_quality_map, map_columns
 from tests.support.cli import read_jsonl, run, scene
 from tests.support.fake_hub import QUALITY_CLASSES
+from tests.test_docs import ROOT, example_folder, python_blocks  # noqa: F401 - the docs' example folder fixture
 
 pytestmark = pytest.mark.extras  # the datasets package
 
@@ -31,26 +34,6 @@ def dataset_of(images, **columns):
                                       features=datasets.Features({'image': datasets.Image(),
                                                                   **{name: datasets.Value('string')
                                                                      for name in columns}}))
-
-
-def test_map_in_two_processes_gives_the_columns_of_detect_face_quality():
-    images = scenes(5)
-    dataset = dataset_of(images, name=[f's{index}' for index in range(5)])
-    scored = dataset.map(face_quality_map(**SETTINGS), batched=True, batch_size=2, with_rank=True, num_proc=2)
-    assert len(scored) == 5
-    assert scored.column_names == ['image', 'name'] + map_columns(QUALITY_CLASSES)
-    assert scored['name'] == [f's{index}' for index in range(5)]  # one row per image: aligned
-    for image, row in zip(images, scored):
-        expected = detect_face_quality(image, **SETTINGS)
-        assert row['faces'] == len(expected) >= 2
-        assert (row['width'], row['height'], row['error']) == (256, 256, None)
-        assert row['label'] == [face.label for face in expected]
-        assert row['quality'] == pytest.approx([face.quality for face in expected], abs=1e-6)
-        assert [list(box) for box in zip(row['x0'], row['y0'], row['x1'], row['y1'])] == \
-            [list(face.bbox) for face in expected]
-        assert row['p_good'] == pytest.approx([face.scores['good'] for face in expected], abs=1e-6)
-        assert [list(box) for box in zip(row['crop_x0'], row['crop_y0'], row['crop_x1'], row['crop_y1'])] == \
-            [list(face.crop_bbox) for face in expected]
 
 
 def test_map_takes_bytes_and_paths_and_keeps_a_bad_image_as_an_error(tmp_path):
@@ -146,3 +129,43 @@ def test_each_ranked_process_takes_its_own_gpu_once(monkeypatch):
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
     monkeypatch.setattr(hf_datasets, '_pinned', {})
     assert hf_datasets.gpu_count() == 0 and hf_datasets._pin_to_gpu(1) is None  # a CPU: the rank changes nothing
+
+
+def test_map_in_two_processes_gives_the_columns_of_detect_face_quality(example_folder, capsys):
+    """docs/datasets.md, run: ``Dataset.map`` with ``num_proc=2`` gives, per image, what `detect_face_quality`
+    gives; the page shows what it prints; its commands score what it saved, with the ids it describes."""
+    page = (ROOT / 'docs' / 'datasets.md').read_text(encoding='utf-8')
+    namespace = {}
+    for block in python_blocks(ROOT / 'docs' / 'datasets.md'):
+        exec(compile(block, 'datasets.md', 'exec'), namespace)
+    printed = capsys.readouterr().out
+    assert printed == re.search(r'```text\n(.*?)```', page, re.DOTALL).group(1)
+
+    scored, images = namespace['scored'], namespace['images']
+    assert 'num_proc=2' in page and len(scored) == len(images) == 3
+    assert scored.column_names == ['image', 'name'] + map_columns(QUALITY_CLASSES)
+    assert scored['name'] == list(images)  # one row per image: aligned
+    for image, row in zip(images.values(), scored.remove_columns('image')):
+        expected = detect_face_quality(image)
+        assert row['faces'] == len(expected) >= 2
+        assert (row['width'], row['height'], row['error']) == (*image.size, None)
+        assert row['label'] == [face.label for face in expected]
+        assert row['quality'] == pytest.approx([face.quality for face in expected], abs=1e-6)
+        assert [list(box) for box in zip(row['x0'], row['y0'], row['x1'], row['y1'])] == \
+            [list(face.bbox) for face in expected]
+        assert row['p_good'] == pytest.approx([face.scores['good'] for face in expected], abs=1e-6)
+        assert [list(box) for box in zip(row['crop_x0'], row['crop_y0'], row['crop_x1'], row['crop_y1'])] == \
+            [list(face.crop_bbox) for face in expected]
+        assert row['head_x0'] == pytest.approx([face.head_bbox[0] for face in expected], abs=0.01)
+
+    commands = [line for block in re.findall(r'```bash\n(.*?)```', page, re.DOTALL) for line in block.splitlines()]
+    assert len(commands) == 2
+    for command in commands:
+        program, *args = shlex.split(command)
+        assert program == 'imgutils-facequal'
+        run(*args, '-q', check_code=0)
+    rows = _rows_by_image('scores.jsonl')
+    assert list(rows) == [f'hf://frames-dataset/train/{index}' for index in range(3)]
+    assert [[row['label'] for row in found] for found in rows.values()] == scored['label']
+    assert [row['label'] for row in read_jsonl('parquet-scores.jsonl')] == \
+        [row['label'] for row in read_jsonl('scores.jsonl')]

@@ -21,6 +21,7 @@ them), so that happens only with ``edit_moved=True``.
 """
 import json
 import os
+import re
 from typing import List, Mapping, Optional, Sequence
 
 from ..atomic import replace_file, write_new_file
@@ -95,6 +96,16 @@ def waifuc_meta(meta: Optional[dict], filename: str, result: ImageResult) -> dic
         'faces': [{key: row.get(key) for key in _FACE_KEYS} for row in rows]}}
 
 
+_NUMBER_LIST = re.compile(r'\[\s+([-0-9.e, \n]*?)\s+\]')
+
+
+def _json(value) -> str:
+    """JSON as people read it: indented, with a list of numbers (a box) on one line."""
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    return _NUMBER_LIST.sub(lambda match: '[' + ', '.join(part.strip() for part in match.group(1).split(',')) + ']',
+                            text) + '\n'
+
+
 def _read_text(path: str) -> str:
     with open(path, 'r', encoding='utf-8', errors='surrogateescape') as file:
         return file.read()
@@ -161,9 +172,8 @@ class TrainingFiles:
             copy = os.path.join(directory, sidecar_name(pattern, stem))
             try:
                 if pattern == WAIFUC_META:
-                    self._write(own, copy, lambda found: json.dumps(
-                        waifuc_meta(None if found is None else _read_meta(found), name, result),
-                        ensure_ascii=False, indent=2) + '\n')
+                    self._write(own, copy, lambda found: _json(
+                        waifuc_meta(None if found is None else _read_meta(found), name, result)))
                 else:
                     self._write(own, copy, lambda found: self._caption(found, tag))
             except (OSError, ValueError) as err:
