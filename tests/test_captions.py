@@ -16,9 +16,6 @@ from imgutils_facequal.store import read_scores, scored_images
 from tests.support.cli import run, scene
 from tests.test_docs import ROOT, example_folder, python_blocks  # noqa: F401 - the docs' example folder fixture
 
-pytestmark = pytest.mark.extras  # reads and filters saved scores (the curate path)
-
-
 @pytest.fixture
 def frames(tmp_path):
     """Three scenes: one with a caption, one with a waifuc meta file and gallery-dl metadata, one with nothing;

@@ -81,7 +81,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
           gpus_per_actor, hf_dataset, split, image_column, **kwargs):
     """Score every face of every image: one row per face, one per image without a face, one per unreadable file.
 
-    PATHS are files, folders (searched recursively for images) and globs. An output file
+    PATHS are files, folders (searched recursively for images) and globs; or, with
+    --hf-dataset, a Hugging Face dataset's images (see its docs page). An output file
     gets a record of what produced it (<output>.meta.json); a rerun with other settings is
     refused. Exit codes: 0 all scored, 1 some files failed (see their error rows), 2 a usage
     problem, 3 a model or the output cannot be had, 130 interrupted (rerun to resume). With
