@@ -211,3 +211,18 @@ def test_the_training_files_page_shows_what_filter_writes(example_folder):
             else written == text.rstrip('\n')
     assert {'frame.png', 'frame.png.json', 'frame_0384x0256_sdxl.npz'} <= set(os.listdir(example_folder / 'train'))
     assert _files(example_folder / 'shots') == sources
+
+
+def test_latent_caches_of_a_large_folder_are_found_with_one_listing(tmp_path, monkeypatch):
+    from imgutils_facequal.curate import placement
+    for index in range(30):
+        (tmp_path / f'f{index}.png').write_bytes(b'')
+        (tmp_path / f'f{index}_0512x0768_sdxl.npz').write_bytes(b'')
+    (tmp_path / 'f1_extra_0512x0768_sdxl.npz').write_bytes(b'')  # another image's cache, not f1's
+    listings = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(placement.os, 'listdir', lambda path: listings.append(path) or real_listdir(path))
+    found = [find_sidecars(str(tmp_path / f'f{index}.png'), ['{stem}_{size}_sdxl.npz']) for index in range(30)]
+    assert [[os.path.basename(path) for path, _ in pairs] for pairs in found] == \
+        [[f'f{index}_0512x0768_sdxl.npz'] for index in range(30)]
+    assert len(listings) == 1  # not one per image: a folder of 100,000 frames would take hours

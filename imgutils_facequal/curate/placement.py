@@ -6,12 +6,14 @@ folder cannot overwrite each other's files), and a copy is written under a tempo
 in the destination folder first (`imgutils_facequal.atomic.write_new_file`), so a full disk
 or a kill leaves no partial file under the real name.
 """
+import bisect
 import errno
-import glob
 import os
 import re
 import shutil
-from typing import Iterable, List, Optional, Sequence, Tuple
+import threading
+import time
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..atomic import NO_HARD_LINKS, replace_file, same_content, write_new_file
 
@@ -105,16 +107,49 @@ def sidecar_name(pattern: str, stem: str, name: Optional[str] = None) -> str:
 
 
 _SIZE = re.compile(r'[0-9]+x[0-9]+')
+#: How long a folder's listing serves ``{size}`` patterns, in seconds: while the folder is unchanged, and
+#: after it changed (a move out of it, a file written into it). Listing a folder of 100,000 images once
+#: per image would take hours; a cache file written into it less than a second before it is looked for
+#: can be missed.
+_LISTING_SECONDS, _CHANGED_LISTING_SECONDS = 30.0, 1.0
+_listings: Dict[str, Tuple[float, int, List[str]]] = {}
+_listings_lock = threading.Lock()
+
+
+def _names(directory: str) -> List[str]:
+    """The sorted file names of a folder, listed again when it changed (at most once a second) or every
+    `_LISTING_SECONDS`."""
+    key = os.path.abspath(directory)
+    now = time.monotonic()
+    try:
+        changed = os.stat(key).st_mtime_ns
+    except OSError:
+        return []
+    with _listings_lock:
+        found = _listings.get(key)
+        if found is None or now - found[0] > (_LISTING_SECONDS if found[1] == changed else _CHANGED_LISTING_SECONDS):
+            try:
+                names = sorted(os.listdir(key))
+            except OSError:
+                names = []
+            if len(_listings) > 64:
+                _listings.clear()
+            found = _listings[key] = (now, changed, names)
+    return found[2]
 
 
 def _size_matches(directory: str, pattern: str) -> List[Tuple[str, str]]:
     """The files of a ``{size}`` pattern (already holding the stem and name), with the size each was found with."""
     before, _, after = pattern.partition('{size}')
+    names = _names(directory or '.')
     found = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(directory), glob.escape(before) + '*' + glob.escape(after)))):
-        size = os.path.basename(path)[len(before):len(os.path.basename(path)) - len(after)]
-        if _SIZE.fullmatch(size):
-            found.append((path, size))
+    for index in range(bisect.bisect_left(names, before), len(names)):
+        name = names[index]
+        if not name.startswith(before):
+            break
+        size = name[len(before):len(name) - len(after)] if name.endswith(after) else ''
+        if len(name) > len(before) + len(after) and _SIZE.fullmatch(size):
+            found.append((os.path.join(directory, name), size))
     return found
 
 
