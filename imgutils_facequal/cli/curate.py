@@ -269,7 +269,8 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, capt
     File names: {image}_{face}_{label}_{quality:.3f}.{ext} (relative folders are kept; an
     image that shares its name with another, x.png and x.jpg, keeps its extension in it).
     With --scores FILE the crops are cut from the boxes saved by `score`: no model. With
-    --caption each crop gets a caption with its face's quality tag. An existing file is never overwritten (a rerun that would write the same bytes skips it).
+    --caption each crop gets a caption with its face's quality tag. An existing file is
+    never overwritten (a rerun that would write the same bytes skips it).
     """
     images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir)
     _note_ignored(ignored, quiet)
