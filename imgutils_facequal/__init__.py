@@ -31,6 +31,7 @@ from .curate import (
     place_file,
     threshold_table,
 )
+from .curate.captions import TrainingFiles
 from .detect import FaceTags, detect_face_quality, tag_faces, visualize_face_quality
 from .errors import (
     BackendNotAvailableError,
@@ -52,6 +53,7 @@ from .evaluate import (
     read_labelled_folder,
 )
 from .export import export_onnx
+from .hf_datasets import face_quality_map
 from .home import exports_dir
 from .models import (
     DEFAULT_MODEL,
@@ -107,6 +109,7 @@ __all__ = [
     'ScoresWriter',
     'ScoringSettings',
     'ThresholdTable',
+    'TrainingFiles',
     'UnknownModelError',
     'classify_face_quality',
     'classify_face_quality_batch',
@@ -117,6 +120,7 @@ __all__ = [
     'evaluate_crop_robustness',
     'export_onnx',
     'exports_dir',
+    'face_quality_map',
     'face_quality_value',
     'filter_images',
     'find_images',

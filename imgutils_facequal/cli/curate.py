@@ -12,6 +12,7 @@ import click
 
 from ..atomic import write_new_file
 from ..curate import DEFAULT_SIDECARS, FolderFilter, face_passes, output_stems, threshold_table, write_manifest
+from ..curate.captions import CAPTION_POLICIES, DEFAULT_CAPTION_TAG, TrainingFiles, caption_tag
 from ..errors import ImageLoadError
 from ..images import load_rgb_image
 from ..pipeline import find_images, score_images_with
@@ -116,17 +117,36 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
               help='With --scores: print how many images and faces each --min-label class and --min-quality '
                    'step keeps, and change nothing.')
 @click.option('--dry-run', is_flag=True, help='Print what would be done and change nothing.')
+@click.option('--caption', is_flag=True,
+              help='Write the best face\'s quality tag into each kept image\'s caption under --out (kohya\'s x.txt, '
+                   'tags separated by ", "); the caption beside the source is read, not changed.')
+@click.option('--caption-extension', default='.txt', show_default=True, help='With --caption: the captions\' '
+              'extension (.caption, say).')
+@click.option('--caption-policy', type=click.Choice(CAPTION_POLICIES), default='append', show_default=True,
+              help='With --caption: what happens to an existing caption (skip: left as it is).')
+@click.option('--caption-tag', 'caption_tags', multiple=True, metavar='CLASS=TEXT',
+              callback=lambda _, __, value: _caption_tags(value),
+              help=f'With --caption: the tag of a class (repeat for others); {{label}} is the class, {{quality}} the '
+                   f'quality value; empty: no tag. Default "{DEFAULT_CAPTION_TAG}".')
+@click.option('--waifuc-meta', is_flag=True,
+              help='Write waifuc\'s .{stem}_meta.json beside each kept image under --out, with its filename and '
+                   'face-quality results, keeping the keys of the source\'s meta file.')
+@click.option('--edit-moved-files', is_flag=True,
+              help='With --mode move and --caption or --waifuc-meta: change the moved captions and meta files '
+                   '(the only copies).')
 @scoring_options
 @exit_codes()
 def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, mode, sidecars, rejected, manifest,
-                   thresholds, dry_run, quiet, **kwargs):
+                   thresholds, dry_run, caption, caption_extension, caption_policy, caption_tags, waifuc_meta,
+                   edit_moved_files, quiet, **kwargs):
     """Copy, hard-link or move the images whose faces reach a quality to a folder, with their sidecars.
 
     Score PATHS, or read the rows of an earlier `score -o FILE` with --scores FILE (no model,
     seconds for a large folder; paths under --out are taken from the deepest folder holding
     every image). Images without a face are never kept. Give --min-label, --min-quality or
     both; --scores FILE --thresholds shows what each would keep. An existing file is never
-    overwritten.
+    overwritten. --caption and --waifuc-meta write the files trainers read beside each kept
+    copy, with its quality.
     """
     if thresholds:
         if not scores:
@@ -142,10 +162,17 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         raise click.UsageError("Missing option '--out'.")
     if rejected is not None and os.path.realpath(rejected) == os.path.realpath(out_dir):
         raise click.UsageError('--rejected must be another folder than --out.')
+    caption = caption or any(click.get_current_context().get_parameter_source(name)
+                             is not click.core.ParameterSource.DEFAULT
+                             for name in ('caption_extension', 'caption_policy', 'caption_tags'))
+    training = TrainingFiles(caption_extension if caption else None, caption_tags, caption_policy, waifuc_meta, mode,
+                             edit_moved_files) if caption or waifuc_meta else None
+    patterns = _sidecar_patterns(sidecars)
+    if training is not None:
+        patterns = training.sidecars_to_place(patterns)
     images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir, rejected)
     _note_ignored(ignored, quiet)
-    sorter = FolderFilter(images, out_dir, min_label, min_quality, every_face, mode, _sidecar_patterns(sidecars),
-                          rejected, dry_run)
+    sorter = FolderFilter(images, out_dir, min_label, min_quality, every_face, mode, patterns, rejected, dry_run)
     progress = Progress(len(images), quiet or dry_run)
     verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
     interrupted = False
@@ -153,6 +180,8 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         for result in results if results is not None else score_images_with(images=images, **options):
             progress.update(result)
             outcome = sorter.add(result)
+            if training is not None and outcome.kept and outcome.action in ('placed', 'present'):
+                _write_training_files(training, mode, outcome, result, progress)
             if outcome.action == 'would':
                 click.echo(f'would {verb} {outcome.image} -> {outcome.target}')
             elif outcome.action == 'missing':
@@ -183,6 +212,27 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         + (f'; manifest: {manifest}' if manifest and not dry_run else '') + '.'))
 
 
+def _caption_tags(values) -> dict:
+    tags = {}
+    for value in values:
+        label, equals, text = value.partition('=')
+        if not equals or label.strip() not in QUALITY_ORDER:
+            raise click.BadParameter(f'{value!r}: give CLASS=TEXT, CLASS one of {", ".join(QUALITY_ORDER)} '
+                                     f'(good="good face", say).')
+        tags[label.strip()] = text
+    return tags
+
+
+def _write_training_files(training, mode: str, outcome, result, progress) -> None:
+    if mode == 'move' and outcome.action == 'present' and os.path.exists(outcome.image):
+        return  # the image stays where it is (its copy was there): so do its caption and meta file
+    problems = training.write(outcome.image, outcome.target, result)
+    if problems:
+        if outcome.image not in progress.failed:
+            progress.failed.append(outcome.image)
+        click.echo(f'failed to write all of {outcome.target}: ' + '; '.join(problems), err=True)
+
+
 _FORMATS = {'png': 'PNG', 'jpg': 'JPEG', 'webp': 'WEBP'}
 
 
@@ -203,15 +253,24 @@ def _text_writer(text: str):
               help='Name crops {image}_{face}.png and put the quality in a {image}_{face}.json beside each, '
                    'instead of in the file name.')
 @click.option('--image-format', type=click.Choice(['png', 'jpg', 'webp']), default='png', show_default=True)
+@click.option('--caption', is_flag=True, help='Also write a caption beside each crop with its quality tag '
+              f'(default "{DEFAULT_CAPTION_TAG}").')
+@click.option('--caption-extension', default='.txt', show_default=True, help='With --caption: the captions\' '
+              'extension.')
+@click.option('--caption-tag', 'caption_tags', multiple=True, metavar='CLASS=TEXT',
+              callback=lambda _, __, value: _caption_tags(value),
+              help='With --caption: the tag of a class (repeat for others), as for filter.')
 @scoring_options
 @exit_codes()
-def crop(paths, scores, out_dir, min_label, sidecar, image_format, quiet, **kwargs):
+def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, caption_extension, caption_tags, quiet,
+         **kwargs):
     """Write each face's crop (the region the classifier saw), with its quality in the name or a sidecar.
 
     File names: {image}_{face}_{label}_{quality:.3f}.{ext} (relative folders are kept; an
     image that shares its name with another, x.png and x.jpg, keeps its extension in it).
-    With --scores FILE the crops are cut from the boxes saved by `score`: no model. An
-    existing file is never overwritten (a rerun that would write the same bytes skips it).
+    With --scores FILE the crops are cut from the boxes saved by `score`: no model. With
+    --caption each crop gets a caption with its face's quality tag. An existing file is
+    never overwritten (a rerun that would write the same bytes skips it).
     """
     images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir)
     _note_ignored(ignored, quiet)
@@ -235,6 +294,10 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, quiet, **kwar
                         'crop_bbox': list(face.crop_bbox), 'label': face.label, 'score': face.score,
                         'scores': face.scores, 'quality': face.quality, 'detection_score': face.detection_score}
                 targets.append((os.path.join(out_dir, f'{name}.json'), _text_writer(json.dumps(info, indent=2))))
+            tag = caption_tag([face], caption_tags) if caption else None
+            if tag is not None:
+                extension = caption_extension if caption_extension.startswith('.') else '.' + caption_extension
+                targets.append((os.path.join(out_dir, name + extension), _text_writer(tag)))
             try:
                 outcomes = [write_new_file(target, write) for target, write in targets]
             except OSError as err:

@@ -5,6 +5,7 @@ import sys
 import click
 
 from ..curate import output_stems
+from ..hf_datasets import HFImages
 from ..pipeline import find_images, score_images_with, shard_images
 from ..store import FORMATS, ScoresWriter, format_for, image_key, make_provenance
 from ..store.formats import meta_path, parquet
@@ -77,21 +78,31 @@ def _ray_address(text):
               help='With --ray: actors, each with its own model and an equal share of the CPUs.')
 @click.option('--gpus-per-actor', type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help='With --ray: GPUs per actor (0.5: two actors share a card).')
+@click.option('--hf-dataset', default=None, metavar='PATH_OR_NAME',
+              help='Score the images of a Hugging Face dataset instead of PATHS: a folder written by save_to_disk, '
+                   'a folder of Parquet files in the hub layout, or a hub name in the Hugging Face cache. Rows are '
+                   'named hf://DATASET/SPLIT/ROW. Needs the datasets extra.')
+@click.option('--split', default='train', show_default=True, help='With --hf-dataset: the split.')
+@click.option('--image-column', default='image', show_default=True, help='With --hf-dataset: the images\' column.')
 @scoring_options
 @exit_codes()
 def score(paths, output, fmt, per_image, files_from, shard, visualize, log_interval, quiet, ray_address, actors,
-          gpus_per_actor, **kwargs):
+          gpus_per_actor, hf_dataset, split, image_column, **kwargs):
     """Score every face of every image: one row per face, one per image without a face, one per unreadable file.
 
-    PATHS are files, folders (searched recursively for images) and globs. An output file
+    PATHS are files, folders (searched recursively for images) and globs; or, with
+    --hf-dataset, a Hugging Face dataset's images (see its docs page). An output file
     gets a record of what produced it (<output>.meta.json); a rerun with other settings is
     refused. Exit codes: 0 all scored, 1 some files failed (see their error rows), 2 a usage
     problem, 3 a model or the output cannot be had, 130 interrupted (rerun to resume). With
     -q, lines about failed files still go to stderr.
     """
     paths = list(paths) + _read_file_list(files_from)
-    if not paths:
-        raise click.UsageError('Give PATHS, or --files-from.')
+    if hf_dataset is not None and (paths or ray_address is not None or shard or visualize):
+        raise click.UsageError('--hf-dataset scores the dataset\'s images: it does not go with PATHS, --files-from, '
+                               '--ray, --shard or --visualize.')
+    if not paths and hf_dataset is None:
+        raise click.UsageError('Give PATHS, or --files-from, or --hf-dataset.')
     settings = settings_from(kwargs)
     batch_size, workers = kwargs.pop('batch_size'), kwargs.pop('workers')
     if ray_address is not None:
@@ -101,11 +112,12 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         return score_on_ray(paths, output, ray_address, actors, gpus_per_actor, quiet, log_interval, settings,
                             batch_size, workers)
     fmt = format_for(output, fmt)
-    images = find_images(paths, exclude=_own_outputs(output, visualize))
+    dataset = HFImages(hf_dataset, split, image_column) if hf_dataset is not None else None
+    images = dataset.ids() if dataset is not None else find_images(paths, exclude=_own_outputs(output, visualize))
     if shard is not None:
         images = shard_images(images, *shard)
     if not images:
-        click.echo(f'Warning: no images found in {", ".join(map(repr, paths))}'
+        click.echo(f'Warning: no images found in {", ".join(map(repr, paths or [hf_dataset]))}'
                    + (f' for shard {shard[0]}/{shard[1]}' if shard else '')
                    + ' (image files end in .png, .jpg, .webp...).', err=True)
     out = ScoresWriter(output, fmt)  # checked and locked before the model loads
@@ -120,7 +132,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         interrupted = False
         try:
             stems = output_stems(images) if visualize else {}  # of every input: the same names on a rerun
-            for result in score_images_with(faces, todo, batch_size=batch_size, workers=workers,
+            for result in score_images_with(faces, dataset.with_data(todo) if dataset is not None else todo,
+                                            batch_size=batch_size, workers=workers,
                                             keep_images=bool(visualize)):
                 out.write(result)
                 if visualize and result.error is None:

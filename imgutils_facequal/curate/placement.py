@@ -6,20 +6,29 @@ folder cannot overwrite each other's files), and a copy is written under a tempo
 in the destination folder first (`imgutils_facequal.atomic.write_new_file`), so a full disk
 or a kill leaves no partial file under the real name.
 """
+import bisect
 import errno
 import os
+import re
 import shutil
-from typing import Iterable, List, Sequence, Tuple
+import threading
+import time
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..atomic import NO_HARD_LINKS, replace_file, same_content, write_new_file
 
 __all__ = ['DEFAULT_SIDECARS', 'MODES', 'place_file', 'write_new_file', 'find_sidecars', 'sidecar_name',
            'write_manifest']
 
-#: Files that travel with an image: ``{stem}`` is the image's name without its extension.
-#: A pattern without ``{stem}`` is an extension (``.txt`` means ``{stem}.txt``); the last
-#: one is waifuc's metadata file.
-DEFAULT_SIDECARS = ('.txt', '.caption', '.json', '.npz', '.{stem}_meta.json')
+#: Files that travel with an image. In a pattern ``{stem}`` is the image's name without its
+#: extension, ``{name}`` its whole file name (gallery-dl's ``x.jpg.json``) and ``{size}`` a
+#: ``WIDTHxHEIGHT`` (kohya's latent caches, ``x_1024x1024_sdxl.npz``); a pattern with none of
+#: them is an extension (``.txt`` means ``{stem}.txt``). The defaults: captions (``x.txt``,
+#: ``x.caption``), metadata (``x.json``, gallery-dl's ``x.jpg.json``), kohya sd-scripts'
+#: latent caches (``x.npz``, ``x_WxH_sd.npz``, ``x_WxH_sdxl.npz``), and last waifuc's
+#: metadata file (``.x_meta.json``).
+DEFAULT_SIDECARS = ('.txt', '.caption', '.json', '{name}.json', '.npz', '{stem}_{size}_sd.npz',
+                    '{stem}_{size}_sdxl.npz', '.{stem}_meta.json')
 #: How `place_file` puts a file in place.
 MODES = ('copy', 'hardlink', 'move')
 
@@ -85,24 +94,90 @@ def place_file(source: str, target: str, mode: str = 'copy') -> str:
     return 'placed'
 
 
-def sidecar_name(pattern: str, stem: str) -> str:
-    """The name of an image's sidecar: ``pattern`` with ``{stem}`` filled in, or ``stem + pattern``."""
-    return pattern.format(stem=stem) if '{stem}' in pattern else stem + pattern
+def sidecar_name(pattern: str, stem: str, name: Optional[str] = None) -> str:
+    """The name of an image's sidecar: ``pattern`` with ``{stem}`` (and ``{name}``, the image's file name,
+    default ``stem``) filled in, or ``stem + pattern``.
+
+    >>> sidecar_name('.txt', 'x'), sidecar_name('{name}.json', 'x', 'x.jpg'), sidecar_name('.{stem}_meta.json', 'x')
+    ('x.txt', 'x.jpg.json', '.x_meta.json')
+    """
+    if '{stem}' not in pattern and '{name}' not in pattern:
+        return stem + pattern
+    return pattern.replace('{stem}', stem).replace('{name}', stem if name is None else name)
+
+
+_SIZE = re.compile(r'[0-9]+x[0-9]+')
+#: How long a folder's listing serves ``{size}`` patterns, in seconds: while the folder is unchanged, and
+#: after it changed (a move out of it, a file written into it). Listing a folder of 100,000 images once
+#: per image would take hours; a cache file written into it less than a second before it is looked for
+#: can be missed.
+_LISTING_SECONDS, _CHANGED_LISTING_SECONDS = 30.0, 1.0
+_listings: Dict[str, Tuple[float, int, List[str]]] = {}
+_listings_lock = threading.Lock()
+
+
+def _names(directory: str) -> List[str]:
+    """The sorted file names of a folder, listed again when it changed (at most once a second) or every
+    `_LISTING_SECONDS`."""
+    key = os.path.abspath(directory)
+    now = time.monotonic()
+    try:
+        changed = os.stat(key).st_mtime_ns
+    except OSError:
+        return []
+    with _listings_lock:
+        found = _listings.get(key)
+        if found is None or now - found[0] > (_LISTING_SECONDS if found[1] == changed else _CHANGED_LISTING_SECONDS):
+            try:
+                names = sorted(os.listdir(key))
+            except OSError:
+                names = []
+            if len(_listings) > 64:
+                _listings.clear()
+            found = _listings[key] = (now, changed, names)
+    return found[2]
+
+
+def _size_matches(directory: str, pattern: str) -> List[Tuple[str, str]]:
+    """The files of a ``{size}`` pattern (already holding the stem and name), with the size each was found with."""
+    before, _, after = pattern.partition('{size}')
+    names = _names(directory or '.')
+    found = []
+    for index in range(bisect.bisect_left(names, before), len(names)):
+        name = names[index]
+        if not name.startswith(before):
+            break
+        size = name[len(before):len(name) - len(after)] if name.endswith(after) else ''
+        if len(name) > len(before) + len(after) and _SIZE.fullmatch(size):
+            found.append((os.path.join(directory, name), size))
+    return found
 
 
 def find_sidecars(image: str, sidecars: Sequence[str] = DEFAULT_SIDECARS) -> List[Tuple[str, str]]:
     """The sidecar files of an image that exist, as ``(path, pattern)`` pairs.
 
-    ``x.png`` has ``x.txt``, ``x.caption``, ``x.json``, ``x.npz`` and waifuc's
-    ``.x_meta.json`` by default (see `DEFAULT_SIDECARS`).
+    ``x.jpg`` has ``x.txt``, ``x.caption``, ``x.json``, ``x.jpg.json``, ``x.npz``,
+    ``x_1024x1024_sdxl.npz`` (any size) and waifuc's ``.x_meta.json`` by default (see
+    `DEFAULT_SIDECARS`). The pattern of a ``{name}`` or ``{size}`` match is that file's own,
+    in ``{stem}`` (``{stem}.jpg.json``, ``{stem}_1024x1024_sdxl.npz``), so `sidecar_name`
+    of another stem names its copy beside a renamed image.
     """
     directory, name = os.path.split(image)
-    stem = os.path.splitext(name)[0]
-    found = []
+    stem, extension = os.path.splitext(name)
+    found, seen = [], set()
     for pattern in sidecars:
-        path = os.path.join(directory, sidecar_name(pattern, stem))
-        if path != image and os.path.isfile(path):
-            found.append((path, pattern))
+        # a {name} is the image's stem and extension, so a renamed copy keeps the extension after its new stem
+        own = pattern.replace('{name}', '{stem}' + extension) if '{stem}' in pattern or '{name}' in pattern \
+            else '{stem}' + pattern
+        if '{size}' in own:
+            matches = [(path, own.replace('{size}', size))
+                       for path, size in _size_matches(directory, own.replace('{stem}', stem))]
+        else:
+            matches = [(os.path.join(directory, own.replace('{stem}', stem)), own if '{name}' in pattern else pattern)]
+        for path, matched in matches:
+            if path != image and path not in seen and os.path.isfile(path):
+                seen.add(path)
+                found.append((path, matched))
     return found
 
 

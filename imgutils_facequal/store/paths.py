@@ -29,9 +29,20 @@ def local_path(stored: str, sep: str = os.sep) -> str:
     return stored if sep == '/' else stored.replace('/', sep)
 
 
+#: Ids that name no file (a Hugging Face dataset's rows, ``hf://DATASET/SPLIT/ROW``) begin so.
+ID_SCHEMES = ('hf://',)
+
+
 def image_key(path: str) -> str:
     """What tells images apart, across runs as within one: the real path (links resolved, ``./`` and
-    ``..`` gone, relative paths from the current folder), case-folded where the file system is."""
+    ``..`` gone, relative paths from the current folder), case-folded where the file system is; an id
+    of `ID_SCHEMES` as it is.
+
+    >>> image_key('hf://frames/train/12')
+    'hf://frames/train/12'
+    """
+    if path.startswith(ID_SCHEMES):
+        return path
     return os.path.normcase(os.path.realpath(local_path(path)))
 
 
