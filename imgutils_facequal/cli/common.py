@@ -50,9 +50,14 @@ def end_quietly_on_closed_pipe():
     sys.exit(EXIT_CLOSED_PIPE)
 
 
-def print_failure(result) -> None:
-    """One line on stderr for an image that failed, as it fails (``-q`` or not): the file and the reason."""
-    click.echo(f'failed {result.image.path}: {result.error}', err=True)
+def print_failure(result, progress: Optional['Progress'] = None) -> None:
+    """One line on stderr for an image that failed, as it fails (``-q`` or not): the file and the reason (above
+    the progress bar, when one shows)."""
+    line = f'failed {result.image.path}: {result.error}'
+    if progress is not None and progress.bar is not None:
+        progress.bar.write(line, file=sys.stderr)
+    else:
+        click.echo(line, err=True)
 
 
 def exit_codes(*usage_errors):

@@ -141,7 +141,7 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
             for result in itertools.chain(missing, scored):
                 out.write(result)
                 if result.error is not None:
-                    print_failure(result)
+                    print_failure(result, progress)
                 elif visualize:
                     save_visualization(result, visualize, stems.get(result.image.path))
                 progress.update(result)
