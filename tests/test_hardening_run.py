@@ -92,13 +92,14 @@ def slow_detector_env(tmp_path):
                 **{PLUGINS_ENV: 'facequal-slow-plugin', 'SLOW_DETECTOR_STARTED': str(tmp_path / 'started')})
 
 
-@pytest.mark.parametrize('workers', [1, 3])
-def test_one_ctrl_c_ends_a_run_while_the_detector_is_busy(frames, tmp_path, slow_detector_env, workers):
+@pytest.mark.parametrize('command, workers', [('score', 1), ('score', 3), ('filter', 2)])
+def test_one_ctrl_c_ends_a_run_while_the_detector_is_busy(frames, tmp_path, slow_detector_env, command, workers):
     from PIL import Image
     Image.new('RGB', (300, 256), (200, 120, 90)).save(frames / 'z-slow.png')
-    output = tmp_path / 'scores.jsonl'
-    process = start_process('score', frames, '-o', output, '--detector', 'slow_whole_image', '--batch-size', '1',
-                            '--workers', workers, env=slow_detector_env)
+    output = tmp_path / ('scores.jsonl' if command == 'score' else 'kept')
+    process = start_process(command, frames, '-o', output, '--detector', 'slow_whole_image', '--batch-size', '1',
+                            '--workers', workers, *(['--min-quality', '0'] if command == 'filter' else []),
+                            env=slow_detector_env)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not os.path.exists(slow_detector_env['SLOW_DETECTOR_STARTED']):
@@ -114,7 +115,9 @@ def test_one_ctrl_c_ends_a_run_while_the_detector_is_busy(frames, tmp_path, slow
     finally:
         process.kill()
         process.wait()
-    assert {row['image'] for row in read_jsonl(output)} == {str(frames / f'{index}.png') for index in range(3)}
+    kept = ({row['image'] for row in read_jsonl(output)} if command == 'score' else
+            {str(frames / path.name) for path in output.iterdir()})
+    assert kept == {str(frames / f'{index}.png') for index in range(3)}  # what was done before Ctrl-C stays
 
 
 # 27. each failure is printed as it happens, with -q too
