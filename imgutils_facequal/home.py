@@ -7,6 +7,7 @@ Hugging Face cache.
 import os
 from typing import Optional
 
+from .errors import OutputError
 from .models import ModelSource
 
 __all__ = ['HOME_ENV', 'facequal_home', 'exports_dir', 'export_dir_for', 'exported_source']
@@ -15,9 +16,22 @@ HOME_ENV = 'IMGUTILS_FACEQUAL_HOME'
 
 
 def facequal_home() -> str:
-    """``$IMGUTILS_FACEQUAL_HOME``, default ``~/.cache/imgutils_facequal``."""
-    return os.path.abspath(os.path.expanduser(
+    """``$IMGUTILS_FACEQUAL_HOME``, default ``~/.cache/imgutils_facequal``.
+
+    :raises OutputError: When it, or the first of its parents that exists, is not a folder (the variable
+        names a file, say); the message names the variable and what to do.
+    """
+    home = os.path.abspath(os.path.expanduser(
         os.environ.get(HOME_ENV) or os.path.join('~', '.cache', 'imgutils_facequal')))
+    existing = home
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = f'{HOME_ENV}={os.environ[HOME_ENV]!r}' if os.environ.get(HOME_ENV) else f'the default {home!r}'
+        raise OutputError(f'The folder for exports and rewritten graphs, {where}, cannot be made: {existing!r} is '
+                          f'a file, not a folder. Set {HOME_ENV} to a folder (it is made if missing), or move the '
+                          f'file away.')
+    return home
 
 
 def exports_dir() -> str:

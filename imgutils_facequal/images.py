@@ -5,6 +5,7 @@ Preprocessing is never hard-coded: it is the ``stages`` list of the repository's
 """
 import io
 import os
+import stat
 from typing import Any, Callable, List, Optional, Sequence
 
 from ._imgutils import pillow_transforms
@@ -12,6 +13,7 @@ from .errors import ImageLoadError, ModelNotAvailableError
 
 __all__ = [
     'load_rgb_image',
+    'check_regular_file',
     'describe_image_input',
     'check_stages',
     'create_stage_transform',
@@ -29,7 +31,39 @@ def describe_image_input(image: Any) -> str:
         return f'<file object {getattr(image, "name", type(image).__name__)!r}>'
     if isinstance(image, (str, os.PathLike)):
         return repr(os.fspath(image))
-    return repr(image)
+    if hasattr(image, 'shape') and hasattr(image, 'dtype'):
+        return f'<{type(image).__name__} shape={tuple(image.shape)} dtype={image.dtype}>'
+    text = repr(image)
+    return text if len(text) <= 80 else f'<{type(image).__name__}>'
+
+
+def check_regular_file(path: Any) -> None:
+    """Refuse a path that exists but is not a regular file (a folder, a named pipe, a device, a socket)
+    before anything opens it: opening a named pipe waits for a writer that may never come.
+
+    A path that does not exist passes (opening it reports that); so does a symbolic link to a regular file.
+
+    >>> import tempfile
+    >>> check_regular_file(tempfile.gettempdir())
+    Traceback (most recent call last):
+    ...
+    imgutils_facequal.errors.ImageLoadError: Cannot read image '...': it is not a regular file (a folder). ...
+
+    :raises ImageLoadError: Naming the path and what it is.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, or a name the system refuses: opening it says which
+        return
+    if not stat.S_ISREG(mode):
+        raise ImageLoadError(f'Cannot read image {describe_image_input(path)}: it is not a regular file '
+                             f'({_file_kind(mode)}). Pass image files.')
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a named pipe'), (stat.S_ISCHR, 'a character device'),
+             (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
+    return next((name for test, name in kinds if test(mode)), 'not a file')
 
 
 _SIXTEEN_BIT_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N')
@@ -60,8 +94,14 @@ def _open(image: Any):
     from PIL import Image
     if isinstance(image, (bytes, bytearray)):  # imgutils hands bytes to Image.open, which takes them for a name
         return Image.open(io.BytesIO(image))
-    if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
-        return Image.open(image)
+    if isinstance(image, (str, os.PathLike)):
+        check_regular_file(image)
+        if os.path.isfile(image):
+            return Image.open(image)
+    elif not (isinstance(image, Image.Image) or hasattr(image, 'read')):
+        # imgutils' message would print the whole object (a numpy array) a second time
+        raise ImageLoadError(f'Cannot read image {describe_image_input(image)}: not an image input. Pass a path, '
+                             f'bytes, a file object or a PIL image (a numpy array: PIL.Image.fromarray(array)).')
     return load_image(image, mode=None, force_background=None)
 
 

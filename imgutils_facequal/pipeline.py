@@ -22,10 +22,11 @@ A file that cannot be read yields a result with ``error`` set, and the run goes 
 """
 import glob
 import os
+import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -177,11 +178,76 @@ class _Deferred:
     crop: Callable[[], Any]
 
 
+class _DaemonThreads:
+    """Threads that run the calls submitted to them, as a ``ThreadPoolExecutor`` does, but as daemon threads
+    that nothing joins: the interpreter waits at exit for every ``ThreadPoolExecutor`` thread, so after Ctrl-C a
+    detector call still running (a slow plugin's may take minutes) would hold the process until it returned."""
+
+    def __init__(self, max_workers: int, name: str):
+        self.max_workers, self.name = max_workers, name
+        self.threads: List[threading.Thread] = []
+        self.work: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def submit(self, function: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        with self.lock:
+            if self.closed:
+                raise RuntimeError(f'{self.name} threads are shut down.')
+            self.work.put((future, function, args))
+            if len(self.threads) < self.max_workers:
+                thread = threading.Thread(target=self._run, name=f'{self.name}_{len(self.threads)}', daemon=True)
+                thread.start()
+                self.threads.append(thread)
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self.work.get()
+            if item is None:
+                return
+            future, function, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as err:  # noqa: BLE001 - handed to whoever waits for the future
+                future.set_exception(err)
+            del item, future  # the result is the waiter's: this thread keeps no image alive
+
+    def shutdown(self) -> None:
+        """Cancel the calls that have not started and let the threads end after the ones running; wait for
+        none of them."""
+        with self.lock:
+            self.closed = True
+            while True:
+                try:
+                    item = self.work.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+            for _ in self.threads:
+                self.work.put(None)
+
+
+def _result(future: Future) -> Any:
+    """What ``future`` gives, waited for in slices: a wait on a lock alone is not broken by Ctrl-C everywhere
+    (on Windows), and a slice's end lets the interrupt in."""
+    while True:
+        try:
+            return future.result(timeout=0.25)
+        except FutureTimeout:
+            if future.done():  # a TimeoutError the call itself raised
+                raise
+
+
 @cached(per_process=True)  # a forked child has none of the parent's threads: it starts its own
-def _detection_thread() -> ThreadPoolExecutor:
+def _detection_thread() -> _DaemonThreads:
     # kept for the life of the process: imgutils opens its sessions per thread, so a fresh
     # thread would load the detectors again on every call
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix='facequal-detect')
+    return _DaemonThreads(max_workers=1, name='facequal-detect')
 
 
 class _Detection:
@@ -198,14 +264,14 @@ class _Detection:
     def __call__(self, decoded) -> Tuple[list, float]:
         """``(locations, seconds)`` of one decoded image; raises what its detection raised."""
         if self.batch == 1:
-            return self.pool.submit(self._one, decoded).result()
+            return _result(self.pool.submit(self._one, decoded))
         future: Future = Future()
         with self.lock:
             self.pending.append((decoded, future))
             first = len(self.pending) == 1
         if first:
             self.pool.submit(self._drain)
-        return future.result()
+        return _result(future)
 
     def _one(self, decoded) -> Tuple[list, float]:
         started = time.perf_counter()
@@ -251,7 +317,7 @@ class _InThisThread:
 def in_detection_thread(function: Callable[[], Any]) -> Any:
     """Run ``function`` in the thread the folder pipeline detects in, and return what it returns: a
     detector warmed up there keeps its sessions for the runs that follow (imgutils keeps them per thread)."""
-    return _detection_thread().submit(function).result()
+    return _result(_detection_thread().submit(function))
 
 
 def score_images(images: Iterable[InputImage], settings: Optional[ScoringSettings] = None,
@@ -309,9 +375,6 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
         started = time.perf_counter()
         result = ImageResult(item)
         try:
-            if item.data is None and os.path.exists(item.path) and not os.path.isfile(item.path):
-                raise ImageLoadError(f'Cannot read image {item.path!r}: it is not a regular file (a folder, a '
-                                     f'pipe or a device). Pass image files.')
             decoded = load_rgb_image(item.path if item.data is None else item.data)
         except ImageLoadError as err:
             result.error = str(err) if item.data is None else f'{item.path}: {err}'
@@ -373,7 +436,7 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
 
     # on a GPU the workers' images go to the detectors together (on a CPU that measured no faster)
     detect = _Detection(locator, DETECTION_BATCH if model.runs_on_gpu else 1)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='facequal-decode') if workers else _InThisThread()
+    pool = _DaemonThreads(max_workers=workers, name='facequal-decode') if workers else _InThisThread()
     ahead: Deque = deque()
     iterator = iter(images)
     # images in flight: enough for two forward passes even at one face per image, so the
@@ -389,7 +452,7 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
                     ahead.append(pool.submit(prepare, item))
             if not ahead:
                 break
-            prepared = ahead.popleft().result()
+            prepared = _result(ahead.popleft())
             if not overlap:
                 prepared = detect_and_crop(*prepared)
             waiting.append(prepared)
@@ -405,4 +468,4 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
         while waiting:
             yield finish(waiting.popleft())
     finally:  # done, or an interrupted consumer: drop what has not started, and wait for nothing
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown()

@@ -6,12 +6,13 @@ Exit codes:
 * 1: the run finished, but some inputs could not be read (each has an error row);
 * 2: a usage error (unknown option, bad value);
 * 3: a model, backend or plugin cannot be had (nothing was scored);
-* 130: interrupted (Ctrl-C); rows already written stay, and a rerun resumes.
+* 130: interrupted (Ctrl-C); rows already written stay, and a rerun resumes;
+* 141: the reader of stdout went away (``score | head``): the command ends quietly.
 """
 import click
 
 from .. import __version__
-from .common import show_status_on_stderr
+from .common import closed_pipe, end_quietly_on_closed_pipe, show_status_on_stderr
 from .curate import crop, filter_command
 from .evaluate import eval_crops
 from .models import download, export, models, plugins
@@ -21,14 +22,35 @@ from .score import score
 __all__ = ['main']
 
 
-@click.group(context_settings={'help_option_names': ['-h', '--help']})
+class _Commands(click.Group):
+    """The command group: the whole first sentence of each command's description in the list of commands
+    (wrapped, not cut off), and a quiet end when the reader of stdout has gone."""
+
+    def format_commands(self, context, formatter):
+        commands = [(name, self.get_command(context, name)) for name in self.list_commands(context)]
+        rows = [(name, command.get_short_help_str(limit=1000)) for name, command in commands
+                if command is not None and not command.hidden]
+        if rows:
+            with formatter.section('Commands'):
+                formatter.write_dl(rows)
+
+    def invoke(self, context):
+        try:
+            return super().invoke(context)
+        except OSError as err:
+            if closed_pipe(err):
+                end_quietly_on_closed_pipe()
+            raise
+
+
+@click.group(cls=_Commands, context_settings={'help_option_names': ['-h', '--help']})
 @click.version_option(__version__, '--version', prog_name='imgutils-facequal')
 def main():
     """Score how good anime faces are (poor, ok, good, excellent), over folders of images.
 
     Exit codes: 0 all done; 1 some inputs failed (see their error rows); 2 usage error;
-    3 a model, backend, plugin or the output is not available; 130 interrupted (rerun to resume).
-    Status lines and warnings go to stderr, one line each.
+    3 a model, backend, plugin or the output is not available; 130 interrupted (rerun to resume);
+    141 the output's reader closed the pipe. Status lines and warnings go to stderr, one line each.
     """
     show_status_on_stderr()
 

@@ -1,5 +1,6 @@
 """What every command shares: the scoring options, progress and summary, and the exit codes."""
 import dataclasses
+import errno
 import functools
 import logging
 import math
@@ -23,6 +24,8 @@ from ..settings import PRESETS, SETTING_NAMES, ScoringSettings, check_setting
 from ..store import read_scores
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: A reader that closed the pipe (``| head``): what a shell reports for a command ended by SIGPIPE.
+EXIT_CLOSED_PIPE = 141
 
 
 def fail(message: str, code: int = EXIT_UNAVAILABLE):
@@ -30,18 +33,54 @@ def fail(message: str, code: int = EXIT_UNAVAILABLE):
     sys.exit(code)
 
 
+def closed_pipe(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) is a write to a pipe whose reader has gone (``| head``)."""
+    while error is not None:
+        if isinstance(error, BrokenPipeError) or (isinstance(error, OSError) and error.errno == errno.EPIPE):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def end_quietly_on_closed_pipe():
+    """End the command without a word when the reader of stdout has gone, as Python's documentation advises:
+    stdout is pointed at the null device, so flushing it at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout with no file descriptor (a test's): nothing to point
+        pass
+    sys.exit(EXIT_CLOSED_PIPE)
+
+
+def print_failure(result, progress: Optional['Progress'] = None) -> None:
+    """One line on stderr for an image that failed, as it fails (``-q`` or not): the file and the reason (above
+    the progress bar, when one shows)."""
+    line = f'failed {result.image.path}: {result.error}'
+    if progress is not None and progress.bar is not None:
+        progress.bar.write(line, file=sys.stderr)
+    else:
+        click.echo(line, err=True)
+
+
 def exit_codes(*usage_errors):
     """Map what a command raises to the documented exit codes: an input that does not exist, a
     ``FileExistsError``, a ``ValueError`` (options that do not go together), a model, detector or tagger
     name that is none, and ``usage_errors`` to 2; the package's other errors (a model, backend, plugin or
-    output that cannot be had) to 3; Ctrl-C (while models load, say) to 130."""
+    output that cannot be had) to 3; Ctrl-C (while models load, say) to 130; a reader of stdout that has
+    gone (``| head``) to a quiet 141."""
     usage = (FileExistsError, ValueError, *usage_errors)
 
     def decorate(command):
         @functools.wraps(command)
         def run(*args, **kwargs):
             try:
-                return command(*args, **kwargs)
+                try:
+                    return command(*args, **kwargs)
+                except OSError as err:
+                    if closed_pipe(err):
+                        end_quietly_on_closed_pipe()
+                    raise
             except (InputNotFoundError, UnknownModelError, UnknownPluginNameError) as err:
                 fail(str(err), EXIT_USAGE)
             except FaceQualityError as err:
@@ -253,7 +292,8 @@ class Progress:
                 rate = self.images / (now - self.started)
                 left = (self.total - self.images) / rate if rate > 0 else float('inf')
                 click.echo(f'progress: {self.images}/{self.total} images, {rate:.2f} images/s, '
-                           f'{self.faces} faces, {len(self.failed)} failed, about {left / 60:.1f} min left', err=True)
+                           f'{plural(self.faces, "face")}, {len(self.failed)} failed, about {left / 60:.1f} min left',
+                           err=True)
 
     def _quality_line(self) -> str:
         if not self.qualities:

@@ -19,7 +19,7 @@ from ..pipeline import find_images, score_images_with
 from ..quality import QUALITY_ORDER
 from ..store import describe_differences, rows_of, scored_images, settings_mismatches
 from .common import (EXIT_USAGE, FiniteFloatRange, Progress, exit_codes, fail, finish, given_settings, load_detector,
-                     read_saved_scores, scoring_options, settings_from)
+                     plural, read_saved_scores, scoring_options, settings_from)
 
 _SCORES_HELP = ('Read the faces from saved scores instead of scoring PATHS: an output of `score` (JSON Lines, CSV '
                 'or Parquet), a glob, or a folder of shards (score --shard, score --ray); repeat it for several. No '
@@ -92,13 +92,14 @@ def _results_outside(results, folders):
 
 def _note_ignored(ignored: int, quiet: bool) -> None:
     if ignored and not quiet:
-        click.echo(f'Ignored {ignored} images inside the output folders.', err=True)
+        click.echo(f'Ignored {plural(ignored, "image")} inside the output folders.', err=True)
 
 
 @click.command(name='filter')
 @click.argument('paths', nargs=-1)
 @click.option('--scores', multiple=True, help=_SCORES_HELP)
-@click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None, help='Folder for the kept images.')
+@click.option('--out', '-o', '--output', 'out_dir', type=click.Path(file_okay=False), default=None,
+              help='Folder for the kept images.')
 @click.option('--min-label', type=click.Choice(QUALITY_ORDER), default=None,
               help='Keep images whose best face (or every face) is this class or better.')
 @click.option('--min-quality', type=FiniteFloatRange(0, 1), default=None,
@@ -203,7 +204,7 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
     if manifest and not dry_run:
         write_manifest(manifest, summary.kept)
     finish(progress, interrupted, None if quiet else (
-        f'{"Would keep" if dry_run else "Kept"} {len(summary.kept)} of {summary.images} images'
+        f'{"Would keep" if dry_run else "Kept"} {len(summary.kept)} of {plural(summary.images, "image")}'
         + ('' if dry_run else f' ({verb} to {out_dir})')
         + (f'; {len(summary.rejected)} not passing {"would go" if dry_run else "put"} in {rejected}' if rejected
            else '')
@@ -246,7 +247,8 @@ def _text_writer(text: str):
 @click.command()
 @click.argument('paths', nargs=-1)
 @click.option('--scores', multiple=True, help=_SCORES_HELP)
-@click.option('--out', 'out_dir', type=click.Path(file_okay=False), required=True, help='Folder for the crops.')
+@click.option('--out', '-o', '--output', 'out_dir', type=click.Path(file_okay=False), required=True,
+              help='Folder for the crops.')
 @click.option('--min-label', type=click.Choice(QUALITY_ORDER), default=None,
               help='Only write faces of this class or better.')
 @click.option('--sidecar', is_flag=True,
@@ -330,4 +332,5 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, capt
     except KeyboardInterrupt:
         interrupted = True
     finish(progress, interrupted, None if quiet else
-           f'Wrote {written} crops to {out_dir}' + (f'; {present} were there already' if present else '') + '.')
+           f'Wrote {plural(written, "crop")} to {out_dir}' + (f'; {present} were there already' if present else '')
+           + '.')

@@ -36,7 +36,7 @@ from .common import EXIT_SOME_FAILED, exit_codes, fail
 @click.option('--device', default=None)
 @click.option('--batch-size', type=click.IntRange(min=1), default=None,
               help='Crops per forward pass (default: 2 on CPU, 32 on GPU).')
-@click.option('--out', 'out_dir', type=click.Path(file_okay=False), default=None,
+@click.option('--out', '-o', '--output', 'out_dir', type=click.Path(file_okay=False), default=None,
               help='Write report.md, report.json and macro_f1.png here.')
 @click.option('--quiet', '-q', is_flag=True, help='No progress bar.')
 @exit_codes(OSError)

@@ -15,6 +15,7 @@ from .status import download_detectors, download_model, model_status
 
 @click.command()
 @click.option('--json', 'as_json', is_flag=True, help='Machine-readable output.')
+@exit_codes()
 def models(as_json):
     """Known models, where they resolve, and whether each is in the local cache."""
     rows = model_status()
@@ -75,7 +76,7 @@ def plugins(as_json):
 
 @click.command()
 @click.argument('model_name', default=DEFAULT_MODEL)
-@click.option('--out', 'output_dir', type=click.Path(file_okay=False), default=None,
+@click.option('--out', '-o', '--output', 'output_dir', type=click.Path(file_okay=False), default=None,
               help='Target folder (default: the exports cache, where the same model name finds it).')
 @click.option('--revision', default=None, help='Hub revision.')
 @click.option('--overwrite', is_flag=True, help='Replace an existing export.')

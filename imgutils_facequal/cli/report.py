@@ -4,12 +4,12 @@ import sys
 import click
 
 from ..report import DEFAULT_PER_CLASS, write_report
-from .common import EXIT_SOME_FAILED, EXIT_USAGE, exit_codes, fail, read_saved_scores
+from .common import EXIT_SOME_FAILED, EXIT_USAGE, exit_codes, fail, plural, read_saved_scores
 
 
 @click.command()
 @click.argument('scores', nargs=-1, required=True)
-@click.option('--out', '-o', 'out_dir', type=click.Path(file_okay=False), required=True,
+@click.option('--out', '-o', '--output', 'out_dir', type=click.Path(file_okay=False), required=True,
               help='Report folder (new, empty, or an earlier report): index.html and thumbs/.')
 @click.option('--per-class', type=click.IntRange(min=1), default=DEFAULT_PER_CLASS, show_default=True,
               help='Faces shown per class at most, spread evenly from the best to the worst.')
@@ -35,7 +35,8 @@ def report(scores, out_dir, per_class, thumb_size, embed, title, quiet):
     for path, reason in list(unreadable.items())[:20]:
         click.echo(f'failed {path}: {reason}', err=True)
     if not quiet:
-        click.echo(f'Wrote {written["page"]}: {written["shown"]} of {written["faces"]} faces shown'
-                   + (f'; {len(unreadable)} images could not be read (shown as "image gone")' if unreadable else '')
+        click.echo(f'Wrote {written["page"]}: {written["shown"]} of {plural(written["faces"], "face")} shown'
+                   + (f'; {plural(len(unreadable), "image")} could not be read (shown as "image gone")'
+                      if unreadable else '')
                    + '.', err=True)
     sys.exit(EXIT_SOME_FAILED if unreadable else 0)

@@ -1,26 +1,32 @@
 """``imgutils-facequal score``: one row per face (or per image), resumable, in JSON Lines, CSV or Parquet."""
+import glob
+import itertools
+import os
 import re
 import sys
+from typing import List, Tuple
 
 import click
 
 from ..curate import output_stems
 from ..hf_datasets import HFImages
-from ..pipeline import find_images, score_images_with, shard_images
+from ..pipeline import ImageResult, InputImage, find_images, score_images_with, shard_images
 from ..store import FORMATS, ScoresWriter, format_for, image_key, make_provenance
 from ..store.formats import meta_path, parquet
-from .common import (FiniteFloatRange, Progress, exit_codes, finish, load_detector, save_visualization, scoring_options,
-                     settings_from)
+from .common import (FiniteFloatRange, Progress, exit_codes, finish, load_detector, print_failure, save_visualization,
+                     scoring_options, settings_from)
 from .ray_score import score_on_ray
 
 
-def _read_file_list(source) -> list:
-    """The paths of a --files-from file (``-``: standard input), one a line; blank lines and ``#`` lines skipped."""
+def _read_file_list(source) -> List[Tuple[int, str]]:
+    """The ``(line number, path)`` of each path in a --files-from file (``-``: standard input), one a line; blank
+    lines and ``#`` lines skipped."""
     if source is None:
         return []
     stream = sys.stdin if source == '-' else open(source, 'r', encoding='utf-8', errors='surrogateescape')
     try:
-        return [line.rstrip('\n') for line in stream if line.strip() and not line.startswith('#')]
+        return [(number, line.rstrip('\r\n')) for number, line in enumerate(stream, 1)
+                if line.strip() and not line.startswith('#')]
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -31,6 +37,21 @@ def _own_outputs(output, visualize) -> list:
     its companions (its lock, its ``.meta.json``, a Parquet run's parts)."""
     companions = [output, output + '.lock', meta_path(output), parquet.parts_dir(output)] if output else []
     return companions + ([visualize] if visualize else [])
+
+
+def _listed_but_missing(source, listed: List[Tuple[int, str]]) -> Tuple[List[str], List[ImageResult]]:
+    """The listed paths that exist (or are globs that match), and an error result for each of the others, naming
+    the list and the line: one missing file does not stop the run."""
+    present, missing = [], []
+    name = 'standard input' if source == '-' else repr(source)
+    for number, path in listed:
+        if os.path.lexists(path) or glob.glob(path, recursive=True):
+            present.append(path)
+        elif path not in {result.image.path for result in missing}:
+            missing.append(ImageResult(InputImage(path, os.path.dirname(path) or '.'), error=(
+                f'{path!r} (line {number} of {name}) does not exist. Fix the list or the file; relative paths are '
+                f'read from the current folder, {os.getcwd()!r}.')))
+    return present, missing
 
 
 def _shard(text):
@@ -62,8 +83,9 @@ def _ray_address(text):
               help='Output format (default: from the output file name, else jsonl). parquet needs the parquet extra.')
 @click.option('--per-image', is_flag=True,
               help='One row per image (faces, best, worst and mean quality) instead of one per face.')
-@click.option('--files-from', type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help='Also take the inputs from this file, one path a line (- for standard input).')
+@click.option('--files-from', type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
+              help='Also take the inputs from this file, one path a line (- for standard input); a listed path '
+                   'that does not exist gets an error row naming its line, and the run goes on.')
 @click.option('--shard', callback=lambda _, __, value: _shard(value), default=None, metavar='I/N',
               help='Score only the I-th of N stable shares of the inputs (1 <= I <= N), for N jobs side by side.')
 @click.option('--visualize', type=click.Path(file_okay=False), default=None,
@@ -97,7 +119,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
     problem, 3 a model or the output cannot be had, 130 interrupted (rerun to resume). With
     -q, lines about failed files still go to stderr.
     """
-    paths = list(paths) + _read_file_list(files_from)
+    given, listed = list(paths), _read_file_list(files_from)
+    paths = given + [path for _, path in listed]
     if hf_dataset is not None and (paths or ray_address is not None or shard or visualize):
         raise click.UsageError('--hf-dataset scores the dataset\'s images: it does not go with PATHS, --files-from, '
                                '--ray, --shard or --visualize.')
@@ -113,10 +136,15 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
                             batch_size, workers)
     fmt = format_for(output, fmt)
     dataset = HFImages(hf_dataset, split, image_column) if hf_dataset is not None else None
-    images = dataset.ids() if dataset is not None else find_images(paths, exclude=_own_outputs(output, visualize))
+    if dataset is not None:
+        images, missing = dataset.ids(), []
+    else:
+        present, missing = _listed_but_missing(files_from, listed)
+        images = find_images(given + present, exclude=_own_outputs(output, visualize))
     if shard is not None:
         images = shard_images(images, *shard)
-    if not images:
+        missing = [result for result in missing if shard_images([result.image], *shard)]
+    if not images and not missing:
         click.echo(f'Warning: no images found in {", ".join(map(repr, paths or [hf_dataset]))}'
                    + (f' for shard {shard[0]}/{shard[1]}' if shard else '')
                    + ' (image files end in .png, .jpg, .webp...).', err=True)
@@ -125,18 +153,20 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
         faces = load_detector(settings)  # the model loads before any image, so one that cannot be had fails fast
         out.start(faces.classifier.classes, make_provenance(faces, per_image, batch_size, workers))
         todo = [item for item in images if not out.is_done(item.path)]
-        progress = Progress(len(todo), quiet, done_before=len(images) - len(todo), classes=faces.classifier.classes,
-                            log_interval=log_interval, bar=not (output is None and sys.stdout.isatty()),
-                            settings=settings)
+        progress = Progress(len(missing) + len(todo), quiet, done_before=len(images) - len(todo),
+                            classes=faces.classifier.classes, log_interval=log_interval,
+                            bar=not (output is None and sys.stdout.isatty()), settings=settings)
         progress.retried = len(out.retried & {image_key(item.path) for item in todo})
         interrupted = False
         try:
             stems = output_stems(images) if visualize else {}  # of every input: the same names on a rerun
-            for result in score_images_with(faces, dataset.with_data(todo) if dataset is not None else todo,
-                                            batch_size=batch_size, workers=workers,
-                                            keep_images=bool(visualize)):
+            scored = score_images_with(faces, dataset.with_data(todo) if dataset is not None else todo,
+                                       batch_size=batch_size, workers=workers, keep_images=bool(visualize))
+            for result in itertools.chain(missing, scored):
                 out.write(result)
-                if visualize and result.error is None:
+                if result.error is not None:
+                    print_failure(result, progress)
+                elif visualize:
                     save_visualization(result, visualize, stems.get(result.image.path))
                 progress.update(result)
         except KeyboardInterrupt:

@@ -105,7 +105,9 @@ class ThresholdTable:
 
     def to_text(self) -> str:
         """The table as aligned plain text, as ``filter --thresholds`` prints it."""
-        lines = [f'{self.images} images ({self.with_faces} with faces, {self.failed} failed), {self.faces} faces',
+        images, faces = (f'{count} {noun}{"" if count == 1 else "s"}' for count, noun in
+                         ((self.images, 'image'), (self.faces, 'face')))
+        lines = [f'{images} ({self.with_faces} with faces, {self.failed} failed), {faces}',
                  '  faces per class: ' + (', '.join(f'{name} {count}' for name, count in self.per_class.items())
                                           or 'none'),
                  '', f'{"threshold":<24} {"images":>8} {"every face":>11} {"faces":>8}']
