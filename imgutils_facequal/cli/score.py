@@ -7,6 +7,7 @@ import click
 from ..curate import output_stems
 from ..pipeline import find_images, score_images_with, shard_images
 from ..store import FORMATS, ScoresWriter, format_for, image_key, make_provenance
+from ..visualize import VISUALIZATION_FORMATS
 from .common import Progress, exit_codes, finish, load_detector, save_visualization, scoring_options, settings_from
 from .ray_score import score_on_ray
 
@@ -58,6 +59,12 @@ def _ray_address(text):
               help='Score only the I-th of N stable shares of the inputs (1 <= I <= N), for N jobs side by side.')
 @click.option('--visualize', type=click.Path(file_okay=False), default=None,
               help='Also write each image with its faces boxed and labelled to this folder.')
+@click.option('--visualize-format', 'visualize_format', type=click.Choice(list(VISUALIZATION_FORMATS)),
+              default='png', show_default=True,
+              help='With --visualize: png (lossless, large), jpeg or webp (a tenth of the size, to share).')
+@click.option('--visualize-max-side', 'visualize_max_side', type=click.IntRange(min=16), default=None, metavar='PX',
+              help="With --visualize: scale each drawing down to at most PX pixels on its long side "
+                   "(default: the image's size).")
 @click.option('--log-interval', type=click.FloatRange(min=1), default=30.0, show_default=True,
               help='With no terminal (nohup, Slurm), a progress line on stderr every this many seconds.')
 @click.option('--ray', 'ray_address', is_flag=False, flag_value='local', default=None, metavar='[auto|ADDRESS]',
@@ -70,8 +77,8 @@ def _ray_address(text):
               help='With --ray: GPUs per actor (0.5: two actors share a card).')
 @scoring_options
 @exit_codes()
-def score(paths, output, fmt, per_image, files_from, shard, visualize, log_interval, quiet, ray_address, actors,
-          gpus_per_actor, **kwargs):
+def score(paths, output, fmt, per_image, files_from, shard, visualize, visualize_format, visualize_max_side,
+          log_interval, quiet, ray_address, actors, gpus_per_actor, **kwargs):
     """Score every face of every image: one row per face, one per image without a face, one per unreadable file.
 
     PATHS are files, folders (searched recursively for images) and globs. An output file
@@ -115,7 +122,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
                                             keep_images=bool(visualize)):
                 out.write(result)
                 if visualize and result.error is None:
-                    save_visualization(result, visualize, stems.get(result.image.path))
+                    save_visualization(result, visualize, stems.get(result.image.path), visualize_format,
+                                       visualize_max_side)
                 progress.update(result)
         except KeyboardInterrupt:
             interrupted = True
