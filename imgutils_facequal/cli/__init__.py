@@ -13,6 +13,7 @@ import click
 from .. import __version__
 from .common import show_status_on_stderr
 from .curate import crop, filter_command
+from .demo import demo
 from .evaluate import eval_crops
 from .models import download, export, models, plugins
 from .report import report
@@ -32,5 +33,5 @@ def main():
     """
     show_status_on_stderr()
 
-for command in (score, filter_command, crop, report, models, download, plugins, export, eval_crops):
+for command in (score, filter_command, crop, report, models, download, plugins, export, eval_crops, demo):
     main.add_command(command)
