@@ -1,15 +1,19 @@
 """The Gradio demo: its prediction through Gradio's own processing, its page in headless Chromium, and the
 message without Gradio."""
+import json
+import os
+import signal
 import socket
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from imgutils_facequal import ScoringSettings, build_demo, detect_face_quality, launch_demo
-from tests.support.cli import run, scene
+from tests.support.cli import run, scene, start_process
 from tests.support.fake_hub import classifier_repo_files, write_local_dir
 
 pytestmark = pytest.mark.extras
@@ -121,3 +125,30 @@ def test_served_page_takes_an_upload_and_shows_the_faces(tmp_path, gradio_temp, 
         assert Image.open(SHOTS / 'demo.png').size[0] >= 1000
     finally:
         demo.close()
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='Ctrl-C as a POSIX signal')
+def test_demo_command_serves_the_settings_and_stops_on_ctrl_c(tmp_path):
+    """The console script in a real process: its scoring options are the page's starting values; Ctrl-C (the
+    way to stop a server) ends it cleanly."""
+    run('demo', '--conf-threshold', '2', check_code=2)
+    port = _free_port()
+    process = start_process('demo', '--port', port, '--conf-threshold', '0.4', '--model-name', 'caformer_s36',
+                            env={**os.environ, 'GRADIO_TEMP_DIR': str(tmp_path / 'gradio')})
+    try:
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.time() + 60
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                config = json.load(no_proxy.open(f'http://127.0.0.1:{port}/config', timeout=5))
+                break
+            except OSError:
+                assert time.time() < deadline, 'the demo did not start'
+                time.sleep(0.3)
+        values = {item['props'].get('label'): item['props'].get('value') for item in config['components']}
+        assert values['Detector confidence threshold'] == 0.4 and values['Model'] == 'caformer_s36'
+    finally:
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=60)[1].decode()
+    assert process.returncode == 0 and 'Demo stopped.' in stderr and 'Traceback' not in stderr, stderr

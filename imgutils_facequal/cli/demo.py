@@ -17,7 +17,7 @@ def demo(host, port, open_browser, **kwargs):
     labelled with its class and probabilities; sliders for the detector's thresholds, a choice of model
     (a registered one or a local folder). The scoring options give its starting settings. Runs offline
     from the Hugging Face cache; no share link, no analytics. Needs the demo extra:
-    pip install 'imgutils-facequal[demo]'. Stop it with Ctrl-C.
+    pip install 'imgutils-facequal[demo]'. Stop it with Ctrl-C (exit status 0).
     """
     settings = settings_from(kwargs)
     try:
@@ -25,3 +25,5 @@ def demo(host, port, open_browser, **kwargs):
         launch_demo(settings, server_name=host, server_port=port, inbrowser=open_browser)
     except ImportError as err:
         fail(str(err), EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:  # how a server is stopped: not a failure
+        click.echo('Demo stopped.', err=True)
