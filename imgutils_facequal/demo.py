@@ -8,8 +8,9 @@ every face's class probabilities and quality value. Everything else comes from t
 `imgutils_facequal.ScoringSettings` it is given.
 
 Gradio comes with the ``demo`` extra (``pip install 'imgutils-facequal[demo]'``). The demo
-runs offline from the Hugging Face cache, sends Gradio no analytics, loads no web fonts and
-makes no share link: it serves on this machine only unless told ``server_name='0.0.0.0'``.
+runs offline from the Hugging Face cache, sends Gradio no analytics, its page loads nothing
+from the internet, and it makes no share link: it serves this machine only unless told
+``server_name='0.0.0.0'``.
 
 Example:
 
@@ -32,9 +33,6 @@ __all__ = ['build_demo', 'launch_demo', 'predict_faces', 'DEMO_INSTALL_HINT']
 DEMO_INSTALL_HINT = "pip install 'imgutils-facequal[demo]'"
 #: The slider values when the settings leave the detector's thresholds unset: imgutils' own defaults.
 DEFAULT_CONF_THRESHOLD, DEFAULT_IOU_THRESHOLD = 0.25, 0.7
-#: System fonts only: the page fetches nothing from the internet.
-_LOCAL_FONTS = ('ui-sans-serif', 'system-ui', 'sans-serif')
-_LOCAL_MONO_FONTS = ('ui-monospace', 'Consolas', 'monospace')
 
 
 def _gradio():
@@ -118,9 +116,8 @@ def build_demo(settings: Optional[ScoringSettings] = None, title: str = 'Anime f
             with gr.Column():
                 drawing = gr.Image(type='pil', label='Faces', format='png', interactive=False,
                                    buttons=['download', 'fullscreen'], elem_id='facequal-output')
-                found = gr.Markdown(elem_id='facequal-found')
-                table = gr.Dataframe(label='Class probabilities per face', interactive=False,
-                                     elem_id='facequal-table')
+        found = gr.Markdown(elem_id='facequal-found')
+        table = gr.Dataframe(label='Class probabilities per face', interactive=False, elem_id='facequal-table')
         submit.click(predict, inputs=[image, model, folder, conf_slider, iou_slider], outputs=[drawing, table, found],
                      api_name='predict')
     demo.predict_faces = predict  # the page's own prediction function, for callers that test or script it
@@ -145,9 +142,7 @@ def launch_demo(settings: Optional[ScoringSettings] = None, server_name: str = '
         >>> from imgutils_facequal import ScoringSettings, launch_demo
         >>> launch_demo(ScoringSettings(conf_threshold=0.3), server_port=7861)  # doctest: +SKIP
     """
-    gr = _gradio()
     demo = build_demo(settings)
     launch_options['share'] = False
-    launch_options.setdefault('theme', gr.themes.Default(font=_LOCAL_FONTS, font_mono=_LOCAL_MONO_FONTS))
     demo.launch(server_name=server_name, server_port=server_port, **launch_options)
     return demo

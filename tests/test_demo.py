@@ -107,6 +107,7 @@ def test_served_page_takes_an_upload_and_shows_the_faces(tmp_path, gradio_temp, 
     demo = launch_demo(server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         assert demo.local_url.startswith(f'http://127.0.0.1:{port}') and demo.share_url is None
+        browser.call('Network.enable')
         browser.open(demo.local_url)
         _wait_for(browser, "!!document.querySelector('#facequal-input input[type=file]')", 'its file input')
         root = browser.call('DOM.getDocument', depth=-1, pierce=True)['root']['nodeId']
@@ -120,6 +121,9 @@ def test_served_page_takes_an_upload_and_shows_the_faces(tmp_path, gradio_temp, 
                   'the number of faces')
         table = browser.evaluate("document.querySelector('#facequal-table').innerText")
         assert 'excellent' in table and 'quality' in table
+        requested = {event['params']['request']['url'].split('?')[0] for event in browser.events
+                     if event.get('method') == 'Network.requestWillBeSent'}
+        assert requested and [url for url in requested if not url.startswith((demo.local_url, 'data:', 'blob:'))] == []
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.screenshot(SHOTS / 'demo.png')
         assert Image.open(SHOTS / 'demo.png').size[0] >= 1000

@@ -25,5 +25,6 @@ def demo(host, port, open_browser, **kwargs):
         launch_demo(settings, server_name=host, server_port=port, inbrowser=open_browser)
     except ImportError as err:
         fail(str(err), EXIT_UNAVAILABLE)
-    except KeyboardInterrupt:  # how a server is stopped: not a failure
-        click.echo('Demo stopped.', err=True)
+    except KeyboardInterrupt:  # how a server is stopped, not a failure (Gradio itself catches most of them)
+        pass
+    click.echo('Demo stopped.', err=True)
