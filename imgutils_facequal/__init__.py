@@ -32,6 +32,7 @@ from .curate import (
     threshold_table,
 )
 from .curate.captions import TrainingFiles
+from .demo import build_demo, launch_demo
 from .detect import FaceTags, detect_face_quality, tag_faces, visualize_face_quality
 from .errors import (
     BackendNotAvailableError,
@@ -70,6 +71,7 @@ from .report import write_report
 from .scoring import FaceLocator, FaceQualityDetector, FaceQualityResult, load_face_quality_detector
 from .settings import CROP_MODES, DEFAULT_MARGIN, HEAD_LOCALISATIONS, ScoringSettings
 from .store import SavedScores, ScoresWriter, read_scores, scored_images
+from .visualize import save_face_quality_visualization
 
 from ._version import __version__
 
@@ -111,6 +113,7 @@ __all__ = [
     'ThresholdTable',
     'TrainingFiles',
     'UnknownModelError',
+    'build_demo',
     'classify_face_quality',
     'classify_face_quality_batch',
     'classify_face_quality_score',
@@ -129,6 +132,7 @@ __all__ = [
     'hookimpl',
     'kept_faces',
     'kept_images',
+    'launch_demo',
     'list_detectors',
     'list_face_quality_models',
     'list_plugins',
@@ -140,6 +144,7 @@ __all__ = [
     'read_hf_dataset',
     'read_labelled_folder',
     'read_scores',
+    'save_face_quality_visualization',
     'register_plugin',
     'resolve_model',
     'score_images',

@@ -5,13 +5,13 @@ forward passes. The crop rules are those of `imgutils_facequal.FaceQualityDetect
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._imgutils import detect_module
 from .errors import PluginError
 from .images import load_rgb_image
 from .plugins import get_tagger
 from .quality import reaches
 from .scoring import FaceLocator, FaceQualityResult, load_face_quality_detector
 from .settings import ScoringSettings
+from .visualize import visualize_face_quality
 
 __all__ = ['FaceTags', 'detect_face_quality', 'tag_faces', 'visualize_face_quality']
 
@@ -93,22 +93,3 @@ def tag_faces(image, taggers: Sequence[str] = ('face_quality',),
     return [FaceTags(*location, tags={name: outputs[index] for name, outputs in per_tagger.items()})
             for index, location in enumerate(locations)]
 
-
-def visualize_face_quality(image, results: Sequence[FaceQualityResult], **options):
-    """Draw scored faces with their quality labels, through imgutils' ``detection_visualize``.
-
-    ``options`` go to ``detection_visualize`` (``fontsize``, ``max_short_edge_size``...).
-    Every class of the model is passed as a label, so each class keeps its colour from one
-    image to the next. Plain ``(bbox, label, score)`` triples are drawn too.
-
-    Example:
-
-        >>> from imgutils_facequal import detect_face_quality, visualize_face_quality
-        >>> image = 'frame.png'
-        >>> visualize_face_quality(image, detect_face_quality(image)).save('boxed.png')  # doctest: +SKIP
-    """
-    detections = [result.as_detection() if isinstance(result, FaceQualityResult) else tuple(result[:3])
-                  for result in results]
-    if results and isinstance(results[0], FaceQualityResult):
-        options.setdefault('labels', list(results[0].scores))
-    return detect_module().detection_visualize(load_rgb_image(image), detections, **options)

@@ -14,6 +14,7 @@ import click
 from .. import __version__
 from .common import closed_pipe, end_quietly_on_closed_pipe, show_status_on_stderr
 from .curate import crop, filter_command
+from .demo import demo
 from .evaluate import eval_crops
 from .models import download, export, models, plugins
 from .report import report
@@ -54,5 +55,5 @@ def main():
     """
     show_status_on_stderr()
 
-for command in (score, filter_command, crop, report, models, download, plugins, export, eval_crops):
+for command in (score, filter_command, crop, report, models, download, plugins, export, eval_crops, demo):
     main.add_command(command)

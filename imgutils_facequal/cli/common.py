@@ -15,13 +15,13 @@ import click
 
 from ..atomic import write_new_file
 from ..curate import output_stem
-from ..detect import visualize_face_quality
 from ..errors import FaceQualityError, InputNotFoundError, UnknownModelError
 from ..models import resolve_model
 from ..plugins import UnknownPluginNameError, get_detector
 from ..scoring import load_face_quality_detector
 from ..settings import PRESETS, SETTING_NAMES, ScoringSettings, check_setting
 from ..store import read_scores
+from ..visualize import visualization_suffix, visualize_face_quality, write_visualization
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 #: A reader that closed the pipe (``| head``): what a shell reports for a command ended by SIGPIPE.
@@ -152,11 +152,7 @@ def _setting_option(item: dataclasses.Field):
 def scoring_options(function):
     """The options every command that scores faces shares: one per field of `ScoringSettings`, under its
     name, then the pipeline's own (``--batch-size``, ``--workers``) and ``--quiet``."""
-    options = [_setting_option(item) for item in dataclasses.fields(ScoringSettings)] + [
-        click.option('--fast', is_flag=True,
-                     help='The fast preset: ' + ', '.join(f'--{name.replace("_", "-")} {value}' for name, value in
-                                                          PRESETS['fast'].items())
-                          + ' (one small detector pass; face boxes derived from head boxes). Options given win.'),
+    options = _settings_options() + [
         click.option('--batch-size', type=click.IntRange(min=1), default=None,
                      help='Face crops per forward pass, pooled across images (default: 2 on CPU, 32 on GPU).'),
         click.option('--workers', type=click.IntRange(min=0), default=None,
@@ -166,6 +162,22 @@ def scoring_options(function):
                      help='No progress, no status lines and no summary (lines about failed files still show).'),
     ]
     for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _settings_options() -> list:
+    return [_setting_option(item) for item in dataclasses.fields(ScoringSettings)] + [
+        click.option('--fast', is_flag=True,
+                     help='The fast preset: ' + ', '.join(f'--{name.replace("_", "-")} {value}' for name, value in
+                                                          PRESETS['fast'].items())
+                          + ' (one small detector pass; face boxes derived from head boxes). Options given win.')]
+
+
+def settings_options(function):
+    """One option per field of `ScoringSettings`, under its name, and ``--fast``: for a command that scores
+    but runs no pipeline (``demo``); read them back with `settings_from`."""
+    for option in reversed(_settings_options()):
         function = option(function)
     return function
 
@@ -348,15 +360,16 @@ class Progress:
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
 
-def save_visualization(result, directory: str, stem: Optional[str] = None) -> None:
-    """Draw an image's faces to ``directory`` as ``{stem}.png``: ``stem`` from
-    `imgutils_facequal.curate.output_stems` of the whole run (``a/x.png`` and ``b/x.png`` get
-    ``a/x`` and ``b/x``), else `output_stem` (``x.png`` and ``x.jpg`` side by side get
-    ``x.png.png`` and ``x.jpg.png``). An existing file is never overwritten (the same drawing
+def save_visualization(result, directory: str, stem: Optional[str] = None, fmt: str = 'png',
+                       max_side: Optional[int] = None) -> None:
+    """Draw an image's faces to ``directory`` as ``{stem}.png`` (``.jpg``, ``.webp`` for those ``fmt``), the
+    long side at most ``max_side``: ``stem`` from `imgutils_facequal.curate.output_stems` of the whole run
+    (``a/x.png`` and ``b/x.png`` get ``a/x`` and ``b/x``), else `output_stem` (``x.png`` and ``x.jpg`` side
+    by side get ``x.png.png`` and ``x.jpg.png``). An existing file is never overwritten (the same drawing
     again is skipped silently, another one with a warning)."""
-    target = os.path.join(directory, (stem or output_stem(result.image)) + '.png')
-    drawing = visualize_face_quality(result.decoded, result.faces)
+    target = os.path.join(directory, (stem or output_stem(result.image)) + visualization_suffix(fmt))
+    drawing = visualize_face_quality(result.decoded, result.faces, max_side=max_side)
     try:
-        write_new_file(target, lambda temp: drawing.save(temp, format='PNG'))
+        write_new_file(target, lambda temp: write_visualization(drawing, temp, fmt))
     except FileExistsError as err:
         click.echo(f'not drawing {result.image.path}: {err}', err=True)

@@ -13,6 +13,7 @@ from ..hf_datasets import HFImages
 from ..pipeline import ImageResult, InputImage, find_images, score_images_with, shard_images
 from ..store import FORMATS, ScoresWriter, format_for, image_key, make_provenance
 from ..store.formats import meta_path, parquet
+from ..visualize import VISUALIZATION_FORMATS
 from .common import (FiniteFloatRange, Progress, exit_codes, finish, load_detector, print_failure, save_visualization,
                      scoring_options, settings_from)
 from .ray_score import score_on_ray
@@ -90,6 +91,12 @@ def _ray_address(text):
               help='Score only the I-th of N stable shares of the inputs (1 <= I <= N), for N jobs side by side.')
 @click.option('--visualize', type=click.Path(file_okay=False), default=None,
               help='Also write each image with its faces boxed and labelled to this folder.')
+@click.option('--visualize-format', 'visualize_format', type=click.Choice(list(VISUALIZATION_FORMATS)),
+              default='png', show_default=True,
+              help='With --visualize: png (lossless, large), jpeg or webp (a tenth of the size, to share).')
+@click.option('--visualize-max-side', 'visualize_max_side', type=click.IntRange(min=16), default=None, metavar='PX',
+              help="With --visualize: scale each drawing down to at most PX pixels on its long side "
+                   "(default: the image's size).")
 @click.option('--log-interval', type=FiniteFloatRange(min=1), default=30.0, show_default=True,
               help='With no terminal (nohup, Slurm), a progress line on stderr every this many seconds.')
 @click.option('--ray', 'ray_address', is_flag=False, flag_value='local', default=None, metavar='[auto|ADDRESS]',
@@ -108,8 +115,8 @@ def _ray_address(text):
 @click.option('--image-column', default='image', show_default=True, help='With --hf-dataset: the images\' column.')
 @scoring_options
 @exit_codes()
-def score(paths, output, fmt, per_image, files_from, shard, visualize, log_interval, quiet, ray_address, actors,
-          gpus_per_actor, hf_dataset, split, image_column, **kwargs):
+def score(paths, output, fmt, per_image, files_from, shard, visualize, visualize_format, visualize_max_side,
+          log_interval, quiet, ray_address, actors, gpus_per_actor, hf_dataset, split, image_column, **kwargs):
     """Score every face of every image: one row per face, one per image without a face, one per unreadable file.
 
     PATHS are files, folders (searched recursively for images) and globs; or, with
@@ -167,7 +174,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
                 if result.error is not None:
                     print_failure(result, progress)
                 elif visualize:
-                    save_visualization(result, visualize, stems.get(result.image.path))
+                    save_visualization(result, visualize, stems.get(result.image.path), visualize_format,
+                                       visualize_max_side)
                 progress.update(result)
         except KeyboardInterrupt:
             interrupted = True
