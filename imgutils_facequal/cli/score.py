@@ -1,4 +1,5 @@
 """``imgutils-facequal score``: one row per face (or per image), resumable, in JSON Lines, CSV or Parquet."""
+import os
 import re
 import sys
 
@@ -80,6 +81,7 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
     problem, 3 a model or the output cannot be had, 130 interrupted (rerun to resume). With
     -q, lines about failed files still go to stderr.
     """
+    roots = list(paths) + ([files_from] if files_from not in (None, '-') else [])  # recorded in the provenance
     paths = list(paths) + _read_file_list(files_from)
     if not paths:
         raise click.UsageError('Give PATHS, or --files-from.')
@@ -102,7 +104,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, log_inter
     out = ScoresWriter(output, fmt)  # checked and locked before the model loads
     try:
         faces = load_detector(settings)  # the model loads before any image, so one that cannot be had fails fast
-        out.start(faces.classifier.classes, make_provenance(faces, per_image, batch_size, workers))
+        out.start(faces.classifier.classes, make_provenance(faces, per_image, batch_size, workers, os.getcwd(),
+                                                            roots))
         todo = [item for item in images if not out.is_done(item.path)]
         progress = Progress(len(todo), quiet, done_before=len(images) - len(todo), classes=faces.classifier.classes,
                             log_interval=log_interval, bar=not (output is None and sys.stdout.isatty()),

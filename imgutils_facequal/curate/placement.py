@@ -4,17 +4,21 @@
 (the name is claimed with a hard link, which fails if it exists, so two runs into one
 folder cannot overwrite each other's files), and a copy is written under a temporary name
 in the destination folder first (`imgutils_facequal.atomic.write_new_file`), so a full disk
-or a kill leaves no partial file under the real name.
+or a kill leaves no partial file under the real name. A move takes a claim on its source
+first, so two runs moving into different folders never both take one file.
 """
 import errno
+import hashlib
 import os
 import shutil
-from typing import Iterable, List, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Iterable, Iterator, List, Sequence, Tuple
 
-from ..atomic import NO_HARD_LINKS, replace_file, same_content, write_new_file
+from ..atomic import NO_HARD_LINKS, same_content, staging_file, write_new_file
+from ..home import facequal_home
 
-__all__ = ['DEFAULT_SIDECARS', 'MODES', 'place_file', 'write_new_file', 'find_sidecars', 'sidecar_name',
-           'write_manifest']
+__all__ = ['DEFAULT_SIDECARS', 'MODES', 'MANIFEST_SEPARATORS', 'SourceGone', 'SourceKept', 'place_file',
+           'write_new_file', 'find_sidecars', 'sidecar_name', 'check_new_file', 'write_manifest']
 
 #: Files that travel with an image: ``{stem}`` is the image's name without its extension.
 #: A pattern without ``{stem}`` is an extension (``.txt`` means ``{stem}.txt``); the last
@@ -22,6 +26,28 @@ __all__ = ['DEFAULT_SIDECARS', 'MODES', 'place_file', 'write_new_file', 'find_si
 DEFAULT_SIDECARS = ('.txt', '.caption', '.json', '.npz', '.{stem}_meta.json')
 #: How `place_file` puts a file in place.
 MODES = ('copy', 'hardlink', 'move')
+#: What ends each path in a manifest: a line, or a NUL byte (for names that hold a line break).
+MANIFEST_SEPARATORS = {'lines': '\n', 'nul': '\0'}
+# moves of different files share these few lock files (no lock file per image left behind)
+_CLAIM_STRIPES = 256
+
+
+class SourceGone(FileNotFoundError):
+    """The file to move was gone when its turn came: another run moved it meanwhile."""
+
+
+class SourceKept(OSError):
+    """The file is in place, but its source could not be removed (a read-only folder): it is in both places.
+
+    :ivar target: Where it is now.
+    :ivar outcome: ``'placed'`` or ``'present'``, as `place_file` would have returned.
+    """
+
+    def __init__(self, source: str, target: str, outcome: str, err: OSError):
+        super().__init__(err.errno, f'it is at {target}, but {source} could not be removed '
+                                    f'({err.strerror or err}), so it is in both places; make its folder writable and '
+                                    f'run again to finish the move, or remove it yourself', source)
+        self.target, self.outcome = target, outcome
 
 
 def _hard_link(source: str, target: str) -> None:
@@ -38,6 +64,65 @@ def _copy(source: str):
     return write
 
 
+def _real_file(path: str) -> str:
+    """The file a symbolic link names (the path itself when it is none): what lands in an output
+    folder, so that no link lands there to dangle."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _same_name(first: str, second: str) -> bool:
+    """Whether two paths name one entry of one folder (not two names of one file)."""
+    try:
+        return (os.path.samefile(os.path.dirname(os.path.abspath(first)), os.path.dirname(os.path.abspath(second)))
+                and os.path.basename(first).lower() == os.path.basename(second).lower()
+                and os.path.samefile(first, second))
+    except OSError:
+        return False
+
+
+@contextmanager
+def _move_claim(source: str) -> Iterator[None]:
+    """Held while ``source`` is moved: two runs moving one file (into two folders) take turns, and the
+    second finds it gone. The lock files live in the package's folder (`imgutils_facequal.home`);
+    where that cannot be written, moves go on without the claim."""
+    from filelock import FileLock
+    where = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(source))), os.path.basename(source))
+    stripe = int(hashlib.sha1(os.fsencode(os.path.normcase(where))).hexdigest()[:4], 16) % _CLAIM_STRIPES
+    folder = os.path.join(facequal_home(), 'locks')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = FileLock(os.path.join(folder, f'move-{stripe:03d}.lock'))
+        lock.acquire()
+    except OSError:
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _put(source: str, target: str, mode: str) -> str:
+    """Hard-link ``source`` to ``target``, or (``move`` across file systems) copy it there durably."""
+    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+    try:
+        _hard_link(source, target)
+    except FileExistsError:
+        if not same_content(source, target):
+            raise FileExistsError(errno.EEXIST, f'{target} exists with other content than {source}; not overwriting '
+                                                f'it (move it away, or choose another output folder)',
+                                  target) from None
+        return 'present'
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+        if mode == 'hardlink':
+            raise OSError(err.errno, f'cannot hard-link {source} to {target}: {err.strerror} '
+                                     f'(hard links need one filesystem; use --mode copy)', source) from None
+        return write_new_file(target, _copy(source), durable=True)
+    return 'placed'
+
+
 def place_file(source: str, target: str, mode: str = 'copy') -> str:
     """Copy, hard-link or move ``source`` to ``target``, never replacing a file and never
     leaving a partial one.
@@ -47,42 +132,39 @@ def place_file(source: str, target: str, mode: str = 'copy') -> str:
       overwrite each other); a failed copy (a full disk) is removed.
     * ``hardlink``: ``os.link``, which never replaces a file.
     * ``move``: a hard link, then the source is removed; across filesystems (or where
-      there are no hard links) a durable copy as above, then the source is removed.
+      there are no hard links) a durable copy as above, then the source is removed. The
+      source is claimed first: of two runs moving it at once, one moves it, and the other
+      gets `SourceGone`.
+
+    A symbolic link stands for its real file: the real file is copied or hard-linked (a
+    moved link is removed, its real file stays), so no link lands in the target's folder.
 
     :return: ``'placed'``, or ``'present'`` when ``target`` already is this file or holds
-        the same bytes (a rerun); then a moved source is left where it is, unless the
-        target is the same file (a move cut short between link and unlink).
+        the same bytes (a rerun); then a move is finished: the source is removed.
     :raises FileExistsError: When ``target`` exists with other content; both stay as they are.
+    :raises SourceGone: When a source to move no longer exists.
+    :raises SourceKept: When a move put the file in place but could not remove the source.
     :raises OSError: When the source cannot be read or the target cannot be written.
     """
     if mode not in MODES:
         raise ValueError(f'mode must be one of {", ".join(MODES)}; got {mode!r}.')
     if mode == 'copy':
-        return write_new_file(target, _copy(source))
-    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-    try:
-        _hard_link(source, target)
-    except FileExistsError:
-        if not same_content(source, target):
-            raise FileExistsError(errno.EEXIST, f'{target} exists with other content than {source}; not overwriting '
-                                                f'it (move it away, or choose another output folder)',
-                                  target) from None
-        if mode == 'move' and os.path.samefile(source, target):
+        return write_new_file(target, _copy(_real_file(source)))
+    if mode == 'hardlink':
+        return _put(_real_file(source), target, mode)
+    with _move_claim(source):
+        if not os.path.lexists(source):
+            raise SourceGone(errno.ENOENT, f'{source} was moved away meanwhile (by another run?)', source)
+        outcome = _put(_real_file(source), target, mode)
+        if _same_name(source, target):
+            return outcome  # moved onto itself: nothing to remove
+        try:
             os.unlink(source)
-        return 'present'
-    except OSError as err:
-        if err.errno not in NO_HARD_LINKS:
-            raise
-        if mode == 'hardlink':
-            raise OSError(err.errno, f'cannot hard-link {source} to {target}: {err.strerror} '
-                                     f'(hard links need one filesystem; use --mode copy)', source) from None
-        outcome = write_new_file(target, _copy(source), durable=True)
-        if outcome == 'placed':
-            os.unlink(source)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise SourceKept(source, target, outcome, err) from None
         return outcome
-    if mode == 'move':
-        os.unlink(source)
-    return 'placed'
 
 
 def sidecar_name(pattern: str, stem: str) -> str:
@@ -106,7 +188,33 @@ def find_sidecars(image: str, sidecars: Sequence[str] = DEFAULT_SIDECARS) -> Lis
     return found
 
 
-def write_manifest(path: str, lines: Iterable[str]) -> None:
-    """Write one path per line to ``path`` at once (a temporary file renamed over it when complete)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    replace_file(path, ''.join(f'{line}\n' for line in lines))
+def check_new_file(path: str) -> None:
+    """Check, before anything else is done, that a new file (a manifest) can be written at ``path``:
+    no file has the name (it is never overwritten), and its folder takes a file.
+
+    :raises FileExistsError: When the name is taken.
+    :raises OSError: When the folder cannot be made or written to; the message names the path.
+    """
+    if os.path.lexists(path):
+        raise FileExistsError(f'{path} exists; it is never overwritten: remove it, or name another file.')
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with staging_file(path):
+            pass
+    except OSError as err:
+        raise OSError(err.errno, f'cannot write {path}: {err.strerror or err}', path) from None
+
+
+def write_manifest(path: str, lines: Iterable[str], separator: str = '\n') -> None:
+    """Write each path followed by ``separator`` (a line break, or ``'\\0'`` for names that hold one)
+    to the new file ``path``, at once; never over an existing file.
+
+    :raises FileExistsError: When ``path`` exists.
+    :raises ValueError: When a path holds a line break and ``separator`` is one.
+    """
+    lines = list(lines)
+    for line in lines:
+        if separator == '\n' and ('\n' in line or '\r' in line):
+            raise ValueError(f'{line!r} holds a line break, which a manifest of one path a line cannot hold; '
+                             f'write a NUL-separated one (--manifest-format nul).')
+    write_new_file(path, ''.join(f'{line}{separator}' for line in lines))
