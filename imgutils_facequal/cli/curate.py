@@ -172,7 +172,7 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         except (ValueError, FileExistsError) as err:
             fail(f'--manifest {manifest}: {err}', EXIT_USAGE)
         except OSError as err:
-            fail(f'--manifest {manifest}: {err.strerror or err}; nothing was moved.', EXIT_UNAVAILABLE)
+            fail(f'--manifest {manifest}: {err}; nothing was placed.', EXIT_UNAVAILABLE)
     progress = Progress(len(images), quiet or dry_run, timed=results is None)
     verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
     interrupted = False
@@ -192,7 +192,7 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
                     f'drop it.' if gone and scores else f'{outcome.message}.'), err=True)
             elif outcome.message and outcome.action in ('placed', 'present'):
                 progress.failed.append(outcome.image)
-                click.echo(f'failed to {verb} all of {outcome.image}: {outcome.message}', err=True)
+                click.echo(f'incomplete {verb} of {outcome.image}: {outcome.message}', err=True)
             elif outcome.action == 'failed':
                 if result.error is None:
                     progress.failed.append(outcome.image)

@@ -4,18 +4,17 @@
 (the name is claimed with a hard link, which fails if it exists, so two runs into one
 folder cannot overwrite each other's files), and a copy is written under a temporary name
 in the destination folder first (`imgutils_facequal.atomic.write_new_file`), so a full disk
-or a kill leaves no partial file under the real name. A move takes a claim on its source
-first, so two runs moving into different folders never both take one file.
+or a kill leaves no partial file under the real name. What commits a move is the removal of
+its source, which only one process can do: of two runs moving one file into two folders at
+once, the one that finds the source already removed takes back the copy it made, so the file
+ends in one place.
 """
 import errno
-import hashlib
 import os
 import shutil
-from contextlib import contextmanager
-from typing import Iterable, Iterator, List, Sequence, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 from ..atomic import NO_HARD_LINKS, same_content, staging_file, write_new_file
-from ..home import facequal_home
 
 __all__ = ['DEFAULT_SIDECARS', 'MODES', 'MANIFEST_SEPARATORS', 'SourceGone', 'SourceKept', 'place_file',
            'write_new_file', 'find_sidecars', 'sidecar_name', 'check_new_file', 'write_manifest']
@@ -28,8 +27,6 @@ DEFAULT_SIDECARS = ('.txt', '.caption', '.json', '.npz', '.{stem}_meta.json')
 MODES = ('copy', 'hardlink', 'move')
 #: What ends each path in a manifest: a line, or a NUL byte (for names that hold a line break).
 MANIFEST_SEPARATORS = {'lines': '\n', 'nul': '\0'}
-# moves of different files share these few lock files (no lock file per image left behind)
-_CLAIM_STRIPES = 256
 
 
 class SourceGone(FileNotFoundError):
@@ -44,9 +41,9 @@ class SourceKept(OSError):
     """
 
     def __init__(self, source: str, target: str, outcome: str, err: OSError):
-        super().__init__(err.errno, f'it is at {target}, but {source} could not be removed '
-                                    f'({err.strerror or err}), so it is in both places; make its folder writable and '
-                                    f'run again to finish the move, or remove it yourself', source)
+        super().__init__(err.errno, f'{source} could not be removed ({err.strerror or err}), so it is in both '
+                                    f'places; make its folder writable and run again to finish the move, or remove '
+                                    f'it yourself', source)
         self.target, self.outcome = target, outcome
 
 
@@ -80,28 +77,6 @@ def _same_name(first: str, second: str) -> bool:
         return False
 
 
-@contextmanager
-def _move_claim(source: str) -> Iterator[None]:
-    """Held while ``source`` is moved: two runs moving one file (into two folders) take turns, and the
-    second finds it gone. The lock files live in the package's folder (`imgutils_facequal.home`);
-    where that cannot be written, moves go on without the claim."""
-    from filelock import FileLock
-    where = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(source))), os.path.basename(source))
-    stripe = int(hashlib.sha1(os.fsencode(os.path.normcase(where))).hexdigest()[:4], 16) % _CLAIM_STRIPES
-    folder = os.path.join(facequal_home(), 'locks')
-    try:
-        os.makedirs(folder, exist_ok=True)
-        lock = FileLock(os.path.join(folder, f'move-{stripe:03d}.lock'))
-        lock.acquire()
-    except OSError:
-        lock = None
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()
-
-
 def _put(source: str, target: str, mode: str) -> str:
     """Hard-link ``source`` to ``target``, or (``move`` across file systems) copy it there durably."""
     os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
@@ -132,9 +107,9 @@ def place_file(source: str, target: str, mode: str = 'copy') -> str:
       overwrite each other); a failed copy (a full disk) is removed.
     * ``hardlink``: ``os.link``, which never replaces a file.
     * ``move``: a hard link, then the source is removed; across filesystems (or where
-      there are no hard links) a durable copy as above, then the source is removed. The
-      source is claimed first: of two runs moving it at once, one moves it, and the other
-      gets `SourceGone`.
+      there are no hard links) a durable copy as above, then the source is removed. Of two
+      runs moving one source at once, the one whose removal finds it gone takes back what it
+      put in place and gets `SourceGone`: the file is in one place.
 
     A symbolic link stands for its real file: the real file is copied or hard-linked (a
     moved link is removed, its real file stays), so no link lands in the target's folder.
@@ -152,19 +127,25 @@ def place_file(source: str, target: str, mode: str = 'copy') -> str:
         return write_new_file(target, _copy(_real_file(source)))
     if mode == 'hardlink':
         return _put(_real_file(source), target, mode)
-    with _move_claim(source):
-        if not os.path.lexists(source):
-            raise SourceGone(errno.ENOENT, f'{source} was moved away meanwhile (by another run?)', source)
-        outcome = _put(_real_file(source), target, mode)
-        if _same_name(source, target):
-            return outcome  # moved onto itself: nothing to remove
-        try:
-            os.unlink(source)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            raise SourceKept(source, target, outcome, err) from None
-        return outcome
+    real = _real_file(source)
+    try:
+        outcome = _put(real, target, mode)
+    except FileNotFoundError:
+        if os.path.lexists(source):
+            raise
+        raise SourceGone(errno.ENOENT, f'{source} was moved away meanwhile (by another run?)', source) from None
+    if _same_name(source, target):
+        return outcome  # moved onto itself: nothing to remove
+    try:
+        os.unlink(source)  # the commit: only one process removes a file
+    except FileNotFoundError:
+        if outcome == 'present':  # the same file, put at this very target by another run: it is in place
+            return outcome
+        os.unlink(target)  # another run moved it meanwhile: take back what this one put here (a name of the same bytes)
+        raise SourceGone(errno.ENOENT, f'{source} was moved away meanwhile (by another run?)', source) from None
+    except OSError as err:
+        raise SourceKept(source, target, outcome, err) from None
+    return outcome
 
 
 def sidecar_name(pattern: str, stem: str) -> str:
@@ -201,8 +182,9 @@ def check_new_file(path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with staging_file(path):
             pass
-    except OSError as err:
-        raise OSError(err.errno, f'cannot write {path}: {err.strerror or err}', path) from None
+    except OSError as err:  # no errno given: a FileExistsError here (a file where a folder should be) is no taken name
+        raise OSError(f'cannot write {path}: {err.strerror or err}'
+                      + (f' ({err.filename})' if err.filename and err.filename != path else '')) from None
 
 
 def write_manifest(path: str, lines: Iterable[str], separator: str = '\n') -> None:
