@@ -15,7 +15,9 @@ import subprocess
 import pytest
 from PIL import Image
 
+from imgutils_facequal import filter_images, place_file
 from imgutils_facequal.curate import FolderFilter
+from imgutils_facequal.curate.placement import SourceGone
 from imgutils_facequal.curate.naming import MAX_NAME_BYTES, crop_name, fit_name, safe_name, target_in
 from imgutils_facequal.pipeline import InputImage
 from tests.support.cli import SCRIPT, run, write_scenes
@@ -295,6 +297,43 @@ def test_moves_into_different_folders_at_once_put_each_image_in_one(tmp_path):
     assert all(len(found) == 1 for found in places.values()), [n for n, f in places.items() if len(f) > 1][:5]
     assert all(places[f'{index:04d}.txt'] == places[f'{index:04d}.png'] for index in range(COUNT))
     assert set(codes) <= {0, 1}
+
+
+@pytest.mark.parametrize('cross_device', [False, True])
+def test_the_move_that_finds_its_source_gone_takes_back_its_copy(tmp_path, monkeypatch, cross_device):
+    """The worst moment, made certain: another run moves the source into validation/ just after this run put
+    it in train/ and before it removes the source."""
+    source = tmp_path / 'frames' / 'a.png'
+    image(source)
+    data = source.read_bytes()
+    real_unlink, real_link = os.unlink, os.link
+    if cross_device:
+        def no_link(src, dst, *args, **kwargs):
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src, None, dst)
+        monkeypatch.setattr(os, 'link', no_link)
+
+    def another_run_first(path, *args, **kwargs):
+        if str(path) == str(source):
+            (tmp_path / 'validation').mkdir()
+            os.rename(source, tmp_path / 'validation' / 'a.png')
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'unlink', another_run_first)
+    with pytest.raises(SourceGone, match='moved away meanwhile'):
+        place_file(str(source), str(tmp_path / 'train' / 'a.png'), 'move')
+    monkeypatch.setattr(os, 'link', real_link)
+    assert os.listdir(tmp_path / 'train') == [] and (tmp_path / 'validation' / 'a.png').read_bytes() == data
+
+
+def test_filter_images_reads_relative_paths_from_the_folder_scored_in(tmp_path, monkeypatch):
+    scored_in = tmp_path / 'A'
+    source = image(scored_in / 'frames' / 'a.png')
+    decoy = image(tmp_path / 'B' / 'frames' / 'a.png', size=(20, 20))
+    monkeypatch.chdir(tmp_path / 'B')
+    summary = filter_images([row('frames/a.png')], 'keep', min_label='good', mode='move', working_dir=str(scored_in))
+    assert summary.kept == [os.path.join('keep', 'a.png')] and not source.exists() and decoy.exists()
+    again = filter_images([row('frames/a.png')], 'again', min_label='good', mode='move')  # from here: the decoy
+    assert again.kept == [] and decoy.exists() and 'not the image that was scored' in again.failed[0][1]
 
 
 # ------------------------------------------------------------------ 7: symbolic links

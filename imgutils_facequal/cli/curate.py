@@ -186,10 +186,12 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
                 click.echo(f'would {verb} {outcome.image} -> {outcome.target}')
             elif outcome.action == 'missing':
                 progress.failed.append(outcome.image)
-                gone = outcome.message.endswith('no longer exists')  # else another run moved it meanwhile
                 click.echo(f'missing {outcome.image}: ' + (
                     f'listed in {", ".join(scores)} but no longer exists (nor at {outcome.target}); score again to '
-                    f'drop it.' if gone and scores else f'{outcome.message}.'), err=True)
+                    f'drop it.' if scores else 'it no longer exists.'), err=True)
+            elif outcome.action == 'taken':
+                progress.failed.append(outcome.image)
+                click.echo(f'missing {outcome.image}: {outcome.message}.', err=True)
             elif outcome.message and outcome.action in ('placed', 'present'):
                 progress.failed.append(outcome.image)
                 click.echo(f'incomplete {verb} of {outcome.image}: {outcome.message}', err=True)

@@ -66,7 +66,7 @@ class Outcome(NamedTuple):
     """What `FolderFilter.add` did with one image."""
     image: str
     kept: bool
-    action: str  # placed, present, left, missing, failed, would
+    action: str  # placed, present, left, missing, taken (moved away by another run meanwhile), failed, would
     target: Optional[str] = None
     message: Optional[str] = None  # why it failed or is missing; for placed or present, what did not follow
 
@@ -78,7 +78,8 @@ class FilterSummary:
     :ivar kept: Targets of the images kept (placed now, or there already from an earlier run).
     :ivar rejected: Targets of the images put in the ``rejected`` folder.
     :ivar present: Of those, images whose target already held the same file (a rerun).
-    :ivar missing: Images in the rows that no longer exist (and are not at their target).
+    :ivar missing: Images in the rows that no longer exist (and are not at their target), or that
+        another run moved away meanwhile.
     :ivar failed: ``(image, reason)``: unreadable when scored, or a file operation that failed.
     :ivar unscored: Of those, the images that had failed when they were scored.
     :ivar doubled: Targets of moved images whose source could not be removed: in both places.
@@ -219,7 +220,7 @@ class FolderFilter:
             action, problems = self._place(source.path, target)
         except SourceGone as err:
             summary.missing.append(path)
-            return Outcome(path, kept, 'missing', target, err.strerror)
+            return Outcome(path, kept, 'taken', target, err.strerror)
         except OSError as err:
             reason = _reason(err, source.path, target)
             summary.failed.append((path, reason))
