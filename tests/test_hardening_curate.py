@@ -186,6 +186,27 @@ def test_a_manifest_that_cannot_be_written_at_the_end_is_a_message(tmp_path, mon
     assert [name for name in os.listdir(tmp_path) if name.endswith('.partial')] == []
 
 
+def test_an_interrupted_run_leaves_the_manifest_to_the_run_that_completes(tmp_path, monkeypatch):
+    sources = [image(tmp_path / 'frames' / f'{index}.png', colour=(index, 0, 0)) for index in range(3)]
+    scores = write_scores(tmp_path / 'scores.jsonl', [row(str(path)) for path in sources])
+    manifest, out = tmp_path / 'kept.txt', tmp_path / 'keep'
+    real_link = os.link
+
+    def ctrl_c_at_the_second(source, target, *args, **kwargs):
+        if os.path.basename(target) == '1.png':
+            raise KeyboardInterrupt
+        return real_link(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'link', ctrl_c_at_the_second)
+    result = run('filter', '--scores', scores, '--out', out, '--min-label', 'good', '--mode', 'move', '--manifest',
+                 manifest, check_code=130)
+    assert 'written by the run that completes' in result.stderr and not manifest.exists()
+    monkeypatch.setattr(os, 'link', real_link)
+    run('filter', '--scores', scores, '--out', out, '--min-label', 'good', '--mode', 'move', '--manifest', manifest,
+        check_code=0)
+    assert manifest.read_text().splitlines() == [str(out / f'{index}.png') for index in range(3)]
+
+
 def test_names_holding_a_line_break_need_a_nul_separated_manifest(tmp_path):
     odd = image(tmp_path / 'frames' / 'two\nlines.png')
     plain = image(tmp_path / 'frames' / 'plain.png')

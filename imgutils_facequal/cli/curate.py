@@ -207,7 +207,7 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         interrupted = True
     summary = sorter.summary
     manifest_error = None
-    if manifest and not dry_run:
+    if manifest and not dry_run and not interrupted:  # a partial list would stop the rerun that completes it
         try:
             write_manifest(manifest, summary.kept, MANIFEST_SEPARATORS[manifest_format])
         except (OSError, ValueError) as err:
@@ -225,7 +225,8 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         + (f'; {len(summary.missing)} listed in the scores no longer exist' if summary.missing else '')
         + (f'; {unscored} had failed when they were scored (see their error rows), left where they are' if unscored
            else '')
-        + (f'; manifest: {manifest}' if manifest and not dry_run and manifest_error is None else '') + '.')
+        + (f'; manifest: {manifest}' if manifest and not dry_run and not interrupted and manifest_error is None
+           else '; the manifest is written by the run that completes' if manifest and interrupted else '') + '.')
     if manifest_error is not None:
         progress.summary(interrupted)
         if message:
