@@ -152,6 +152,14 @@ def test_crop_writes_crops_for_stems_near_255_bytes(tmp_path):
     assert '3 were there already' in again.stderr
 
 
+def test_filter_copies_names_of_many_bytes_near_the_limit(tmp_path):
+    source = image(tmp_path / 'frames' / ('あ' * 83 + '.png'))  # 253 bytes, 87 characters
+    (tmp_path / 'frames' / ('あ' * 83 + '.txt')).write_text('caption')
+    scores = write_scores(tmp_path / 'scores.jsonl', [row(str(source))])
+    run('filter', '--scores', scores, '--out', tmp_path / 'keep', '--min-label', 'good', check_code=0)
+    assert sorted(os.listdir(tmp_path / 'keep')) == ['あ' * 83 + '.png', 'あ' * 83 + '.txt']
+
+
 # ------------------------------------------------------------------ 3: the manifest
 
 
