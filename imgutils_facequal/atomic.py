@@ -31,7 +31,10 @@ def staging_file(target: str) -> Iterator[str]:
     """A new, empty, hidden file beside ``target`` for the caller to fill; removed on the way out unless it was
     renamed. Its name is short enough for any name ``target`` can have."""
     directory = os.path.dirname(os.path.abspath(target))
-    prefix = '.' + os.path.basename(target)[:100]
+    name = os.path.basename(target)[:100]
+    while len(os.fsencode(name)) > 100:  # bytes, not characters: a name of 255 bytes has far fewer of those
+        name = name[:-1]
+    prefix = '.' + name
     while True:
         path = os.path.join(directory, f'{prefix}.{secrets.token_hex(4)}.partial')
         try:

@@ -265,8 +265,10 @@ class Progress:
     summary; lines about failed files are printed all the same."""
 
     def __init__(self, total: int, quiet: bool, done_before: int = 0, classes: Sequence[str] = (),
-                 log_interval: float = 30.0, bar: bool = True, settings: Optional[ScoringSettings] = None):
+                 log_interval: float = 30.0, bar: bool = True, settings: Optional[ScoringSettings] = None,
+                 timed: bool = True):
         self.quiet = quiet
+        self.timed = timed  # False: no time and rate in the summary (reading saved rows takes none worth telling)
         self.total = total
         self.started = time.perf_counter()
         self.images = 0
@@ -344,8 +346,9 @@ class Progress:
         skipped = (f'; {plural(self.done_before, "image")} skipped, already in the output' if self.done_before
                    else '')
         lines = [
-            f'{"Interrupted" if interrupted else "Done"}: {plural(self.images, "image")} in {seconds:.1f} s '
-            f'({rate:.1f} images/s), {plural(self.faces, "face")}{skipped}'
+            f'{"Interrupted" if interrupted else "Done"}: {plural(self.images, "image")}'
+            + (f' in {seconds:.1f} s ({rate:.1f} images/s)' if self.timed else '')
+            + f', {plural(self.faces, "face")}{skipped}'
             + (f'; {plural(self.retried, "image")} that failed before scored again' if self.retried else ''),
             '  faces per class: ' + (', '.join(f'{name} {self.labels[name]}' for name in classes) or 'none'),
             self._quality_line(),

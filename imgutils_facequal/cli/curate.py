@@ -13,13 +13,16 @@ import click
 from ..atomic import write_new_file
 from ..curate import DEFAULT_SIDECARS, FolderFilter, face_passes, output_stems, threshold_table, write_manifest
 from ..curate.captions import CAPTION_POLICIES, DEFAULT_CAPTION_TAG, TrainingFiles, caption_tag
+from ..curate.naming import crop_name, target_in
+from ..curate.placement import MANIFEST_SEPARATORS
 from ..errors import ImageLoadError
 from ..images import load_rgb_image
 from ..pipeline import find_images, score_images_with
 from ..quality import QUALITY_ORDER
 from ..store import describe_differences, rows_of, scored_images, settings_mismatches
-from .common import (EXIT_USAGE, FiniteFloatRange, Progress, exit_codes, fail, finish, given_settings, load_detector,
-                     plural, read_saved_scores, scoring_options, settings_from)
+from ..store.paths import local_path, saved_path_here
+from .common import (EXIT_UNAVAILABLE, EXIT_USAGE, FiniteFloatRange, Progress, exit_codes, fail, finish, given_settings,
+                     load_detector, plural, read_saved_scores, scoring_options, settings_from)
 
 _SCORES_HELP = ('Read the faces from saved scores instead of scoring PATHS: an output of `score` (JSON Lines, CSV '
                 'or Parquet), a glob, or a folder of shards (score --shard, score --ray); repeat it for several. No '
@@ -60,7 +63,20 @@ def _saved_results(scores, kwargs: dict):
         if problems:
             fail(f'{named} was not scored with the options given ({problems}). Drop those options to use the scores '
                  f'as they are, or score again with them.', EXIT_USAGE)
-    return scored_images(saved.rows)
+    return scored_images(_rows_from_here(saved.rows, (saved.provenance or {}).get('working_dir'), named))
+
+
+def _rows_from_here(rows, working_dir: Optional[str], named: str):
+    """The rows with their relative paths read from the folder the scores were made in, wherever this runs."""
+    if not working_dir or os.path.normcase(os.path.abspath(working_dir)) == os.path.normcase(os.getcwd()):
+        return rows
+    if not any(not os.path.isabs(local_path(row['image'])) for row in rows):
+        return rows
+    if not os.path.isdir(working_dir):
+        click.echo(f'Warning: {named} was made in {working_dir}, which is not here: its relative paths are read from '
+                   f'the current folder, and an image whose size is not the one recorded is left alone.', err=True)
+        return rows
+    return [dict(row, image=saved_path_here(row['image'], working_dir)) for row in rows]
 
 
 def _sidecar_patterns(text: str) -> Tuple[str, ...]:
@@ -113,7 +129,11 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
 @click.option('--rejected', type=click.Path(file_okay=False), default=None,
               help='Also put the images that do not pass (and have no error) in this folder, the same way.')
 @click.option('--manifest', type=click.Path(dir_okay=False), default=None,
-              help='Write the kept images\' paths under --out to this file, one a line.')
+              help='Write the kept images\' paths under --out to this new file (never over an existing one), one a '
+                   'line.')
+@click.option('--manifest-format', type=click.Choice(list(MANIFEST_SEPARATORS)), default='lines', show_default=True,
+              help='lines: one path a line (a name holding a line break is refused before anything moves); nul: each '
+                   'path ended by a NUL byte, for any name (xargs -0 reads it).')
 @click.option('--thresholds', is_flag=True,
               help='With --scores: print how many images and faces each --min-label class and --min-quality '
                    'step keeps, and change nothing.')
@@ -138,8 +158,8 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
 @scoring_options
 @exit_codes()
 def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, mode, sidecars, rejected, manifest,
-                   thresholds, dry_run, caption, caption_extension, caption_policy, caption_tags, waifuc_meta,
-                   edit_moved_files, quiet, **kwargs):
+                   manifest_format, thresholds, dry_run, caption, caption_extension, caption_policy, caption_tags,
+                   waifuc_meta, edit_moved_files, quiet, **kwargs):
     """Copy, hard-link or move the images whose faces reach a quality to a folder, with their sidecars.
 
     Score PATHS, or read the rows of an earlier `score -o FILE` with --scores FILE (no model,
@@ -173,13 +193,23 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         patterns = training.sidecars_to_place(patterns)
     images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir, rejected)
     _note_ignored(ignored, quiet)
-    sorter = FolderFilter(images, out_dir, min_label, min_quality, every_face, mode, patterns, rejected, dry_run)
-    progress = Progress(len(images), quiet or dry_run)
+    sorter = FolderFilter(images, out_dir, min_label, min_quality, every_face, mode, patterns,
+                          rejected, dry_run, check_sizes=results is not None)
+    if manifest and not dry_run:
+        try:
+            sorter.check_manifest(manifest, manifest_format)
+        except (ValueError, FileExistsError) as err:
+            fail(f'--manifest {manifest}: {err}', EXIT_USAGE)
+        except OSError as err:
+            fail(f'--manifest {manifest}: {err}; nothing was placed.', EXIT_UNAVAILABLE)
+    progress = Progress(len(images), quiet or dry_run, timed=results is None)
     verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
     interrupted = False
     try:
         for result in results if results is not None else score_images_with(images=images, **options):
             progress.update(result)
+            if results is not None and result.error is not None:
+                progress.failed.pop()  # failed when it was scored, not now: said in the summary, no exit 1
             outcome = sorter.add(result)
             if training is not None and outcome.kept and outcome.action in ('placed', 'present'):
                 _write_training_files(training, mode, outcome, result, progress)
@@ -187,30 +217,53 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
                 click.echo(f'would {verb} {outcome.image} -> {outcome.target}')
             elif outcome.action == 'missing':
                 progress.failed.append(outcome.image)
-                click.echo(f'missing {outcome.image}: listed in {", ".join(scores)} but no longer exists (nor at '
-                           f'{outcome.target}); score again to drop it.', err=True)
+                click.echo(f'missing {outcome.image}: ' + (
+                    f'listed in {", ".join(scores)} but no longer exists (nor at {outcome.target}); score again to '
+                    f'drop it.' if scores else 'it no longer exists.'), err=True)
+            elif outcome.action == 'taken':
+                progress.failed.append(outcome.image)
+                click.echo(f'missing {outcome.image}: {outcome.message}.', err=True)
             elif outcome.message and outcome.action in ('placed', 'present'):
                 progress.failed.append(outcome.image)
-                click.echo(f'failed to {verb} all of {outcome.image}: {outcome.message}', err=True)
+                click.echo(f'incomplete {verb} of {outcome.image}: {outcome.message}', err=True)
             elif outcome.action == 'failed':
                 if result.error is None:
                     progress.failed.append(outcome.image)
                     click.echo(f'failed to {verb} {outcome.image}: {outcome.message}', err=True)
-                else:
+                elif results is None:
                     click.echo(f'failed {outcome.image}: {outcome.message}', err=True)
+                else:
+                    click.echo(f'left {outcome.image}: it failed when it was scored ({outcome.message}).', err=True)
     except KeyboardInterrupt:
         interrupted = True
     summary = sorter.summary
-    if manifest and not dry_run:
-        write_manifest(manifest, summary.kept)
-    finish(progress, interrupted, None if quiet else (
+    manifest_error = None
+    if manifest and not dry_run and not interrupted:  # a partial list would stop the rerun that completes it
+        try:
+            write_manifest(manifest, summary.kept, MANIFEST_SEPARATORS[manifest_format])
+        except (OSError, ValueError) as err:
+            manifest_error = (f'the manifest {manifest} was not written ({getattr(err, "strerror", None) or err}); '
+                              f'the images are where the summary says. Run again with another --manifest to write it.')
+    unscored = len(summary.unscored) if results is not None else 0
+    message = None if quiet else (
         f'{"Would keep" if dry_run else "Kept"} {len(summary.kept)} of {plural(summary.images, "image")}'
         + ('' if dry_run else f' ({verb} to {out_dir})')
         + (f'; {len(summary.rejected)} not passing {"would go" if dry_run else "put"} in {rejected}' if rejected
            else '')
         + (f'; {len(summary.present)} were there already' if summary.present else '')
+        + (f'; {len(summary.doubled)} files are at their target but also still at their source (it could not be '
+           f'removed)' if summary.doubled else '')
         + (f'; {len(summary.missing)} listed in the scores no longer exist' if summary.missing else '')
-        + (f'; manifest: {manifest}' if manifest and not dry_run else '') + '.'))
+        + (f'; {unscored} had failed when they were scored (see their error rows), left where they are' if unscored
+           else '')
+        + (f'; manifest: {manifest}' if manifest and not dry_run and not interrupted and manifest_error is None
+           else '; the manifest is written by the run that completes' if manifest and interrupted else '') + '.')
+    if manifest_error is not None:
+        progress.summary(interrupted)
+        if message:
+            click.echo(message, err=True)
+        fail(manifest_error, EXIT_UNAVAILABLE)
+    finish(progress, interrupted, message)
 
 
 def _caption_tags(values) -> dict:
@@ -277,8 +330,11 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, capt
     images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir)
     _note_ignored(ignored, quiet)
     stems = output_stems(images)
-    progress = Progress(len(images), quiet)
-    written = present = 0
+    for stem in stems.values():
+        target_in(out_dir, stem)  # a ValueError (exit 2) before anything is written
+    from_scores = results is not None
+    progress = Progress(len(images), quiet, timed=not from_scores)
+    written = present = unscored = 0
     interrupted = False
 
     def write_crop(result, decoded) -> None:
@@ -287,19 +343,19 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, capt
         for index, face in enumerate(result.faces):
             if min_label is not None and not face_passes(face, min_label):
                 continue
-            name = f'{stem}_{index}' if sidecar else f'{stem}_{index}_{face.label}_{face.quality:.3f}'
+            name = crop_name(stem, index) if sidecar else crop_name(stem, index, face.label, face.quality)
             region = decoded.crop(face.crop_bbox)
-            targets = [(os.path.join(out_dir, f'{name}.{image_format}'),
+            targets = [(target_in(out_dir, f'{name}.{image_format}'),
                         lambda temp, region=region: region.save(temp, format=_FORMATS[image_format]))]
             if sidecar:
                 info = {'image': result.image.path, 'face': index, 'bbox': list(face.bbox),
                         'crop_bbox': list(face.crop_bbox), 'label': face.label, 'score': face.score,
                         'scores': face.scores, 'quality': face.quality, 'detection_score': face.detection_score}
-                targets.append((os.path.join(out_dir, f'{name}.json'), _text_writer(json.dumps(info, indent=2))))
+                targets.append((target_in(out_dir, f'{name}.json'), _text_writer(json.dumps(info, indent=2))))
             tag = caption_tag([face], caption_tags) if caption else None
             if tag is not None:
                 extension = caption_extension if caption_extension.startswith('.') else '.' + caption_extension
-                targets.append((os.path.join(out_dir, name + extension), _text_writer(tag)))
+                targets.append((target_in(out_dir, name + extension), _text_writer(tag)))
             try:
                 outcomes = [write_new_file(target, write) for target, write in targets]
             except OSError as err:
@@ -312,10 +368,15 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, capt
                 written += 1
 
     try:
-        for result in results if results is not None else score_images_with(images=images, keep_images=True, **options):
+        for result in results if from_scores else score_images_with(images=images, keep_images=True, **options):
             progress.update(result)
             if result.error is not None:
-                click.echo(f'failed {result.image.path}: {result.error}', err=True)
+                if from_scores:  # failed when it was scored, not now: said, and in the summary, but no exit 1
+                    progress.failed.pop()
+                    unscored += 1
+                    click.echo(f'left {result.image.path}: it failed when it was scored ({result.error}).', err=True)
+                else:
+                    click.echo(f'failed {result.image.path}: {result.error}', err=True)
                 continue
             decoded = result.decoded
             if decoded is None:  # from saved scores: decode only images with a face to write
@@ -327,10 +388,18 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, capt
                     progress.failed.append(result.image.path)
                     click.echo(f'failed {result.image.path}: {err}', err=True)
                     continue
+                if result.size is not None and tuple(decoded.size) != tuple(result.size):
+                    progress.failed.append(result.image.path)
+                    click.echo(f'failed {result.image.path}: it is {decoded.size[0]} x {decoded.size[1]} pixels, but '
+                               f'the scores record {result.size[0]} x {result.size[1]}: it is not the image that was '
+                               f'scored (were the scores made in another folder?). Score it again.', err=True)
+                    continue
             write_crop(result, decoded)
             result.decoded = None
     except KeyboardInterrupt:
         interrupted = True
     finish(progress, interrupted, None if quiet else
            f'Wrote {plural(written, "crop")} to {out_dir}' + (f'; {present} were there already' if present else '')
+           + (f'; {plural(unscored, "image")} had failed when they were scored (see their error rows)' if unscored
+              else '')
            + '.')

@@ -126,6 +126,7 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, visualize
     problem, 3 a model or the output cannot be had, 130 interrupted (rerun to resume). With
     -q, lines about failed files still go to stderr.
     """
+    roots = list(paths) + ([files_from] if files_from not in (None, '-') else [])  # recorded in the provenance
     given, listed = list(paths), _read_file_list(files_from)
     paths = given + [path for _, path in listed]
     if hf_dataset is not None and (paths or ray_address is not None or shard or visualize):
@@ -158,7 +159,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, visualize
     out = ScoresWriter(output, fmt)  # checked and locked before the model loads
     try:
         faces = load_detector(settings)  # the model loads before any image, so one that cannot be had fails fast
-        out.start(faces.classifier.classes, make_provenance(faces, per_image, batch_size, workers))
+        out.start(faces.classifier.classes, make_provenance(faces, per_image, batch_size, workers, os.getcwd(),
+                                                            roots))
         todo = [item for item in images if not out.is_done(item.path)]
         progress = Progress(len(missing) + len(todo), quiet, done_before=len(images) - len(todo),
                             classes=faces.classifier.classes, log_interval=log_interval,

@@ -1,13 +1,17 @@
 """Names under an output folder that no two inputs share: ``x.png`` and ``x.jpg`` side by side,
-``a/x.png`` and ``b/x.png`` from two roots."""
+``a/x.png`` and ``b/x.png`` from two roots; names built from data (a class label) made safe, and
+kept short enough for any file system; and the check that a name stays inside its folder."""
+import hashlib
 import os
+import re
 from collections import defaultdict
 from typing import Callable, Dict, List, Sequence
 
 from ..pipeline import IMAGE_EXTENSIONS, InputImage
 from ..store.paths import common_root
 
-__all__ = ['output_stem', 'output_stems', 'output_paths', 'common_root']
+__all__ = ['output_stem', 'output_stems', 'output_paths', 'common_root', 'safe_name', 'fit_name', 'crop_name',
+           'target_in', 'MAX_NAME_BYTES']
 
 
 def _image_stems(directory: str) -> Dict[str, int]:
@@ -94,3 +98,94 @@ def output_stems(images: Sequence[InputImage]) -> Dict[str, str]:
 def output_paths(images: Sequence[InputImage]) -> Dict[str, str]:
     """Relative paths under an output folder, one per image, unique across the set (see `output_stems`)."""
     return _unique(images, lambda image: image.relative_path, strip_ext=False)
+
+
+#: The longest file name (one part of a path) common file systems take, in bytes.
+MAX_NAME_BYTES = 255
+# separators, control characters and what Windows refuses in a name
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+
+
+def safe_name(text) -> str:
+    """``text`` (a class label, any data) as one part of a file name: path separators, control
+    characters and the characters Windows refuses become ``_``, and so does a name of dots alone.
+
+    >>> safe_name('good'), safe_name('../../up'), safe_name('a/b\\\\c:d'), safe_name('..')
+    ('good', '.._.._up', 'a_b_c_d', '_')
+    """
+    name = _UNSAFE.sub('_', str(text)).rstrip(' .')  # Windows drops trailing dots and spaces
+    return name if name.strip('.') else '_'
+
+
+def _bytes(text: str) -> int:
+    return len(os.fsencode(text))
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest beginning of ``text`` of at most ``limit`` bytes, never cutting a character."""
+    kept, size = [], 0
+    for char in text:
+        size += _bytes(char)
+        if size > limit:
+            break
+        kept.append(char)
+    return ''.join(kept)
+
+
+def fit_name(head: str, tail: str = '', room: int = 0) -> str:
+    """``head + tail`` as a file name of at most `MAX_NAME_BYTES` less ``room`` bytes (for an
+    extension): when it is longer, ``head`` is cut and a short hash of the whole name follows it,
+    so two long names that differ only at their end still differ; ``tail`` (a face's index,
+    label and quality) stays whole.
+
+    >>> fit_name('x', '_0_good_0.900', room=5)
+    'x_0_good_0.900'
+    >>> name = fit_name('a' * 300, '_0_good_0.900', room=5)
+    >>> len(name.encode()), name.endswith('_0_good_0.900'), name != fit_name('a' * 299 + 'b', '_0_good_0.900', room=5)
+    (250, True, True)
+    """
+    limit = MAX_NAME_BYTES - room
+    if _bytes(head + tail) <= limit:
+        return head + tail
+    digest = '~' + hashlib.sha1(os.fsencode(head + tail)).hexdigest()[:8]
+    if _bytes(tail) + len(digest) >= limit:  # the tail alone is too long: cut the whole name
+        tail, head = '', head + tail
+    return _cut(head, limit - len(digest) - _bytes(tail)) + digest + tail
+
+
+def crop_name(stem: str, index: int, label=None, quality=None, room: int = len('.json')) -> str:
+    """The relative name, without extension, of a face's crop: ``{stem}_{index}``, and with a
+    label ``{stem}_{index}_{label}_{quality:.3f}``; the label made safe (`safe_name`) and the
+    name short enough for any file system (`fit_name`, ``room`` left for the extension).
+
+    >>> crop_name('ep1/x', 0, 'good', 0.9).replace(os.sep, '/')
+    'ep1/x_0_good_0.900'
+    >>> crop_name('x', 2)
+    'x_2'
+    >>> crop_name('x', 1, '../../etc', 0.5)
+    'x_1_.._.._etc_0.500'
+    """
+    folder, base = os.path.split(stem)
+    tail = f'_{index}' if label is None else f'_{index}_{safe_name(label)}_{float(quality):.3f}'
+    return os.path.join(folder, fit_name(base, tail, room))
+
+
+def target_in(folder: str, relative: str) -> str:
+    """``folder/relative``, checked to lie inside ``folder``.
+
+    >>> target_in('out', 'ep1/x.png').replace(os.sep, '/')
+    'out/ep1/x.png'
+    >>> target_in('out', '../x.png')
+    Traceback (most recent call last):
+    ...
+    ValueError: '../x.png' would be written outside out; nothing was written. ...
+
+    :raises ValueError: When it would not (an absolute path, ``..``); the message names both.
+    """
+    target = os.path.join(folder, relative)
+    base = os.path.normcase(os.path.abspath(folder)).rstrip(os.sep) + os.sep
+    if os.path.isabs(relative) or not os.path.normcase(os.path.abspath(target)).startswith(base):
+        raise ValueError(f'{relative!r} would be written outside {folder}; nothing was written. Such a name comes '
+                         f'from paths in the scores that leave their folders (..): score again from the folder '
+                         f'above the images, or report this.')
+    return target

@@ -4,7 +4,10 @@
 (the name is claimed with a hard link, which fails if it exists, so two runs into one
 folder cannot overwrite each other's files), and a copy is written under a temporary name
 in the destination folder first (`imgutils_facequal.atomic.write_new_file`), so a full disk
-or a kill leaves no partial file under the real name.
+or a kill leaves no partial file under the real name. What commits a move is the removal of
+its source, which only one process can do: of two runs moving one file into two folders at
+once, the one that finds the source already removed takes back the copy it made, so the file
+ends in one place.
 """
 import bisect
 import errno
@@ -15,10 +18,10 @@ import threading
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..atomic import NO_HARD_LINKS, replace_file, same_content, write_new_file
+from ..atomic import NO_HARD_LINKS, same_content, staging_file, write_new_file
 
-__all__ = ['DEFAULT_SIDECARS', 'MODES', 'place_file', 'write_new_file', 'find_sidecars', 'sidecar_name',
-           'write_manifest']
+__all__ = ['DEFAULT_SIDECARS', 'MODES', 'MANIFEST_SEPARATORS', 'SourceGone', 'SourceKept', 'place_file',
+           'write_new_file', 'find_sidecars', 'sidecar_name', 'check_new_file', 'write_manifest']
 
 #: Files that travel with an image. In a pattern ``{stem}`` is the image's name without its
 #: extension, ``{name}`` its whole file name (gallery-dl's ``x.jpg.json``) and ``{size}`` a
@@ -31,6 +34,26 @@ DEFAULT_SIDECARS = ('.txt', '.caption', '.json', '{name}.json', '.npz', '{stem}_
                     '{stem}_{size}_sdxl.npz', '.{stem}_meta.json')
 #: How `place_file` puts a file in place.
 MODES = ('copy', 'hardlink', 'move')
+#: What ends each path in a manifest: a line, or a NUL byte (for names that hold a line break).
+MANIFEST_SEPARATORS = {'lines': '\n', 'nul': '\0'}
+
+
+class SourceGone(FileNotFoundError):
+    """The file to move was gone when its turn came: another run moved it meanwhile."""
+
+
+class SourceKept(OSError):
+    """The file is in place, but its source could not be removed (a read-only folder): it is in both places.
+
+    :ivar target: Where it is now.
+    :ivar outcome: ``'placed'`` or ``'present'``, as `place_file` would have returned.
+    """
+
+    def __init__(self, source: str, target: str, outcome: str, err: OSError):
+        super().__init__(err.errno, f'{source} could not be removed ({err.strerror or err}), so it is in both '
+                                    f'places; make its folder writable and run again to finish the move, or remove '
+                                    f'it yourself', source)
+        self.target, self.outcome = target, outcome
 
 
 def _hard_link(source: str, target: str) -> None:
@@ -47,6 +70,43 @@ def _copy(source: str):
     return write
 
 
+def _real_file(path: str) -> str:
+    """The file a symbolic link names (the path itself when it is none): what lands in an output
+    folder, so that no link lands there to dangle."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _same_name(first: str, second: str) -> bool:
+    """Whether two paths name one entry of one folder (not two names of one file)."""
+    try:
+        return (os.path.samefile(os.path.dirname(os.path.abspath(first)), os.path.dirname(os.path.abspath(second)))
+                and os.path.basename(first).lower() == os.path.basename(second).lower()
+                and os.path.samefile(first, second))
+    except OSError:
+        return False
+
+
+def _put(source: str, target: str, mode: str) -> str:
+    """Hard-link ``source`` to ``target``, or (``move`` across file systems) copy it there durably."""
+    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+    try:
+        _hard_link(source, target)
+    except FileExistsError:
+        if not same_content(source, target):
+            raise FileExistsError(errno.EEXIST, f'{target} exists with other content than {source}; not overwriting '
+                                                f'it (move it away, or choose another output folder)',
+                                  target) from None
+        return 'present'
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+        if mode == 'hardlink':
+            raise OSError(err.errno, f'cannot hard-link {source} to {target}: {err.strerror} '
+                                     f'(hard links need one filesystem; use --mode copy)', source) from None
+        return write_new_file(target, _copy(source), durable=True)
+    return 'placed'
+
+
 def place_file(source: str, target: str, mode: str = 'copy') -> str:
     """Copy, hard-link or move ``source`` to ``target``, never replacing a file and never
     leaving a partial one.
@@ -56,42 +116,45 @@ def place_file(source: str, target: str, mode: str = 'copy') -> str:
       overwrite each other); a failed copy (a full disk) is removed.
     * ``hardlink``: ``os.link``, which never replaces a file.
     * ``move``: a hard link, then the source is removed; across filesystems (or where
-      there are no hard links) a durable copy as above, then the source is removed.
+      there are no hard links) a durable copy as above, then the source is removed. Of two
+      runs moving one source at once, the one whose removal finds it gone takes back what it
+      put in place and gets `SourceGone`: the file is in one place.
+
+    A symbolic link stands for its real file: the real file is copied or hard-linked (a
+    moved link is removed, its real file stays), so no link lands in the target's folder.
 
     :return: ``'placed'``, or ``'present'`` when ``target`` already is this file or holds
-        the same bytes (a rerun); then a moved source is left where it is, unless the
-        target is the same file (a move cut short between link and unlink).
+        the same bytes (a rerun); then a move is finished: the source is removed.
     :raises FileExistsError: When ``target`` exists with other content; both stay as they are.
+    :raises SourceGone: When a source to move no longer exists.
+    :raises SourceKept: When a move put the file in place but could not remove the source.
     :raises OSError: When the source cannot be read or the target cannot be written.
     """
     if mode not in MODES:
         raise ValueError(f'mode must be one of {", ".join(MODES)}; got {mode!r}.')
     if mode == 'copy':
-        return write_new_file(target, _copy(source))
-    os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+        return write_new_file(target, _copy(_real_file(source)))
+    if mode == 'hardlink':
+        return _put(_real_file(source), target, mode)
+    real = _real_file(source)
     try:
-        _hard_link(source, target)
-    except FileExistsError:
-        if not same_content(source, target):
-            raise FileExistsError(errno.EEXIST, f'{target} exists with other content than {source}; not overwriting '
-                                                f'it (move it away, or choose another output folder)',
-                                  target) from None
-        if mode == 'move' and os.path.samefile(source, target):
-            os.unlink(source)
-        return 'present'
-    except OSError as err:
-        if err.errno not in NO_HARD_LINKS:
+        outcome = _put(real, target, mode)
+    except FileNotFoundError:
+        if os.path.lexists(source):
             raise
-        if mode == 'hardlink':
-            raise OSError(err.errno, f'cannot hard-link {source} to {target}: {err.strerror} '
-                                     f'(hard links need one filesystem; use --mode copy)', source) from None
-        outcome = write_new_file(target, _copy(source), durable=True)
-        if outcome == 'placed':
-            os.unlink(source)
-        return outcome
-    if mode == 'move':
-        os.unlink(source)
-    return 'placed'
+        raise SourceGone(errno.ENOENT, f'{source} was moved away meanwhile (by another run?)', source) from None
+    if _same_name(source, target):
+        return outcome  # moved onto itself: nothing to remove
+    try:
+        os.unlink(source)  # the commit: only one process removes a file
+    except FileNotFoundError:
+        if outcome == 'present':  # the same file, put at this very target by another run: it is in place
+            return outcome
+        os.unlink(target)  # another run moved it meanwhile: take back what this one put here (a name of the same bytes)
+        raise SourceGone(errno.ENOENT, f'{source} was moved away meanwhile (by another run?)', source) from None
+    except OSError as err:
+        raise SourceKept(source, target, outcome, err) from None
+    return outcome
 
 
 def sidecar_name(pattern: str, stem: str, name: Optional[str] = None) -> str:
@@ -181,7 +244,34 @@ def find_sidecars(image: str, sidecars: Sequence[str] = DEFAULT_SIDECARS) -> Lis
     return found
 
 
-def write_manifest(path: str, lines: Iterable[str]) -> None:
-    """Write one path per line to ``path`` at once (a temporary file renamed over it when complete)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    replace_file(path, ''.join(f'{line}\n' for line in lines))
+def check_new_file(path: str) -> None:
+    """Check, before anything else is done, that a new file (a manifest) can be written at ``path``:
+    no file has the name (it is never overwritten), and its folder takes a file.
+
+    :raises FileExistsError: When the name is taken.
+    :raises OSError: When the folder cannot be made or written to; the message names the path.
+    """
+    if os.path.lexists(path):
+        raise FileExistsError(f'{path} exists; it is never overwritten: remove it, or name another file.')
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with staging_file(path):
+            pass
+    except OSError as err:  # no errno given: a FileExistsError here (a file where a folder should be) is no taken name
+        raise OSError(f'cannot write {path}: {err.strerror or err}'
+                      + (f' ({err.filename})' if err.filename and err.filename != path else '')) from None
+
+
+def write_manifest(path: str, lines: Iterable[str], separator: str = '\n') -> None:
+    """Write each path followed by ``separator`` (a line break, or ``'\\0'`` for names that hold one)
+    to the new file ``path``, at once; never over an existing file.
+
+    :raises FileExistsError: When ``path`` exists.
+    :raises ValueError: When a path holds a line break and ``separator`` is one.
+    """
+    lines = list(lines)
+    for line in lines:
+        if separator == '\n' and ('\n' in line or '\r' in line):
+            raise ValueError(f'{line!r} holds a line break, which a manifest of one path a line cannot hold; '
+                             f'write a NUL-separated one (--manifest-format nul).')
+    write_new_file(path, ''.join(f'{line}{separator}' for line in lines))

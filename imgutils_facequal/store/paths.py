@@ -8,7 +8,7 @@ absolute paths (``C:/data/frames/a.png``, ``/data/frames/a.png``) name one machi
 """
 import os
 
-__all__ = ['stored_path', 'local_path', 'image_key', 'common_root']
+__all__ = ['stored_path', 'local_path', 'image_key', 'common_root', 'saved_path_here']
 
 
 def stored_path(path: str, sep: str = os.sep) -> str:
@@ -49,18 +49,49 @@ def image_key(path: str) -> str:
 def common_root(paths) -> str:
     """The deepest folder holding every path (relative when every path is): relative output paths
     are taken from it, so ``frames/a.png`` and ``frames/ep2/b.png`` go to ``a.png`` and ``ep2/b.png``.
+    It is found from the absolute paths, so paths that share no first folder (``frames/a.png``,
+    ``../other/b.png``) or hold ``..`` still lie below it.
 
     >>> common_root(['frames/a.png', 'frames/ep2/b.png']).replace(os.sep, '/')
     'frames'
+    >>> common_root(['frames/a.png', '../other/b.png']) == os.path.relpath(os.path.dirname(os.getcwd()))
+    True
     """
     paths = list(paths)
     if not paths:
         return '.'
-    if all(not os.path.isabs(path) for path in paths):
-        folders = [os.path.normpath(os.path.dirname(path) or '.') for path in paths]
-    else:
-        folders = [os.path.dirname(os.path.abspath(path)) for path in paths]
+    folders = [os.path.dirname(os.path.abspath(path)) for path in paths]
     try:
-        return os.path.commonpath(folders) or '.'
+        root = os.path.commonpath(folders)
     except ValueError:  # paths on different drives
         return folders[0]
+    if any(os.path.isabs(path) for path in paths):
+        return root
+    try:
+        return os.path.relpath(root)
+    except ValueError:  # the current folder is on another drive
+        return root
+
+
+def saved_path_here(stored: str, working_dir=None) -> str:
+    """Where a path of saved scores is from the current folder: a relative path names a file from
+    the folder the run was made in (``working_dir``, as the provenance records it), wherever the
+    scores are read from. Without a recorded folder, or one that does not exist here (the scores
+    came from another machine), relative paths are read from the current folder.
+
+    >>> saved_path_here('frames/a.png', os.getcwd()).replace(os.sep, '/')
+    'frames/a.png'
+    >>> saved_path_here('/data/a.png', '/elsewhere')
+    '/data/a.png'
+    """
+    path = local_path(stored)
+    if os.path.isabs(path) or not working_dir or not os.path.isdir(working_dir):
+        return path
+    here = os.getcwd()
+    if os.path.normcase(os.path.abspath(working_dir)) == os.path.normcase(here):
+        return path
+    full = os.path.join(working_dir, path)
+    try:
+        return os.path.relpath(full, here)
+    except ValueError:  # another drive
+        return os.path.abspath(full)

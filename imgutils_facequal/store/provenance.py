@@ -3,16 +3,20 @@
 A provenance is a flat JSON object: every field of `imgutils_facequal.ScoringSettings`
 under its own name (``backend`` and ``crop`` as they were resolved), the model's
 repository, resolved commit and classes, what the rows hold (``rows``: ``per face`` or
-``per image``), and what ran them (``package``, ``version``, ``batch_size``, ``workers``).
+``per image``), what ran them (``package``, ``version``, ``batch_size``, ``workers``), and
+where: ``working_dir``, the folder the run was made in, which relative image paths are
+relative to, and ``roots``, the inputs it was given, as absolute paths (both ``None`` when
+not known, as for Ray actors, which run in folders of their own).
 It goes into ``<output>.meta.json`` beside JSON Lines and CSV, and into the metadata of
 Parquet files and shards.
 
 Two sets of rows may share an output (a resume) or be read as one (shards) when every
 setting that changes results agrees. `RECORDED_ONLY` never blocks: the package version,
-the device, the batch size and the workers, and the names a model was given (the same
+the device, the batch size and the workers, where the run was made, and the names a model was given (the same
 repository and commit under another name is the same model).
 """
-from typing import Any, Dict, List, NamedTuple, Optional
+import os
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from .._version import __version__
 from ..hub import resolved_commit
@@ -24,7 +28,8 @@ __all__ = ['RECORDED_ONLY', 'Difference', 'make_provenance', 'normalise_provenan
            'describe_differences', 'settings_mismatches']
 
 #: What a provenance records without it ever blocking a resume or a merge.
-RECORDED_ONLY = frozenset({'package', 'version', 'device', 'batch_size', 'workers', 'model_name', 'revision'})
+RECORDED_ONLY = frozenset({'package', 'version', 'device', 'batch_size', 'workers', 'model_name', 'revision',
+                           'working_dir', 'roots'})
 
 
 class Difference(NamedTuple):
@@ -35,13 +40,20 @@ class Difference(NamedTuple):
 
 
 def make_provenance(faces: FaceQualityDetector, per_image: bool = False, batch_size: Optional[int] = None,
-                    workers: Optional[int] = None) -> Dict[str, Any]:
-    """The provenance of rows that ``faces`` produces."""
+                    workers: Optional[int] = None, working_dir: Optional[str] = None,
+                    roots: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The provenance of rows that ``faces`` produces.
+
+    :param working_dir: The folder the run is made in (relative image paths are relative to it).
+    :param roots: The files, folders or globs the run was given.
+    """
     source = faces.classifier.source
     return {'package': 'imgutils-facequal', 'version': __version__, **faces.settings.as_dict(),
             'repo_id': source.repo_id, 'commit': resolved_commit(source), 'local_dir': source.local_dir,
             'classes': list(faces.classifier.classes), 'rows': 'per image' if per_image else 'per face',
-            'batch_size': batch_size, 'workers': workers}
+            'batch_size': batch_size, 'workers': workers,
+            'working_dir': None if working_dir is None else os.path.abspath(working_dir),
+            'roots': None if roots is None else [os.path.abspath(root) for root in roots]}
 
 
 # the names of 0.1.0's provenance, read from outputs written before the settings object
