@@ -162,21 +162,26 @@ class ScoresWriter:
                 raise OutputError(f'Cannot write {self.path!r}: {companion!r}, where imgutils-facequal keeps {role}, '
                                   f'is {kind}. Move it away, or choose another output.')
 
+    def _acquire_lock(self):
+        """The lock on ``<output>.lock`` and the file's identity; raises ``filelock.Timeout`` when another run holds
+        it, ``OSError`` when it cannot be taken."""
+        import filelock
+        lock = filelock.FileLock(self.path + '.lock', timeout=0)
+        lock.acquire()
+        return lock, _identity(self.path + '.lock')
+
     def _take_lock(self) -> None:
         if not self._regular:
             return  # a device or a pipe (/dev/stdout, /dev/full): nothing to resume, nothing to lock
         import filelock
-        lock = filelock.FileLock(self.path + '.lock', timeout=0)
         try:
-            lock.acquire()
-            identity = _identity(self.path + '.lock')
+            self._lock, self._lock_identity = self._acquire_lock()
         except filelock.Timeout:
             raise OutputError(f'{self.path!r} is in use: another imgutils-facequal run is writing it. Wait for it '
                               f'to finish, or choose another output.') from None
         except OSError as err:
             raise OutputError(f'Cannot lock {self.path!r} ({self.path}.lock: {err.strerror or err}). Choose another '
                               f'output.') from err
-        self._lock, self._lock_identity = lock, identity
 
     def _holds_lock(self) -> bool:
         """Whether ``<output>.lock`` is still the file this run locked (the open lock keeps its identity unique)."""
@@ -190,12 +195,15 @@ class ScoresWriter:
         file deleted with no run behind it is taken again."""
         if self._lock is None or self._holds_lock():
             return
+        import filelock
         previous = self._lock
         try:
-            self._take_lock()
-        except OutputError as err:
+            self._lock, self._lock_identity = self._acquire_lock()
+        except (filelock.Timeout, OSError) as err:
             self._lost = True
-            raise OutputError(f'{self.path}.lock was deleted while this run wrote {self.path!r}, and {err} This run '
+            why = ('another run holds it now' if isinstance(err, filelock.Timeout)
+                   else f'it cannot be locked again ({err.strerror or err})')
+            raise OutputError(f'{self.path}.lock was deleted while this run wrote {self.path!r}, and {why}. This run '
                               f'stopped writing, so that two runs never write one output; the rows written so far '
                               f'are kept. Run again when the other run has finished, to resume.') from None
         previous.release()
