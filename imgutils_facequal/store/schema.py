@@ -169,6 +169,13 @@ def _describe(value) -> str:
     return kind if isinstance(value, dict) or len(repr(value)) > 60 else f'{kind} {value!r}'
 
 
+def _check_pixels(width, height) -> None:
+    """No image scored can be larger than Pillow opens (twice its decompression-bomb limit)."""
+    from PIL import Image
+    if Image.MAX_IMAGE_PIXELS and width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f'width and height are {width} x {height}, more pixels than any image Pillow opens')
+
+
 def _check_box(row: dict, name: str, required: bool, whole: bool = False) -> None:
     box = row.get(name)
     if box is None:
@@ -228,6 +235,8 @@ def check_row(row: dict, classes: Optional[Sequence[str]] = None) -> None:
     for name in ('width', 'height'):
         if row.get(name) is not None and not _is_count(row[name]):
             raise ValueError(f'{name} is {_describe(row[name])}, not a size in pixels')
+    if row.get('width') is not None and row.get('height') is not None:
+        _check_pixels(row['width'], row['height'])
     if 'face' not in row:  # a per-image row (score --per-image)
         for name in ('best_quality', 'worst_quality', 'mean_quality'):
             if row.get(name) is not None and not _is_number(row[name]):
@@ -357,9 +366,14 @@ def scored_images(rows, root: Optional[str] = None) -> List[ImageResult]:
         that holds every image (`imgutils_facequal.store.paths.common_root`).
     :return: Results as the pipeline gives them, without decoded images. A row repeated
         for the same face (a file appended to twice) counts once.
+    :raises ValueError: When the rows are one per image (``score --per-image``): they hold no faces.
     """
+    found = records(rows)
+    if found and all('face' not in row and 'best_quality' in row for row in found):
+        raise ValueError('These rows are one per image (score --per-image), with no faces to select, crop or show. '
+                         'Score again without --per-image.')
     groups: Dict[str, List[dict]] = OrderedDict()
-    for row in records(rows):
+    for row in found:
         groups.setdefault(local_path(row['image']), []).append(row)
     root = common_root(groups) if root is None else root
     results = []
