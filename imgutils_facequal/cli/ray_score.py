@@ -17,6 +17,7 @@ from ..pipeline import ImageResult, InputImage, find_images
 from ..ray import check_cpu_headroom, read_image_folder, score_dataset
 from ..settings import ScoringSettings
 from ..store import image_key
+from ..store.paths import path_from_text
 from ..store.formats.shards import ShardWriter, check_shard_folder, completed
 from .common import EXIT_UNAVAILABLE, Progress, fail, finish
 
@@ -79,7 +80,7 @@ def _results(table) -> List[ImageResult]:
     results: dict = {}
     for image, label, quality, error in zip(*(table.column(name).to_pylist()
                                                for name in ('image', 'label', 'quality', 'error'))):
-        result = results.setdefault(image, ImageResult(InputImage(image)))
+        result = results.setdefault(image, ImageResult(InputImage(path_from_text(image))))
         if error is not None:
             result.error = error
         elif label is not None:
