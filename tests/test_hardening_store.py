@@ -203,15 +203,16 @@ FACE = {'image': 'frames/0.png', 'face': 0, 'faces': 1, 'width': 256, 'height': 
     ({'crop_bbox': [80, 80, 0, 0]}, 'crop_bbox'),
     ({'crop_bbox': [0, 0, 900000, 900000]}, 'crop_bbox'),
     ({'score': 'high'}, 'score'),
+    ({'width': 900000, 'height': 900000, 'crop_bbox': [0, 0, 900000, 900000]}, 'width and height'),
 ])
 def test_a_hand_edited_jsonl_row_is_refused_naming_the_file_the_line_and_the_field(tmp_path, change, field):
     path = tmp_path / 'edited.jsonl'
     path.write_text(json.dumps(dict(FACE, image='frames/1.png')) + '\n' + json.dumps(dict(FACE, **change)) + '\n')
     with pytest.raises(ValueError) as caught:
         read_scores(str(path))
-    assert str(caught.value).startswith(f"{str(path)!r} line 2: {field} is"), caught.value
+    assert str(caught.value).startswith(f"{str(path)!r} line 2: {field} "), caught.value
     result = run('report', path, '-o', tmp_path / 'report', check_code=2)
-    assert f'line 2: {field} is' in result.stderr
+    assert f'line 2: {field} ' in result.stderr
 
 
 def test_a_hugging_face_parquet_and_a_csv_score_as_text_are_refused_naming_the_field(tmp_path):
@@ -294,3 +295,14 @@ def test_score_ray_keeps_a_name_that_is_not_utf8_and_a_rerun_skips_it(frames, tm
     assert os.path.join(str(frames), ODD_NAME) in images and len(images) == 4
     second = run_process('score', frames, '--ray', '-o', output, check_code=0, timeout=300, env=env)
     assert '4 images skipped, already in the output' in second.stderr, second.stderr[-3000:]
+
+
+def test_per_image_rows_are_refused_by_the_python_api_too(frames, tmp_path):
+    from imgutils_facequal import kept_images, write_report
+    output = tmp_path / 'images.jsonl'
+    run('score', frames, '--per-image', '-o', output, check_code=0)
+    rows = read_scores(str(output)).rows
+    for call in (lambda: kept_images(rows, min_label='poor'), lambda: write_report(rows, str(tmp_path / 'report'))):
+        with pytest.raises(ValueError, match='one per image'):
+            call()
+    assert not (tmp_path / 'report').exists()
