@@ -306,3 +306,12 @@ def test_per_image_rows_are_refused_by_the_python_api_too(frames, tmp_path):
         with pytest.raises(ValueError, match='one per image'):
             call()
     assert not (tmp_path / 'report').exists()
+
+
+def test_a_hand_edited_record_is_a_difference_named_as_such(frames, tmp_path):
+    output = tmp_path / 'scores.jsonl'
+    run('score', frames, '-o', output, check_code=0)
+    meta = tmp_path / 'scores.jsonl.meta.json'
+    meta.write_text(json.dumps(dict(json.loads(meta.read_text()), margin='wide')))
+    result = run('score', frames, '-o', output, check_code=2)
+    assert "margin: 'wide' in the file, 0.5 now" in result.stderr
