@@ -157,6 +157,8 @@ def nested_row(flat: Dict[str, Any], classes: Optional[Sequence[str]] = None) ->
 
 
 def _is_number(value) -> bool:
+    if type(value) in (int, float):  # the common case, without the slower abstract check
+        return math.isfinite(value)
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -171,6 +173,8 @@ def _describe(value) -> str:
 
 def _check_pixels(width, height) -> None:
     """No image scored can be larger than Pillow opens (twice its decompression-bomb limit)."""
+    if width * height <= 2 * 89478485:  # Pillow's default limit: no need to ask it
+        return
     from PIL import Image
     if Image.MAX_IMAGE_PIXELS and width * height > 2 * Image.MAX_IMAGE_PIXELS:
         raise ValueError(f'width and height are {width} x {height}, more pixels than any image Pillow opens')
