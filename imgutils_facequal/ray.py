@@ -35,6 +35,7 @@ from .scoring import load_face_quality_detector
 from .sessions import THREADS_ENV, session_threads
 from .settings import ScoringSettings
 from .store import PROVENANCE_KEY, make_provenance, result_rows, rows_table
+from .store.paths import path_from_text, text_path
 from .store.formats.shards import ACTOR_KEY, completed
 
 __all__ = ['ID_COLUMN', 'IMAGE_COLUMN', 'ACTOR_KEY', 'FaceQualityScorer', 'score_dataset', 'check_cpu_headroom',
@@ -162,7 +163,7 @@ class FaceQualityScorer:
         ids = [str(value) for value in table.column(self.id_column).to_pylist()]
         data = _image_bytes(table.column(self.image_column).to_pylist())
         todo = [index for index, name in enumerate(ids) if name not in self.skip]
-        images = [InputImage(ids[index], data=data[index]) for index in todo]
+        images = [InputImage(path_from_text(ids[index]), data=data[index]) for index in todo]
         rows, sources = [], []
         results = score_images_with(self.faces, images, batch_size=self.batch_size, workers=self.workers)
         for index, result in zip(todo, results):
@@ -252,21 +253,22 @@ def read_image_folder(paths: Sequence[str], skip: Optional[Iterable[str]] = None
     """A dataset of ``path`` and ``bytes`` for files, folders and globs, as `imgutils_facequal.find_images` finds them.
 
     Folders are walked for image extensions, hidden files left out; the ids are the paths
-    ``find_images`` gives, so they match the in-process command's. The listing runs here;
-    the files are read by ``read_binary_files(include_paths=True)``. A path that does not
-    exist gets a row with null bytes, which the scorer turns into an error row naming it.
-    Ids in ``skip`` are not read at all.
+    ``find_images`` gives, so they match the in-process command's (a name that is not UTF-8
+    as `imgutils_facequal.store.paths.text_path` writes it). The listing runs here; the files
+    are read by ``read_binary_files(include_paths=True)``. A path that does not exist, or
+    whose name is not UTF-8 (which Arrow cannot name), gets a row with null bytes: the scorer
+    reads it from its id, or gives an error row naming it. Ids in ``skip`` are not read at all.
     """
     import ray.data
     skip = set(skip or ())
-    items = [item.path for item in find_images(list(paths)) if item.path not in skip]
-    present = [path for path in items if os.path.isfile(path)]
-    missing = [path for path in items if not os.path.isfile(path)]
+    items = [item.path for item in find_images(list(paths)) if text_path(item.path) not in skip]
+    present = [path for path in items if os.path.isfile(path) and text_path(path) == path]
+    by_id = [text_path(path) for path in items if path not in present]
     parts = []
     if present:
         parts.append(ray.data.read_binary_files(present, include_paths=True))
-    if missing or not parts:
-        parts.append(ray.data.from_arrow(_id_table(missing, [None] * len(missing))))
+    if by_id or not parts:
+        parts.append(ray.data.from_arrow(_id_table(by_id, [None] * len(by_id))))
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
@@ -336,4 +338,4 @@ def completed_ids(directory: str) -> Set[str]:
     """Ids complete in a folder of Parquet shards of the output schema, for ``skip``; half-written shards are
     set aside, and error rows leave their shards, so the images that failed are scored again (see
     `imgutils_facequal.store.formats.shards.completed`)."""
-    return completed(directory, key=str)
+    return completed(directory, key=text_path)

@@ -73,8 +73,8 @@ def _link(path: str, out_dir: str) -> str:
     try:
         relative = os.path.relpath(target, os.path.abspath(out_dir))
     except ValueError:  # another drive
-        return 'file://' + urllib.parse.quote(target.replace(os.sep, '/'))
-    return urllib.parse.quote(relative.replace(os.sep, '/'))
+        return 'file://' + urllib.parse.quote(os.fsencode(target.replace(os.sep, '/')))
+    return urllib.parse.quote(os.fsencode(relative.replace(os.sep, '/')))  # the name's bytes, UTF-8 or not
 
 
 def _sample(items: list, cap: int) -> list:
@@ -107,6 +107,8 @@ def _thumbnails(jobs: Dict[str, List[Tuple[str, Tuple[int, int, int, int]]]], si
             return image, None, str(err)
         out = {}
         for key, box in jobs[image]:
+            if not (0 <= box[0] < box[2] <= decoded.width and 0 <= box[1] < box[3] <= decoded.height):
+                continue  # a box this image does not hold (it changed since): that face shows as gone
             crop = decoded.crop(box)
             crop.thumbnail((size, size))
             buffer = io.BytesIO()

@@ -5,7 +5,9 @@ The actors score; this process (the driver) writes what they return as whole sha
 the shards and scores only the rest. Progress, the summary and
 the exit codes are those of the in-process command.
 """
+import importlib.util
 import os
+import socket
 from collections import namedtuple
 from typing import List, Optional, Sequence
 
@@ -15,23 +17,54 @@ from ..pipeline import ImageResult, InputImage, find_images
 from ..ray import check_cpu_headroom, read_image_folder, score_dataset
 from ..settings import ScoringSettings
 from ..store import image_key
-from ..store.formats.shards import ShardWriter, completed
+from ..store.paths import path_from_text
+from ..store.formats.shards import ShardWriter, check_shard_folder, completed
 from .common import EXIT_UNAVAILABLE, Progress, fail, finish
 
 __all__ = ['score_on_ray']
 
 #: Images per call of an actor.
 IMAGES_PER_CALL = 64
+#: Seconds to wait for a cluster's address to answer before saying nothing listens there.
+CONNECT_TIMEOUT = 5.0
 
 _Face = namedtuple('_Face', 'label quality')
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once when nothing listens at ``HOST:PORT`` (Ray itself would retry without end)."""
+    host, _, port = address.rpartition(':')
+    try:
+        socket.create_connection((host.strip('[]'), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except (OSError, ValueError) as err:
+        fail(f'no Ray cluster answers at {address} ({getattr(err, "strerror", None) or err}). Start one there '
+             f'(ray start --head --port {port}), check the address (HOST:PORT of the head node, 6379 unless set '
+             f'otherwise), or give --ray alone to start a cluster on this machine for this run.', EXIT_UNAVAILABLE)
 
 
 def _connect(address: str) -> None:
     import ray
     if ray.is_initialized():
         return
-    # 'local': an existing cluster named by RAY_ADDRESS, else a new one on this machine
-    ray.init(address=None if address == 'local' else address, include_dashboard=False, log_to_driver=False)
+    if address.startswith('ray://'):
+        if importlib.util.find_spec('grpc') is None:
+            fail(f'{address} is a Ray Client address, which needs ray[client] (pip install "ray[client]"); the ray '
+                 f'extra does not install it. Run the command on a machine of the cluster with --ray auto or '
+                 f'--ray HOST:6379 instead.', EXIT_UNAVAILABLE)
+    elif address not in ('local', 'auto'):
+        _check_reachable(address)
+    # Ray's C++ side logs a line marked E on every successful run (actors whose constructor arguments are in
+    # the object store, ray-project/ray#53727); failures reach this process as exceptions, and the logs under
+    # Ray's session folder keep the rest. RAY_BACKEND_LOG_LEVEL set by the user wins.
+    os.environ.setdefault('RAY_BACKEND_LOG_LEVEL', 'fatal')
+    try:
+        # 'local': an existing cluster named by RAY_ADDRESS, else a new one on this machine
+        ray.init(address=None if address == 'local' else address, include_dashboard=False, log_to_driver=False)
+    except ConnectionError as err:
+        where = ('no Ray cluster is running on this machine (--ray auto connects to one started with '
+                 '`ray start --head`, or named by RAY_ADDRESS)' if address == 'auto' else f'{address}: {err}')
+        fail(f'cannot connect to Ray: {where}. Start the cluster first, or give --ray alone to start one on this '
+             f'machine for this run.', EXIT_UNAVAILABLE)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
@@ -47,7 +80,7 @@ def _results(table) -> List[ImageResult]:
     results: dict = {}
     for image, label, quality, error in zip(*(table.column(name).to_pylist()
                                                for name in ('image', 'label', 'quality', 'error'))):
-        result = results.setdefault(image, ImageResult(InputImage(image)))
+        result = results.setdefault(image, ImageResult(InputImage(path_from_text(image))))
         if error is not None:
             result.error = error
         elif label is not None:
@@ -65,6 +98,7 @@ def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, acto
         raise click.UsageError(f'--ray writes Parquet shards to a folder, and {output!r} is a file: give a folder '
                                f'as --output.')
     os.makedirs(output, exist_ok=True)
+    check_shard_folder(output)  # before anything in it is set aside or rewritten
     images = find_images(list(paths))
     if not images:
         click.echo(f'Warning: no images found in {", ".join(map(repr, paths))} (image files end in .png, .jpg, '

@@ -5,10 +5,17 @@ too, so scores made on Windows are read on Linux and macOS, and the other way ro
 relative to the folder a run was made in (``score frames/ -o scores.jsonl``, run from the
 folder above ``frames``) keep naming the same files wherever that folder is moved, where
 absolute paths (``C:/data/frames/a.png``, ``/data/frames/a.png``) name one machine's files.
+
+A name that is not valid UTF-8 is read by Python with each odd byte as a lone surrogate
+(``os.fsdecode``). JSON Lines and CSV keep those as they are; where text must be valid
+Unicode (Parquet, Ray's datasets), `text_path` writes each such byte as a NUL and two hex
+digits, which no file name can hold, and `path_from_text` reads it back.
 """
 import os
+import re
 
-__all__ = ['stored_path', 'local_path', 'image_key', 'common_root', 'saved_path_here']
+__all__ = ['stored_path', 'local_path', 'image_key', 'common_root', 'saved_path_here', 'text_path', 'path_from_text',
+           'shown_path']
 
 
 def stored_path(path: str, sep: str = os.sep) -> str:
@@ -18,6 +25,37 @@ def stored_path(path: str, sep: str = os.sep) -> str:
     'frames/ep1/0001.png'
     """
     return path if sep == '/' else path.replace(sep, '/')
+
+
+_SURROGATE = re.compile('[\udc80-\udcff]')
+_ESCAPED = re.compile('\0([0-9a-f]{2})')
+
+
+def text_path(path: str) -> str:
+    """``path`` as valid Unicode text: each byte that is not UTF-8 (a lone surrogate) as NUL and two hex digits.
+
+    >>> text_path('frames/caf\\udce9.png')
+    'frames/caf\\x00e9.png'
+    """
+    return _SURROGATE.sub(lambda match: '\0%02x' % (ord(match.group()) - 0xdc00), path)
+
+
+def path_from_text(text: str) -> str:
+    """The path `text_path` wrote, its odd bytes as lone surrogates again.
+
+    >>> path_from_text(text_path('frames/caf\\udce9.png')) == 'frames/caf\\udce9.png'
+    True
+    """
+    return _ESCAPED.sub(lambda match: chr(0xdc00 + int(match.group(1), 16)), text) if '\0' in text else text
+
+
+def shown_path(path: str) -> str:
+    """``path`` as it can be printed or shown on a page: a byte that is not UTF-8 as U+FFFD.
+
+    >>> shown_path('caf\\udce9.png')
+    'caf\\ufffd.png'
+    """
+    return os.fsencode(path).decode('utf-8', 'replace') if _SURROGATE.search(path) else path
 
 
 def local_path(stored: str, sep: str = os.sep) -> str:

@@ -15,19 +15,24 @@ one cut short (`imgutils_facequal.store.complete`).
 
 `scored_images` turns rows (or a pandas DataFrame of them) back into one
 `imgutils_facequal.ImageResult` per image, and `rows_of` results into rows.
+
+`check_row` is the one check of a row read from a file, for every format: what a hand
+edit or a foreign file gets wrong is refused there, naming the field (the readers add
+the file and the line). Columns it does not know are left alone.
 """
 import json
 import math
+import numbers
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ..pipeline import ImageResult, InputImage
 from ..scoring import FaceQualityResult
-from .paths import common_root, local_path, stored_path
+from .paths import common_root, local_path, stored_path, text_path
 
 __all__ = ['PER_IMAGE_COLUMNS', 'PROVENANCE_KEY', 'result_rows', 'per_image_rows', 'per_image_row', 'flat_columns',
            'flat_row', 'nested_row', 'arrow_schema', 'rows_table', 'records', 'face_result', 'scored_images', 'rows_of',
-           'classes_of_columns']
+           'classes_of_columns', 'check_row', 'checked_rows']
 
 #: The key of the provenance in Parquet metadata.
 PROVENANCE_KEY = b'imgutils_facequal'
@@ -80,10 +85,13 @@ def per_image_rows(result: ImageResult) -> List[dict]:
              'best_label': None if best is None else best.label, 'error': None}]
 
 
-def _number(value, kind):
+def _number(value, kind, name='value'):
     if value is None or value == '':
         return None
-    return kind(value)
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f'{name} is {value!r}, not {"a whole number" if kind is int else "a number"}') from None
 
 
 def per_image_row(flat: Dict[str, Any]) -> dict:
@@ -91,7 +99,7 @@ def per_image_row(flat: Dict[str, Any]) -> dict:
     row = {name: (None if flat.get(name) in (None, '') else flat.get(name)) for name in PER_IMAGE_COLUMNS}
     for name, kind in (('faces', int), ('width', int), ('height', int), ('best_quality', float),
                        ('worst_quality', float), ('mean_quality', float)):
-        row[name] = _number(row[name], kind)
+        row[name] = _number(row[name], kind, name)
     return row
 
 
@@ -122,27 +130,160 @@ def flat_row(row: dict, classes: Sequence[str], with_head: bool = False) -> Dict
 def nested_row(flat: Dict[str, Any], classes: Optional[Sequence[str]] = None) -> dict:
     """A flat row (from CSV text or Parquet) as the nested row `result_rows` gives."""
     classes = classes if classes is not None else classes_of_columns(flat)
-    faces = _number(flat.get('faces'), int)
-    row = {'image': flat['image'], 'face': _number(flat.get('face'), int), 'faces': faces}
+    faces = _number(flat.get('faces'), int, 'faces')
+    row = {'image': flat['image'], 'face': _number(flat.get('face'), int, 'face'), 'faces': faces}
     error = flat.get('error')
     if error not in (None, ''):
         row['error'] = error
         return row
-    row.update(width=_number(flat.get('width'), int), height=_number(flat.get('height'), int))
+    row.update(width=_number(flat.get('width'), int, 'width'), height=_number(flat.get('height'), int, 'height'))
     if not faces:
         row['error'] = None
         return row
 
     def box(prefix, kind):
-        values = [_number(flat.get(f'{prefix}{name}'), kind) for name in _BOX]
+        values = [_number(flat.get(f'{prefix}{name}'), kind, f'{prefix}{name}') for name in _BOX]
         return None if any(value is None for value in values) else values
 
-    row.update(bbox=box('', int), label=flat.get('label'), score=_number(flat.get('score'), float),
-               scores={name: _number(flat.get(f'p_{name}'), float) for name in classes},
-               quality=_number(flat.get('quality'), float),
-               detection_score=_number(flat.get('detection_score'), float),
+    row.update(bbox=box('', int), label=flat.get('label'), score=_number(flat.get('score'), float, 'score'),
+               scores={name: _number(flat.get(f'p_{name}'), float, f'p_{name}') for name in classes},
+               quality=_number(flat.get('quality'), float, 'quality'),
+               detection_score=_number(flat.get('detection_score'), float, 'detection_score'),
                head_bbox=box('head_', float), crop_bbox=box('crop_', int), error=None)
     return row
+
+
+# ----------------------------------------------------------------------------- checking rows read back
+
+
+def _is_number(value) -> bool:
+    if type(value) in (int, float):  # the common case, without the slower abstract check
+        return math.isfinite(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value) -> bool:
+    return _is_number(value) and float(value).is_integer() and value >= 0
+
+
+def _describe(value) -> str:
+    kind = {dict: 'a struct', list: 'a list', str: 'text'}.get(type(value), type(value).__name__)
+    return kind if isinstance(value, dict) or len(repr(value)) > 60 else f'{kind} {value!r}'
+
+
+def _check_pixels(width, height) -> None:
+    """No image scored can be larger than Pillow opens (twice its decompression-bomb limit)."""
+    if width * height <= 2 * 89478485:  # Pillow's default limit: no need to ask it
+        return
+    from PIL import Image
+    if Image.MAX_IMAGE_PIXELS and width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f'width and height are {width} x {height}, more pixels than any image Pillow opens')
+
+
+def _check_box(row: dict, name: str, required: bool, whole: bool = False) -> None:
+    box = row.get(name)
+    if box is None:
+        if required:
+            raise ValueError(f'{name} is missing (null)')
+        return
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(value) for value in box):
+        raise ValueError(f'{name} is {_describe(box)}, not four numbers x0, y0, x1, y1')
+    x0, y0, x1, y1 = box
+    if whole and not all(float(value).is_integer() for value in box):
+        raise ValueError(f'{name} is {list(box)!r}, not four whole numbers')
+    if x1 < x0 or y1 < y0 or whole and (x1 == x0 or y1 == y0):
+        raise ValueError(f'{name} is {list(box)!r}: x1 must be right of x0 and y1 below y0')
+    width, height = row.get('width'), row.get('height')
+    if whole and _is_number(width) and _is_number(height) and (x0 < 0 or y0 < 0 or x1 > width or y1 > height):
+        raise ValueError(f'{name} is {list(box)!r}, outside the image of {width} x {height} pixels')
+
+
+def _check_class(row: dict, name: str, classes: Optional[Sequence[str]]) -> None:
+    label = row.get(name)
+    if not isinstance(label, str):
+        raise ValueError(f'{name} is {_describe(label)}, not a class name')
+    if classes and label not in classes:
+        raise ValueError(f'{name} is {label!r}, not one of the classes {", ".join(classes)}')
+
+
+def check_row(row: dict, classes: Optional[Sequence[str]] = None) -> None:
+    """Check a row read back (nested, or per image) against the schema; the one check of every reader.
+
+    :param classes: The model's classes, where the file says (its ``p_`` columns); default the
+        keys of the row's ``scores``.
+    :raises ValueError: ``<field> is <value>, not ...``: what is wrong, naming the field.
+
+    >>> check_row({'image': 'a.png', 'face': 0, 'faces': 1, 'label': 'good', 'scores': {'good': 0.9},
+    ...            'score': 0.9, 'quality': 'high', 'bbox': [0, 0, 9, 9], 'crop_bbox': [0, 0, 9, 9]})
+    Traceback (most recent call last):
+    ...
+    ValueError: quality is text 'high', not a number
+    """
+    if not isinstance(row, dict):
+        raise ValueError(f'the row is {_describe(row)}, not an object of fields')
+    image = row.get('image')
+    if not isinstance(image, str) or not image:
+        hint = ' (an image column of a Hugging Face dataset? score it with score --ray or read_hf_parquet)' \
+            if isinstance(image, dict) else ''
+        raise ValueError(f'image is {_describe(image)}, not the name of an image{hint}')
+    error = row.get('error')
+    if error is not None and not isinstance(error, str):
+        raise ValueError(f'error is {_describe(error)}, not text')
+    faces = row.get('faces')
+    if faces is not None and not _is_count(faces):
+        raise ValueError(f'faces is {_describe(faces)}, not a count of faces')
+    if error:
+        return
+    if faces is None:
+        raise ValueError('faces is missing (null) in a row without an error')
+    for name in ('width', 'height'):
+        if row.get(name) is not None and not _is_count(row[name]):
+            raise ValueError(f'{name} is {_describe(row[name])}, not a size in pixels')
+    if row.get('width') is not None and row.get('height') is not None:
+        _check_pixels(row['width'], row['height'])
+    if 'face' not in row:  # a per-image row (score --per-image)
+        for name in ('best_quality', 'worst_quality', 'mean_quality'):
+            if row.get(name) is not None and not _is_number(row[name]):
+                raise ValueError(f'{name} is {_describe(row[name])}, not a number')
+        if row.get('best_label') is not None:
+            _check_class(row, 'best_label', classes)
+        return
+    if faces == 0:
+        return
+    face = row.get('face')
+    if not _is_count(face) or face >= faces:
+        raise ValueError(f'face is {_describe(face)}, not the index of one of the image\'s {faces} faces')
+    scores = row.get('scores')
+    if scores is not None and not (isinstance(scores, dict) and all(
+            isinstance(name, str) and (value is None or _is_number(value)) for name, value in scores.items())):
+        raise ValueError(f'scores is {_describe(scores)}, not {{class: probability}}')
+    known = list(classes or ()) or [name for name, value in (scores or {}).items() if value is not None]
+    _check_class(row, 'label', known)
+    for name in ('quality', 'score'):
+        if not _is_number(row.get(name)):
+            raise ValueError(f'{name} is {_describe(row.get(name))}, not a number')
+    if row.get('detection_score') is not None and not _is_number(row['detection_score']):
+        raise ValueError(f'detection_score is {_describe(row["detection_score"])}, not a number')
+    _check_box(row, 'bbox', required=False)
+    _check_box(row, 'head_bbox', required=False)
+    _check_box(row, 'crop_bbox', required=True, whole=True)
+
+
+def checked_rows(path: str, numbered: Iterable, classes: Optional[Sequence[str]] = None,
+                 unit: str = 'line') -> List[dict]:
+    """The rows of ``(number, row)`` pairs, each checked (`check_row`).
+
+    :raises ValueError: Naming the file, the line (or ``unit``) and the field.
+    """
+    rows = []
+    for number, row in numbered:
+        try:
+            check_row(row, classes)
+        except ValueError as err:
+            raise ValueError(f'{path!r} {unit} {number}: {err}. Correct or remove that row (it is no row '
+                             f'imgutils-facequal writes), or score the images again.') from None
+        rows.append(row)
+    return rows
 
 
 def _metadata(provenance: Optional[dict]):
@@ -163,13 +304,16 @@ def arrow_schema(classes: Sequence[str], provenance: Optional[dict] = None, per_
 
 def rows_table(rows: Iterable[dict], classes: Sequence[str], provenance: Optional[dict] = None,
                per_image: bool = False):
-    """Nested (or per-image) rows as a ``pyarrow.Table`` of `arrow_schema` (an empty table for no rows)."""
+    """Nested (or per-image) rows as a ``pyarrow.Table`` of `arrow_schema` (an empty table for no rows); names
+    that are not UTF-8 as `imgutils_facequal.store.paths.text_path` writes them."""
     import pyarrow as pa
     schema = arrow_schema(classes, provenance, per_image)
     if per_image:
         flat = [{name: row.get(name) for name in PER_IMAGE_COLUMNS} for row in rows]
     else:
         flat = [flat_row(row, classes, with_head=True) for row in rows]
+    for row in flat:  # Parquet holds valid UTF-8 only (`imgutils_facequal.store.paths.text_path`)
+        row['image'] = text_path(row['image'])
     return pa.Table.from_pylist(flat, schema=schema)
 
 
@@ -226,9 +370,14 @@ def scored_images(rows, root: Optional[str] = None) -> List[ImageResult]:
         that holds every image (`imgutils_facequal.store.paths.common_root`).
     :return: Results as the pipeline gives them, without decoded images. A row repeated
         for the same face (a file appended to twice) counts once.
+    :raises ValueError: When the rows are one per image (``score --per-image``): they hold no faces.
     """
+    found = records(rows)
+    if found and all('face' not in row and 'best_quality' in row for row in found):
+        raise ValueError('These rows are one per image (score --per-image), with no faces to select, crop or show. '
+                         'Score again without --per-image.')
     groups: Dict[str, List[dict]] = OrderedDict()
-    for row in records(rows):
+    for row in found:
         groups.setdefault(local_path(row['image']), []).append(row)
     root = common_root(groups) if root is None else root
     results = []

@@ -10,7 +10,12 @@
   path resumes to one set of rows. The rows of images that failed are dropped, and those
   images are scored again; the file is then rewritten whole (`imgutils_facequal.atomic`).
 * While a run writes an output it holds a lock on ``<output>.lock`` (``filelock``, on every
-  system): a second run on the same output stops at once, saying so.
+  system): a second run on the same output stops at once, saying so. Before each write the
+  run checks that the lock file is still the one it locked; if another run took the output
+  meanwhile (the lock file was deleted), this one stops, so two runs never write one output.
+* The companion files (``<output>.lock``, ``<output>.meta.json``, ``<output>.parts``) are
+  checked before anything loads: a folder in their place, or a name too long for them, is
+  an `imgutils_facequal.errors.OutputError`.
 
 Example:
 
@@ -66,6 +71,8 @@ class ScoresWriter:
         self.retried: Set[str] = set()
         self._stream = None
         self._lock = None
+        self._lock_identity = None
+        self._lost = False  # another run took the output: write nothing more
         self._closed = False
         self._part_rows: List[dict] = []
         self._part_images = 0
@@ -80,6 +87,8 @@ class ScoresWriter:
                 raise ValueError(f'Parquet output needs pyarrow: {install_hint("parquet")}') from err
         if path is not None:
             self._check_writable()
+            if self._regular:
+                self._check_companions()
             self._take_lock()
 
     def __enter__(self) -> 'ScoresWriter':
@@ -130,20 +139,74 @@ class ScoresWriter:
             raise OutputError(f'Cannot write {self.path!r}: permission denied. Choose another output, or make '
                               f'{target!r} writable.')
 
+    def _companions(self) -> Dict[str, str]:
+        found = {self.path + '.lock': 'its lock'}
+        if self.fmt == 'parquet':
+            found[parquet.parts_dir(self.path)] = 'the part files of a run in progress'
+        else:
+            found[formats.meta_path(self.path)] = 'the record of what produced it'
+        return found
+
+    def _check_companions(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        longest = _name_max(folder)
+        for companion, role in self._companions().items():
+            name = os.path.basename(companion)
+            if len(os.fsencode(name)) > longest:
+                raise OutputError(f'Cannot write {self.path!r}: its name is too long for the files kept beside it '
+                                  f'({name!r}, {role}, would be {len(os.fsencode(name))} bytes; this file system '
+                                  f'allows {longest}). Choose a shorter output name.')
+            wanted_folder = companion.endswith('.parts')
+            if os.path.lexists(companion) and os.path.isdir(companion) != wanted_folder:
+                kind = 'a file' if wanted_folder else 'a folder'
+                raise OutputError(f'Cannot write {self.path!r}: {companion!r}, where imgutils-facequal keeps {role}, '
+                                  f'is {kind}. Move it away, or choose another output.')
+
+    def _acquire_lock(self):
+        """The lock on ``<output>.lock`` and the file's identity; raises ``filelock.Timeout`` when another run holds
+        it, ``OSError`` when it cannot be taken."""
+        import filelock
+        lock = filelock.FileLock(self.path + '.lock', timeout=0)
+        lock.acquire()
+        return lock, _identity(self.path + '.lock')
+
     def _take_lock(self) -> None:
         if not self._regular:
             return  # a device or a pipe (/dev/stdout, /dev/full): nothing to resume, nothing to lock
         import filelock
-        lock = filelock.FileLock(self.path + '.lock', timeout=0)
         try:
-            lock.acquire()
+            self._lock, self._lock_identity = self._acquire_lock()
         except filelock.Timeout:
             raise OutputError(f'{self.path!r} is in use: another imgutils-facequal run is writing it. Wait for it '
                               f'to finish, or choose another output.') from None
         except OSError as err:
             raise OutputError(f'Cannot lock {self.path!r} ({self.path}.lock: {err.strerror or err}). Choose another '
                               f'output.') from err
-        self._lock = lock
+
+    def _holds_lock(self) -> bool:
+        """Whether ``<output>.lock`` is still the file this run locked (the open lock keeps its identity unique)."""
+        try:
+            return _identity(self.path + '.lock') == self._lock_identity
+        except OSError:
+            return False
+
+    def _check_lock(self) -> None:
+        """Stop, writing nothing more, when the lock file was deleted and another run took the output; a lock
+        file deleted with no run behind it is taken again."""
+        if self._lock is None or self._holds_lock():
+            return
+        import filelock
+        previous = self._lock
+        try:
+            self._lock, self._lock_identity = self._acquire_lock()
+        except (filelock.Timeout, OSError) as err:
+            self._lost = True
+            why = ('another run holds it now' if isinstance(err, filelock.Timeout)
+                   else f'it cannot be locked again ({err.strerror or err})')
+            raise OutputError(f'{self.path}.lock was deleted while this run wrote {self.path!r}, and {why}. This run '
+                              f'stopped writing, so that two runs never write one output; the rows written so far '
+                              f'are kept. Run again when the other run has finished, to resume.') from None
+        previous.release()
 
     def _has_rows(self) -> bool:
         if self.fmt == 'parquet':
@@ -153,9 +216,10 @@ class ScoresWriter:
     def _check_provenance(self) -> None:
         if not self._regular or not self._has_rows():
             return
-        recorded = formats.read_provenance(self.path, self.fmt)
-        if recorded is None and self.fmt == 'parquet' and not os.path.isfile(self.path):
+        if self.fmt == 'parquet' and not os.path.isfile(self.path):  # an interrupted first run: its parts only
             recorded = formats.read_provenance(parquet.parts(self.path)[0], 'parquet')
+        else:
+            recorded = formats.read_provenance(self.path, self.fmt)
         if recorded is None:
             raise OutputError(f'{self.path!r} holds rows but no record of what produced them '
                               f'({formats.meta_path(self.path)} is missing), so they cannot be resumed safely. '
@@ -219,10 +283,12 @@ class ScoresWriter:
     def _flush_part(self) -> None:
         if not self._part_rows:
             return
+        self._check_lock()
         folder = parquet.parts_dir(self.path)
-        os.makedirs(folder, exist_ok=True)
-        target = os.path.join(folder, f'part-{len(parquet.parts(self.path)):05d}.parquet')
+        target = os.path.join(folder, 'part-NNNNN.parquet')
         try:
+            os.makedirs(folder, exist_ok=True)
+            target = os.path.join(folder, f'part-{len(parquet.parts(self.path)):05d}.parquet')
             parquet.write(target, self._part_rows, self.classes, self.provenance, self.per_image)
         except OSError as err:
             raise OutputError(f'Cannot write {target!r}: {err.strerror or err}. The parts written so far are '
@@ -233,6 +299,7 @@ class ScoresWriter:
         written = parquet.parts(self.path)
         if not written and os.path.isfile(self.path) and not self._old_parts:
             return
+        self._check_lock()
         rows = list(self._previous)
         for path in written:
             if path not in self._old_parts:
@@ -243,14 +310,21 @@ class ScoresWriter:
             raise OutputError(f'Cannot write {self.path!r}: {err.strerror or err}. The parts written so far are '
                               f'kept in {parquet.parts_dir(self.path)}; free some space and run again to '
                               f'finish.') from err
-        for path in written:
-            os.remove(path)
-        os.rmdir(parquet.parts_dir(self.path))
+        try:
+            for path in written:
+                os.remove(path)
+            os.rmdir(parquet.parts_dir(self.path))
+        except OSError as err:  # the output is whole; a rerun merges the parts left over into it once
+            raise OutputError(f'{self.path!r} is written, but {parquet.parts_dir(self.path)} could not be removed '
+                              f'({err.strerror or err}); run again to tidy it up.') from err
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, result: ImageResult) -> None:
         """Write the rows of one image."""
         rows = per_image_rows(result) if self.per_image else result_rows(result)
+        if self._lost:
+            raise OutputError(f'{self.path!r} is being written by another run; this run writes nothing more.')
+        self._check_lock()
         if self.fmt == 'parquet':
             self._part_rows.extend(rows)
             self._part_images += 1
@@ -266,7 +340,7 @@ class ScoresWriter:
             return
         self._closed = True
         try:
-            if self.fmt == 'parquet' and self.path is not None and hasattr(self, 'classes'):
+            if self.fmt == 'parquet' and self.path is not None and hasattr(self, 'classes') and not self._lost:
                 self._flush_part()
                 if finished:
                     self._merge_parts()
@@ -277,8 +351,22 @@ class ScoresWriter:
                 except OSError:  # what it could not write was reported when the write failed
                     pass
             if self._lock is not None:
+                if self._holds_lock():  # removed while still held: never another run's lock file
+                    try:
+                        os.remove(self.path + '.lock')
+                    except OSError:  # Windows: a locked file cannot be removed; filelock removes it on release
+                        pass
                 self._lock.release()
-                try:
-                    os.remove(self.path + '.lock')
-                except OSError:
-                    pass
+
+
+def _identity(path: str):
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
+def _name_max(folder: str) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` allows (255 where it cannot be asked)."""
+    try:
+        return os.pathconf(folder, 'PC_NAME_MAX')
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
+        return 255

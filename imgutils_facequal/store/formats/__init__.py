@@ -49,8 +49,11 @@ def read_provenance(path: str, fmt: Optional[str] = None) -> Optional[Dict]:
     if format_for(path, fmt) == 'parquet':
         return parquet.read_provenance(path)
     record = meta_path(path)
-    if not os.path.isfile(record):
+    if not os.path.lexists(record):
         return None
+    if not os.path.isfile(record):
+        raise ValueError(f'{record!r}, where the record of what produced {path!r} is kept, is not a file. Move it '
+                         f'away to use the scores without a record.')
     try:
         with open(record, 'r', encoding='utf-8-sig') as file:
             found = json.load(file)

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import List, Sequence, Tuple
 
-from ..schema import PER_IMAGE_COLUMNS, flat_columns, flat_row, nested_row, per_image_row
+from ..schema import PER_IMAGE_COLUMNS, checked_rows, classes_of_columns, flat_columns, flat_row, nested_row, per_image_row
 
 __all__ = ['NAME', 'EXTENSIONS', 'APPENDS', 'read', 'header', 'encode']
 
@@ -32,17 +32,20 @@ def read(path: str, text: str) -> Tuple[List[dict], bool]:
     if 'image' not in columns or 'faces' not in columns:
         raise ValueError(f'{path!r} line 1 is not the header of an imgutils-facequal csv output.')
     per_image = 'face' not in columns
-    rows = []
-    for number, record in enumerate(records[1:], start=2):
-        if len(record) != len(columns):
-            raise ValueError(f'{path!r} record {number} has {len(record)} columns, the header {len(columns)}: not a '
-                             f'csv output of imgutils-facequal.')
-        flat = dict(zip(columns, record))
-        try:
-            rows.append(per_image_row(flat) if per_image else nested_row(flat))
-        except (KeyError, ValueError) as err:
-            raise ValueError(f'{path!r} record {number} is not a csv row of imgutils-facequal ({err}).') from err
-    return rows, torn
+    classes = classes_of_columns(columns)
+
+    def rows():
+        for number, record in enumerate(records[1:], start=2):
+            if len(record) != len(columns):
+                raise ValueError(f'{path!r} record {number} has {len(record)} columns, the header {len(columns)}: '
+                                 f'not a csv output of imgutils-facequal.')
+            flat = dict(zip(columns, record))
+            try:
+                yield number, per_image_row(flat) if per_image else nested_row(flat, classes)
+            except (KeyError, ValueError) as err:
+                raise ValueError(f'{path!r} record {number} is not a csv row of imgutils-facequal ({err}).') from err
+
+    return checked_rows(path, rows(), classes or None, unit='record'), torn
 
 
 def _text(records) -> str:

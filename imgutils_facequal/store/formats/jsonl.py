@@ -6,6 +6,8 @@ import json
 import re
 from typing import List, Sequence, Tuple
 
+from ..schema import checked_rows
+
 __all__ = ['NAME', 'EXTENSIONS', 'APPENDS', 'read', 'header', 'encode']
 
 NAME = 'jsonl'
@@ -17,20 +19,20 @@ _LONE_SURROGATE = re.compile('[\udc80-\udcff]')
 def read(path: str, text: str) -> Tuple[List[dict], bool]:
     """The rows of ``text`` (the file's), and whether its end was torn (a line without its line end)."""
     torn = bool(text) and not text.endswith('\n')
-    rows: List[dict] = []
     lines = text.split('\n')  # '\n' only: U+2028, U+0085 or \x1c inside a name are no line ends here
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            row['image'], row['faces']
-            if not isinstance(row['image'], str):
-                raise TypeError(f'image is {type(row["image"]).__name__}, not text')
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f'{path!r} line {number} is not a jsonl row of imgutils-facequal ({err}).') from err
-        rows.append(row)
-    return rows, torn
+
+    def rows():
+        for number, line in enumerate(lines[:-1], start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                row['image'], row['faces']
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f'{path!r} line {number} is not a jsonl row of imgutils-facequal ({err}).') from err
+            yield number, row
+
+    return checked_rows(path, rows()), torn
 
 
 def header(classes: Sequence[str], per_image: bool) -> str:

@@ -9,7 +9,8 @@ import os
 from typing import Dict, List, Optional, Sequence
 
 from ...atomic import replace_file
-from ..schema import PROVENANCE_KEY, classes_of_columns, nested_row, per_image_row, rows_table
+from ..paths import path_from_text
+from ..schema import PROVENANCE_KEY, checked_rows, classes_of_columns, nested_row, per_image_row, rows_table
 
 __all__ = ['NAME', 'EXTENSIONS', 'APPENDS', 'IMAGES_PER_PART', 'read', 'read_provenance', 'write', 'parts_dir',
            'parts']
@@ -22,16 +23,29 @@ IMAGES_PER_PART = 256
 
 
 def read(path: str) -> List[dict]:
-    """The rows of a Parquet file of the package's schema, nested or per image as its columns say."""
+    """The rows of a Parquet file of the package's schema, nested or per image as its columns say, each
+    checked (`imgutils_facequal.store.schema.check_row`; the message names the row, from 1).
+
+    :raises ValueError: When it is no output of the package, or a row is not of its schema.
+    """
     import pyarrow.parquet as pq
     table = pq.read_table(path)
     if 'image' not in table.column_names or 'faces' not in table.column_names:
         raise ValueError(f'{path!r} has no image and faces columns: not an output of imgutils-facequal.')
-    flat_rows = table.to_pylist()
-    if 'face' not in table.column_names:
-        return [per_image_row(flat) for flat in flat_rows]
+    per_image = 'face' not in table.column_names
     classes = classes_of_columns(table.column_names)
-    return [nested_row(flat, classes) for flat in flat_rows]
+
+    def rows():
+        for number, flat in enumerate(table.to_pylist(), start=1):
+            if isinstance(flat['image'], str):
+                flat['image'] = path_from_text(flat['image'])
+            try:
+                yield number, per_image_row(flat) if per_image else nested_row(flat, classes)
+            except (KeyError, ValueError) as err:
+                raise ValueError(f'{path!r} row {number}: {err}. Correct or remove that row, or score the '
+                                 f'images again.') from None
+
+    return checked_rows(path, rows(), classes or None, unit='row')
 
 
 def read_provenance(path: str) -> Optional[Dict]:

@@ -3,11 +3,13 @@ under a hidden name, then renamed.
 
 A shard holds the rows of whole images (an actor scores an image at once), with the provenance
 and the actors that scored it in its metadata. Readers of the folder (this package, pyarrow,
-Ray, pandas) skip names that start with ``.`` or ``_``.
+Ray, pandas) skip names that start with ``.`` or ``_``. A folder holding other Parquet files
+is refused (`check_shard_folder`) before anything in it is set aside or rewritten.
 """
 import io
 import json
 import os
+import re
 import time
 import uuid
 import warnings
@@ -15,22 +17,48 @@ from typing import Callable, List, Set
 
 from ...atomic import replace_file
 from ..complete import complete_images
-from ..paths import image_key
+from ..paths import image_key, path_from_text
 from ..schema import PROVENANCE_KEY
 
-__all__ = ['ACTOR_KEY', 'IMAGES_PER_SHARD', 'shard_files', 'set_aside_unreadable', 'drop_error_rows',
-           'completed', 'ShardWriter']
+__all__ = ['ACTOR_KEY', 'IMAGES_PER_SHARD', 'shard_files', 'check_shard_folder', 'set_aside_unreadable',
+           'drop_error_rows', 'completed', 'ShardWriter']
 
 #: The Parquet metadata key of the actors that scored a shard (a JSON list): process, node, threads, GPUs.
 ACTOR_KEY = b'imgutils_facequal_actor'
 #: Images per shard.
 IMAGES_PER_SHARD = 4096
+_SHARD_NAME = re.compile(r'part-\d{8}-\d{6}-[0-9a-f]{8}-\d{5}\.parquet')
 
 
 def shard_files(folder: str) -> List[str]:
     """The visible Parquet files of a folder, in name order."""
     return [os.path.join(folder, name) for name in sorted(os.listdir(folder))
             if name.endswith('.parquet') and not name.startswith(('.', '_'))]
+
+
+def check_shard_folder(folder: str) -> None:
+    """Refuse a folder that holds Parquet files ``score --ray`` did not write (by their names, or shards
+    without the package's provenance): a resume would set them aside or rewrite them.
+
+    :raises ValueError: Naming the files, and saying what to do.
+    """
+    import pyarrow.parquet as pq
+    foreign = []
+    for path in shard_files(folder):
+        if not _SHARD_NAME.fullmatch(os.path.basename(path)):
+            foreign.append(path)
+            continue
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+        except Exception:  # a torn shard of ours: set aside on resume
+            continue
+        if PROVENANCE_KEY not in metadata:
+            foreign.append(path)
+    if foreign:
+        shown = ', '.join(repr(os.path.basename(path)) for path in foreign[:5])
+        raise ValueError(f'{folder!r} holds Parquet files that score --ray did not write ({shown}'
+                         f'{f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""}); they are left as they '
+                         f'are. Give --output an empty folder, or one that only score --ray has written to.')
 
 
 def set_aside_unreadable(folder: str) -> List[str]:
@@ -77,7 +105,7 @@ def completed(folder: str, key: Callable[[str], str] = image_key) -> Set[str]:
     for path in set_aside_unreadable(folder):
         drop_error_rows(path)
         rows.extend(pq.read_table(path, columns=['image', 'face', 'faces', 'error']).to_pylist())
-    return complete_images(rows, key=key)[0]
+    return complete_images(rows, key=lambda image: key(path_from_text(image)))[0]
 
 
 class ShardWriter:
