@@ -141,6 +141,8 @@ class ImageResult:
     error: Optional[str] = None
     size: Optional[Tuple[int, int]] = None
     decoded: Any = None  # the decoded PIL image, when keep_images=True
+    #: The image's perceptual hash (`perceptual_hash`), for near-duplicates; ``None`` without imagehash.
+    phash: Optional[str] = None
     #: Seconds this image spent in each stage (``decoding`` with cropping and preprocessing, ``detection``,
     #: its share of ``classification``): busy time, not wall time, since the stages overlap.
     seconds: Dict[str, float] = field(default_factory=dict, repr=False)
