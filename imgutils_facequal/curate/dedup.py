@@ -21,7 +21,7 @@ import itertools
 import math
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ['DEFAULT_DEDUP_DISTANCE', 'HASH_BITS', 'duplicate_groups', 'hash_distance', 'parse_hash']
+__all__ = ['DEFAULT_DEDUP_DISTANCE', 'HASH_BITS', 'duplicate_groups', 'fill_hashes', 'hash_distance', 'parse_hash']
 
 #: Hashes at most this many bits apart are near-duplicates, unless the user says otherwise
 #: (measured, see the module docs).
@@ -173,3 +173,37 @@ def duplicate_groups(hashes: Sequence[Optional[str]], distance: int) -> List[Lis
     groups = [group.tolist() for group in np.split(members, cuts)] if members.size else []
     groups.sort(key=lambda group: group[0])
     return groups
+
+
+def fill_hashes(results, on_image=None) -> int:
+    """Compute the perceptual hash of each readable result that has none, from its image file
+    (scores written before hashes were recorded, or without the ``dedup`` extra).
+
+    :param results: `imgutils_facequal.ImageResult` objects; their ``phash`` is set in place.
+    :param on_image: Called with each result once looked at (for progress).
+    :return: How many hashes were computed; an image that no longer exists or cannot be
+        read keeps none (it is then in no group).
+    :raises ImportError: Without imagehash, saying how to install it.
+    """
+    from ..errors import ImageLoadError, install_hint
+    from ..images import load_rgb_image
+    from ..pipeline import perceptual_hash
+    missing = [result for result in results if result.error is None and getattr(result, 'phash', None) is None]
+    if not missing:
+        return 0
+    try:
+        import imagehash  # noqa: F401
+    except ImportError:
+        raise ImportError(f'Grouping near-duplicates needs perceptual hashes; the scores hold none for '
+                          f'{len(missing)} images, and computing them needs imagehash: {install_hint("dedup")}.'
+                          ) from None
+    computed = 0
+    for result in missing:
+        try:
+            result.phash = perceptual_hash(load_rgb_image(result.image.path))
+            computed += 1
+        except (ImageLoadError, OSError):
+            pass
+        if on_image is not None:
+            on_image(result)
+    return computed
