@@ -20,7 +20,6 @@ not be read) and ``reject`` images out.
 """
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 

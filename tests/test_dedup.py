@@ -1,0 +1,187 @@
+"""Near-duplicates: grouping hashes without all pairs, the hash ``score`` records, and ``filter --dedup``
+keeping the best frame of each shot."""
+import json
+import random
+import sys
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from imgutils_facequal import kept_images, scored_images
+from imgutils_facequal.curate import DEFAULT_DEDUP_DISTANCE, Thresholds, duplicate_groups, select_images
+from imgutils_facequal.curate.dedup import hash_distance
+from imgutils_facequal.pipeline import _imagehash, perceptual_hash
+from imgutils_facequal.store import read_scores
+from tests.support.cli import run
+from tests.support.fake_hub import CLASS_COLOURS, cell_box, solid_image
+
+
+def all_pairs_groups(hashes, distance):
+    """The groups by comparing every pair (what `duplicate_groups` must equal)."""
+    parent = list(range(len(hashes)))
+
+    def root(index):
+        while parent[index] != index:
+            index = parent[index]
+        return index
+    for first in range(len(hashes)):
+        for second in range(first + 1, len(hashes)):
+            if hashes[first] and hashes[second] and hash_distance(hashes[first], hashes[second]) <= distance:
+                parent[root(first)] = root(second)
+    found = {}
+    for index, value in enumerate(hashes):
+        if value:
+            found.setdefault(root(index), []).append(index)
+    return sorted(group for group in found.values() if len(group) > 1)
+
+
+@st.composite
+def clustered(draw):
+    bases = draw(st.lists(st.integers(0, 2 ** 64 - 1), min_size=1, max_size=4))
+    hashes = []
+    for _ in range(draw(st.integers(0, 30))):
+        if draw(st.booleans()) and draw(st.booleans()) and draw(st.booleans()):
+            hashes.append(None)
+            continue
+        value = draw(st.sampled_from(bases))
+        for bit in draw(st.lists(st.integers(0, 63), max_size=12)):
+            value ^= 1 << bit
+        hashes.append(f'{value:016x}')
+    return hashes, draw(st.integers(0, 16))
+
+
+@settings(max_examples=300, deadline=None)
+@given(clustered())
+def test_duplicate_groups_are_those_of_all_pairs(case):
+    hashes, distance = case
+    groups = duplicate_groups(hashes, distance)
+    assert sorted(groups) == all_pairs_groups(hashes, distance)
+    assert all(group == sorted(group) for group in groups) and groups == sorted(groups)
+
+
+def test_duplicate_groups_join_a_chain_and_leave_out_images_without_a_hash():
+    chain = ['0000000000000000', '000000000000000f', '00000000000000ff', None, 'ffffffffffffffff']
+    assert duplicate_groups(chain, 4) == [[0, 1, 2]]  # 0 and 2 are 8 apart, joined through 1
+    assert duplicate_groups(chain, 3) == []
+    assert duplicate_groups(['00000000000000ff'] * 3, 0) == [[0, 1, 2]]
+
+
+def test_duplicate_groups_refuse_what_is_no_hash():
+    with pytest.raises(ValueError, match='hash 1: .*16 hex digits'):
+        duplicate_groups(['0000000000000000', 'abc'], 4)
+    with pytest.raises(ValueError, match='distance must be'):
+        duplicate_groups(['0000000000000000'], 64)
+
+
+def face_frame(background_seed, shift, face_colour, noise_seed):
+    """A 256 x 256 frame of one shot: a dark textured background (no detector fires on it) and two faces,
+    the whole panned by ``shift`` pixels, with noise."""
+    import numpy as np
+    from PIL import ImageDraw
+    rng = random.Random(background_seed)
+    canvas = solid_image((0, 0, 0), size=(300, 300))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(14):
+        x, y, w, h = rng.randrange(300), rng.randrange(300), rng.randrange(30, 150), rng.randrange(30, 150)
+        draw.ellipse((x, y, x + w, y + h), fill=tuple(rng.randrange(10, 90) for _ in range(3)))
+    for (column, row), colour in (((1, 1), face_colour), ((5, 4), CLASS_COLOURS['poor'])):
+        x0, y0, x1, y1 = cell_box(column, row, 8, (256, 256))
+        draw.rectangle((x0 + 20, y0 + 20, x1 + 19, y1 + 19), fill=colour)
+    frame = np.asarray(canvas.crop((20 + shift, 20, 276 + shift, 276))).astype('float32')
+    frame += np.random.default_rng(noise_seed).normal(0, 3, frame.shape)
+    from PIL import Image
+    return Image.fromarray(frame.clip(0, 255).astype('uint8'))
+
+
+def write_shots(root, shots=4, frames=10):
+    """``shots`` shots of ``frames`` frames; in each shot one frame (a different one per shot) has an
+    ``excellent`` face where the others have an ``ok`` one. ``{shot: best frame's path}``."""
+    root.mkdir(parents=True)
+    best = {}
+    for shot in range(shots):
+        for frame in range(frames):
+            top = frame == (3 * shot + 2) % frames
+            colour = CLASS_COLOURS['excellent' if top else 'ok']
+            path = root / f'shot{shot}_{frame:02d}.png'
+            face_frame(1000 + shot, frame, colour, shot * 100 + frame).save(path)
+            if top:
+                best[shot] = str(path)
+    return best
+
+
+pytestmark_hash = pytest.mark.extras  # needs imagehash (the dedup extra)
+
+
+@pytestmark_hash
+def test_filter_dedup_keeps_the_best_frame_of_each_shot(tmp_path):
+    best = write_shots(tmp_path / 'frames')
+    scores = tmp_path / 'scores.jsonl'
+    run('score', tmp_path / 'frames', '-o', scores, '--crop', 'face', '--margin', '0', '-q')
+    rows = read_scores(str(scores)).rows
+    assert all(len(row['phash']) == 16 for row in rows)
+    results = scored_images(rows)
+    before = kept_images(rows, min_label='ok')
+    assert len(before) == 40
+
+    dry = run('filter', '--scores', scores, '--out', tmp_path / 'train', '--min-label', 'ok', '--dedup',
+              '--rejected', tmp_path / 'dupes')
+    kept = sorted(str(path) for path in (tmp_path / 'train').iterdir())
+    assert [path.rsplit('/', 1)[-1] for path in kept] == sorted(path.rsplit('/', 1)[-1] for path in best.values())
+    assert len(list((tmp_path / 'dupes').iterdir())) == 36
+    assert '36 near-duplicates of a better image dropped' in dry.stderr
+    selection = select_images(results, Thresholds(min_label='ok', dedup_distance=DEFAULT_DEDUP_DISTANCE))
+    assert len(selection.groups) == 4 and all(len(group) == 10 for group in selection.groups)
+    assert {results[group[0]].image.path for group in selection.groups} == set(best.values())  # kept one first
+
+    table = run('filter', '--scores', scores, '--thresholds', '--dedup').stdout
+    assert f'near-duplicates (--dedup-distance {DEFAULT_DEDUP_DISTANCE}): 4 groups, 36 images' in table
+    assert 'after dedup' in table
+
+
+@pytestmark_hash
+def test_filter_dedup_hashes_older_scores_from_their_files(tmp_path):
+    write_shots(tmp_path / 'frames', shots=2, frames=3)
+    scores = tmp_path / 'scores.jsonl'
+    run('score', tmp_path / 'frames', '-o', scores, '--crop', 'face', '--margin', '0', '-q')
+    old = tmp_path / 'old.jsonl'
+    lines = [json.loads(line) for line in scores.read_text().splitlines()]
+    old.write_text(''.join(json.dumps({k: v for k, v in row.items() if k != 'phash'}) + '\n' for row in lines))
+    result = run('filter', '--scores', old, '--out', tmp_path / 'train', '--min-label', 'ok', '--dedup')
+    assert 'Computing the perceptual hashes of 6 images from their files' in result.stderr
+    assert len(list((tmp_path / 'train').iterdir())) == 2
+
+
+@pytestmark_hash
+def test_score_records_the_hash_in_every_format(tmp_path):
+    write_shots(tmp_path / 'frames', shots=1, frames=2)
+    found = {}
+    for ext in ('jsonl', 'csv', 'parquet'):
+        out = tmp_path / f'scores.{ext}'
+        run('score', tmp_path / 'frames', '-o', out, '--crop', 'face', '--margin', '0', '-q')
+        found[ext] = {row['image']: row['phash'] for row in read_scores(str(out)).rows}
+    assert found['jsonl'] == found['csv'] == found['parquet']
+    assert all(len(value) == 16 for value in found['jsonl'].values())
+
+
+@pytestmark_hash
+def test_without_imagehash_no_hash_is_recorded(monkeypatch):
+    image = solid_image((10, 200, 30), size=(64, 64))
+    assert len(perceptual_hash(image)) == 16
+    monkeypatch.setitem(sys.modules, 'imagehash', None)  # as if the dedup extra were not installed
+    _imagehash.cache_clear()
+    try:
+        assert perceptual_hash(image) is None
+    finally:
+        monkeypatch.undo()
+        _imagehash.cache_clear()
+
+
+@pytestmark_hash
+def test_default_distance_groups_frames_of_a_shot_and_not_different_shots():
+    import imagehash
+    from benchmarks.dedup import shot_frames
+    shots = [[str(imagehash.phash(frame)) for frame in shot_frames(seed, 6)] for seed in range(12)]
+    groups = duplicate_groups([value for shot in shots for value in shot], DEFAULT_DEDUP_DISTANCE)
+    assert all(len({index // 6 for index in group}) == 1 for group in groups)  # never two shots in one group
+    whole = sum(1 for group in groups if len(group) == 6)
+    assert whole >= 10, groups
