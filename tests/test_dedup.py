@@ -109,10 +109,10 @@ def write_shots(root, shots=4, frames=10):
     return best
 
 
-pytestmark_hash = pytest.mark.extras  # needs imagehash (the dedup extra)
+needs_imagehash = pytest.mark.extras  # the dedup extra
 
 
-@pytestmark_hash
+@needs_imagehash
 def test_filter_dedup_keeps_the_best_frame_of_each_shot(tmp_path):
     best = write_shots(tmp_path / 'frames')
     scores = tmp_path / 'scores.jsonl'
@@ -138,7 +138,7 @@ def test_filter_dedup_keeps_the_best_frame_of_each_shot(tmp_path):
     assert 'after dedup' in table
 
 
-@pytestmark_hash
+@needs_imagehash
 def test_filter_dedup_hashes_older_scores_from_their_files(tmp_path):
     write_shots(tmp_path / 'frames', shots=2, frames=3)
     scores = tmp_path / 'scores.jsonl'
@@ -151,7 +151,7 @@ def test_filter_dedup_hashes_older_scores_from_their_files(tmp_path):
     assert len(list((tmp_path / 'train').iterdir())) == 2
 
 
-@pytestmark_hash
+@needs_imagehash
 def test_score_records_the_hash_in_every_format(tmp_path):
     write_shots(tmp_path / 'frames', shots=1, frames=2)
     found = {}
@@ -163,7 +163,7 @@ def test_score_records_the_hash_in_every_format(tmp_path):
     assert all(len(value) == 16 for value in found['jsonl'].values())
 
 
-@pytestmark_hash
+@needs_imagehash
 def test_without_imagehash_no_hash_is_recorded(monkeypatch):
     image = solid_image((10, 200, 30), size=(64, 64))
     assert len(perceptual_hash(image)) == 16
@@ -176,7 +176,7 @@ def test_without_imagehash_no_hash_is_recorded(monkeypatch):
         _imagehash.cache_clear()
 
 
-@pytestmark_hash
+@needs_imagehash
 def test_default_distance_groups_frames_of_a_shot_and_not_different_shots():
     import imagehash
     from benchmarks.dedup import shot_frames
