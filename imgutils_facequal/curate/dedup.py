@@ -10,12 +10,15 @@ It never compares all pairs. By the pigeonhole principle, two 64-bit hashes that
 at most ``d`` bits, cut into ``m > d`` blocks, agree exactly on at least ``m - d`` of them;
 so the hashes are sorted by each combination of ``m - d`` blocks (the parameters that
 leave the fewest chance candidates are chosen), only hashes equal there are compared, and
-the pairs within ``d`` are joined with a union-find (`scipy.sparse.csgraph`). 1,000,000
-hashes group in seconds (``benchmarks/dedup.py``).
+the pairs within ``d`` are joined (connected components, `scipy.sparse.csgraph`).
+``benchmarks/dedup.py`` times 1,000,000 hashes drawn in shots of 1 to 40 frames: 155 s at
+distance 8, 21 s at distance 4 on a shared 2-core Intel Xeon guest; the pairs within a shot,
+which share most blocks, are what costs.
 
 `DEFAULT_DEDUP_DISTANCE` was measured on drawn frames (``benchmarks/dedup.py --measure``):
-consecutive frames of one shot (pans of a few pixels, a 2 % zoom, noise, JPEG at
-quality 75) lie 0 to 6 bits apart, frames of different shots 18 bits or more.
+consecutive frames of one shot (panned 3 px and zoomed 0.5 % a frame, with noise, through
+JPEG at quality 75) lie 0 to 12 bits apart, 99 % of them within 8; frames of different
+shots 12 bits or more. At 8 no group mixes two shots and 38 of 40 shots are one group.
 """
 import itertools
 import math
