@@ -59,6 +59,28 @@ def test_duplicate_groups_are_those_of_all_pairs(case):
     assert all(group == sorted(group) for group in groups) and groups == sorted(groups)
 
 
+def test_duplicate_groups_of_thousands_are_those_of_all_pairs():
+    """Enough hashes that joins found in one combination of blocks are merged only later."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from benchmarks.dedup import clustered_hashes
+    hashes, _ = clustered_hashes(3000, seed=7, max_shot=30, step_bits=4)
+    hashes[::97] = [None] * len(hashes[::97])
+    for distance in (3, 6, 9):
+        present = [index for index, value in enumerate(hashes) if value]
+        values = np.array([int(hashes[index], 16) for index in present], dtype=np.uint64)
+        ones = np.array([bin(byte).count('1') for byte in range(256)], dtype=np.uint8)
+        apart = ones[(values[:, None] ^ values[None, :]).view(np.uint8)].reshape(len(present), len(present), 8).sum(2)
+        first, second = np.nonzero(apart <= distance)
+        _, labels = connected_components(coo_matrix((np.ones(first.size), (first, second)),
+                                                    shape=(len(present),) * 2), directed=False)
+        want = {}
+        for index, label in zip(present, labels):
+            want.setdefault(label, []).append(index)
+        assert sorted(duplicate_groups(hashes, distance)) == sorted(g for g in want.values() if len(g) > 1)
+
+
 def test_duplicate_groups_join_a_chain_and_leave_out_images_without_a_hash():
     chain = ['0000000000000000', '000000000000000f', '00000000000000ff', None, 'ffffffffffffffff']
     assert duplicate_groups(chain, 4) == [[0, 1, 2]]  # 0 and 2 are 8 apart, joined through 1
@@ -123,18 +145,19 @@ def test_filter_dedup_keeps_the_best_frame_of_each_shot(tmp_path):
     before = kept_images(rows, min_label='ok')
     assert len(before) == 40
 
-    dry = run('filter', '--scores', scores, '--out', tmp_path / 'train', '--min-label', 'ok', '--dedup',
+    # the best frame's face is another colour, 8 bits from its neighbours' hashes: distance 8 joins each shot
+    dry = run('filter', '--scores', scores, '--out', tmp_path / 'train', '--min-label', 'ok', '--dedup-distance', '8',
               '--rejected', tmp_path / 'dupes')
     kept = sorted(str(path) for path in (tmp_path / 'train').iterdir())
     assert [path.rsplit('/', 1)[-1] for path in kept] == sorted(path.rsplit('/', 1)[-1] for path in best.values())
     assert len(list((tmp_path / 'dupes').iterdir())) == 36
     assert '36 near-duplicates of a better image dropped' in dry.stderr
-    selection = select_images(results, Thresholds(min_label='ok', dedup_distance=DEFAULT_DEDUP_DISTANCE))
+    selection = select_images(results, Thresholds(min_label='ok', dedup_distance=8))
     assert len(selection.groups) == 4 and all(len(group) == 10 for group in selection.groups)
     assert {results[group[0]].image.path for group in selection.groups} == set(best.values())  # kept one first
 
-    table = run('filter', '--scores', scores, '--thresholds', '--dedup').stdout
-    assert f'near-duplicates (--dedup-distance {DEFAULT_DEDUP_DISTANCE}): 4 groups, 36 images' in table
+    table = run('filter', '--scores', scores, '--thresholds', '--dedup-distance', '8').stdout
+    assert 'near-duplicates (--dedup-distance 8): 4 groups, 36 images' in table
     assert 'after dedup' in table
 
 

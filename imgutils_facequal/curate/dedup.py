@@ -8,17 +8,19 @@ slow pan, whose first and last frames differ more, stays one group).
 
 It never compares all pairs. By the pigeonhole principle, two 64-bit hashes that differ in
 at most ``d`` bits, cut into ``m > d`` blocks, agree exactly on at least ``m - d`` of them;
-so the hashes are sorted by each combination of ``m - d`` blocks (the parameters that
-leave the fewest chance candidates are chosen), only hashes equal there are compared, and
-the pairs within ``d`` are joined (connected components, `scipy.sparse.csgraph`).
-``benchmarks/dedup.py`` times 1,000,000 hashes drawn in shots of 1 to 40 frames: 155 s at
-distance 8, 21 s at distance 4 on a shared 2-core Intel Xeon guest; the pairs within a shot,
-which share most blocks, are what costs.
+so the hashes are sorted by each combination of ``m - d`` blocks (the parameters that cost
+least are chosen), and only hashes equal there, and not yet in one group, are compared
+(multi-index hashing). The frames of a shot, joined by the first combinations, cost almost
+nothing in the others. ``python -m benchmarks.dedup`` times 1,000,000 hashes drawn in shots
+of 1 to 40 frames, on a shared 2-core Intel Xeon guest: 6.8 s at distance 6 (the default),
+3.8 s at 4, 47 s at 8 (the work grows steeply with the distance).
 
-`DEFAULT_DEDUP_DISTANCE` was measured on drawn frames (``benchmarks/dedup.py --measure``):
-consecutive frames of one shot (panned 3 px and zoomed 0.5 % a frame, with noise, through
-JPEG at quality 75) lie 0 to 12 bits apart, 99 % of them within 8; frames of different
-shots 12 bits or more. At 8 no group mixes two shots and 38 of 40 shots are one group.
+`DEFAULT_DEDUP_DISTANCE` was measured on drawn frames (``python -m benchmarks.dedup --measure``:
+40 shots of 10 frames, each frame panned 3 px and zoomed 0.5 %, with noise, through JPEG at
+quality 75): consecutive frames of one shot lie 0 to 12 bits apart, 98 % of them within 6;
+frames of different shots 12 bits or more. At 6 no group mixes two shots, and the 40 shots
+make 44 groups (36 shots one group each); 8 joins a little more (42 groups) with half the
+margin to other shots and seven times the time.
 """
 import itertools
 import math
@@ -28,7 +30,7 @@ __all__ = ['DEFAULT_DEDUP_DISTANCE', 'HASH_BITS', 'duplicate_groups', 'fill_hash
 
 #: Hashes at most this many bits apart are near-duplicates, unless the user says otherwise
 #: (measured, see the module docs).
-DEFAULT_DEDUP_DISTANCE = 8
+DEFAULT_DEDUP_DISTANCE = 6
 #: Bits in a perceptual hash (``imagehash.phash`` with its default ``hash_size`` 8).
 HASH_BITS = 64
 
@@ -62,6 +64,37 @@ def hash_distance(first: str, second: str) -> int:
     return bin(parse_hash(first) ^ parse_hash(second)).count('1')
 
 
+def _parse_all(hashes: Sequence[Optional[str]]):
+    """``(positions, values)`` of the hashes given (a uint64 each), parsed all at once.
+
+    :raises ValueError: Naming the position of the first hash that is not 16 hex digits.
+    """
+    import numpy as np
+    hashes = list(hashes)
+    positions = [position for position, text in enumerate(hashes) if text is not None and text != '']
+    texts = [hashes[position] for position in positions]
+    digits = None
+    if all(isinstance(text, str) for text in texts) and all(len(text) == HASH_BITS // 4 for text in texts):
+        try:
+            raw = np.frombuffer(''.join(texts).encode('ascii'), dtype=np.uint8).reshape(-1, HASH_BITS // 4)
+            table = np.full(256, 255, dtype=np.uint8)
+            for value, char in enumerate('0123456789abcdef'):
+                table[ord(char)] = table[ord(char.upper())] = value
+            digits = table[raw]
+        except UnicodeEncodeError:
+            digits = None
+    if digits is None or (digits == 255).any():
+        for position in positions:  # the first bad one, named
+            try:
+                parse_hash(hashes[position])
+            except ValueError as err:
+                raise ValueError(f'hash {position}: {err}') from None
+    values = np.zeros(len(texts), dtype=np.uint64)
+    for column in range(HASH_BITS // 4):
+        values = (values << np.uint64(4)) | digits[:, column].astype(np.uint64)
+    return np.asarray(positions, dtype=np.int64), values
+
+
 def _popcount(values):
     """Bits set in each uint64 (numpy 1 has no bit_count)."""
     import numpy as np
@@ -79,7 +112,8 @@ def _blocks(count: int) -> List[Tuple[int, int]]:
 
 
 def _plan(hashes: int, distance: int) -> Tuple[int, int]:
-    """``(blocks, blocks that must agree)`` that leave the fewest chance candidates for this many hashes."""
+    """``(blocks, blocks that must agree)`` that cost least for this many hashes: a sort per combination
+    of blocks, and a comparison per pair that agrees on one by chance."""
     best = None
     for agree in range(1, 6):
         blocks = distance + agree
@@ -88,30 +122,90 @@ def _plan(hashes: int, distance: int) -> Tuple[int, int]:
         combinations = math.comb(blocks, agree)
         key_bits = agree * (HASH_BITS // blocks)
         chance_pairs = hashes * hashes / 2.0 / 2.0 ** key_bits
-        cost = combinations * (hashes * 8 + chance_pairs)  # a sort per combination, a comparison per candidate
+        cost = combinations * (hashes + chance_pairs)  # measured: a pair costs about what a hash does
         if best is None or cost < best[0]:
             best = (cost, blocks, agree)
     return best[1], best[2]
 
 
-def _candidate_pairs(keys):
-    """Pairs ``(i, j)`` of positions whose keys are equal (keys sorted), without an all-pairs loop:
-    offset by offset, only the positions still in a run of equal keys are looked at."""
+def _run_pairs(ordered):
+    """Pairs ``(i, j)``, ``i < j``, of positions in sorted ``ordered`` that hold equal values, without an
+    all-pairs loop: offset by offset, only the positions still in a run of equal values are looked at."""
     import numpy as np
-    order = np.argsort(keys, kind='stable')
-    ordered = keys[order]
     firsts, seconds = [], []
-    active = np.nonzero(ordered[:-1] == ordered[1:])[0]
+    active = np.flatnonzero(ordered[:-1] == ordered[1:])
     offset = 1
     while active.size:
-        firsts.append(order[active])
-        seconds.append(order[active + offset])
+        firsts.append(active)
+        seconds.append(active + offset)
         offset += 1
         active = active[active + offset < ordered.size]
         active = active[ordered[active] == ordered[active + offset]]
     if not firsts:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _merge(labels, firsts, seconds):
+    """Labels after joining the components ``firsts[i]`` and ``seconds[i]``: each node takes the
+    smallest label of its new component."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    nodes = np.unique(np.concatenate([firsts, seconds]))
+    local = coo_matrix((np.ones(firsts.size, dtype=np.int8),
+                        (np.searchsorted(nodes, firsts), np.searchsorted(nodes, seconds))),
+                       shape=(nodes.size, nodes.size))
+    count, component = connected_components(local, directed=False)
+    smallest = np.full(count, labels.size, dtype=np.int64)
+    np.minimum.at(smallest, component, nodes)
+    remap = np.arange(labels.size, dtype=np.int64)
+    remap[nodes] = smallest[component]
+    return remap[labels]
+
+
+def _components(unique, distance: int):
+    """A component label per distinct hash: hashes within ``distance`` share one, transitively.
+
+    Per combination of blocks, only the runs of equal keys that hold two components or more are
+    looked at, and only pairs across components compared: the frames of a shot, joined by the
+    first combinations, cost nothing in the others."""
+    import numpy as np
+    labels = np.arange(unique.size, dtype=np.int64)
+    if distance == 0 or unique.size < 2:
+        return labels
+    blocks, agree = _plan(unique.size, distance)
+    pending, waiting = [], 0
+    for combination in itertools.combinations(_blocks(blocks), agree):
+        keys = np.zeros(unique.size, dtype=np.uint64)
+        for shift, width in combination:
+            keys = (keys << np.uint64(width)) | ((unique >> np.uint64(shift)) & np.uint64((1 << width) - 1))
+        if sum(width for _, width in combination) <= 32:  # a narrower sort
+            keys = keys.astype(np.uint32)
+        members = np.argsort(keys)
+        ordered = keys[members]
+        component = labels[members]
+        # a run of equal keys holds two components when two neighbours in it differ
+        same_key = ordered[1:] == ordered[:-1]
+        run = np.cumsum(np.r_[False, ~same_key])
+        mixed = np.zeros(run[-1] + 1, dtype=bool)
+        mixed[run[1:][same_key & (component[1:] != component[:-1])]] = True
+        if not mixed.any():
+            continue
+        keep = mixed[run]
+        members, ordered, component = members[keep], ordered[keep], component[keep]
+        first, second = _run_pairs(ordered)
+        across = component[first] != component[second]
+        first, second = members[first[across]], members[second[across]]
+        near = _popcount(unique[first] ^ unique[second]) <= distance
+        pending.append((labels[first[near]], labels[second[near]]))
+        waiting += int(near.sum())
+        if waiting > unique.size // 64:  # few joins left unmerged only cost a few comparisons more
+            labels = _merge(labels, *(np.concatenate(side) for side in zip(*pending)))
+            pending, waiting = [], 0
+    if waiting:
+        labels = _merge(labels, *(np.concatenate(side) for side in zip(*pending)))
+    return labels
 
 
 def duplicate_groups(hashes: Sequence[Optional[str]], distance: int) -> List[List[int]]:
@@ -130,49 +224,16 @@ def duplicate_groups(hashes: Sequence[Optional[str]], distance: int) -> List[Lis
     import numpy as np
     if isinstance(distance, bool) or not isinstance(distance, (int, np.integer)) or not 0 <= distance < HASH_BITS:
         raise ValueError(f'distance must be a whole number of bits from 0 to {HASH_BITS - 1}; got {distance!r}.')
-    distance = int(distance)
-    positions, values = [], []
-    for position, text in enumerate(hashes):
-        try:
-            value = parse_hash(text)
-        except ValueError as err:
-            raise ValueError(f'hash {position}: {err}') from None
-        if value is not None:
-            positions.append(position)
-            values.append(value)
-    if len(values) < 2:
+    positions, values = _parse_all(hashes)
+    if values.size < 2:
         return []
-    positions = np.asarray(positions, dtype=np.int64)
-    unique, inverse = np.unique(np.asarray(values, dtype=np.uint64), return_inverse=True)
-    firsts, seconds = [], []
-    if distance > 0 and unique.size > 1:
-        blocks, agree = _plan(unique.size, distance)
-        parts = _blocks(blocks)
-        for combination in itertools.combinations(parts, agree):
-            keys = np.zeros(unique.size, dtype=np.uint64)
-            for shift, width in combination:
-                block = (unique >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-                keys = (keys << np.uint64(width)) | block
-            first, second = _candidate_pairs(keys)
-            near = _popcount(unique[first] ^ unique[second]) <= distance
-            firsts.append(first[near])
-            seconds.append(second[near])
-    # one node per distinct hash, then one per image; images join the node of their hash
-    count = unique.size + positions.size
-    images = np.arange(unique.size, count, dtype=np.int64)
-    first = np.concatenate(firsts + [images])
-    second = np.concatenate(seconds + [inverse.astype(np.int64)])
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    graph = coo_matrix((np.ones(first.size, dtype=np.int8), (first, second)), shape=(count, count))
-    _, labels = connected_components(graph, directed=False)
-    image_labels = labels[unique.size:]
+    unique, inverse = np.unique(values, return_inverse=True)
+    image_labels = _components(unique, int(distance))[inverse.ravel()]
     sizes = np.bincount(image_labels)
     grouped = sizes[image_labels] >= 2
     order = np.argsort(image_labels[grouped], kind='stable')
     members = positions[grouped][order]
-    member_labels = image_labels[grouped][order]
-    cuts = np.nonzero(np.diff(member_labels))[0] + 1
+    cuts = np.flatnonzero(np.diff(image_labels[grouped][order])) + 1
     groups = [group.tolist() for group in np.split(members, cuts)] if members.size else []
     groups.sort(key=lambda group: group[0])
     return groups
@@ -195,7 +256,7 @@ def fill_hashes(results, on_image=None) -> int:
     if not missing:
         return 0
     try:
-        import imagehash  # noqa: F401
+        import imagehash  # noqa: F401  (only whether it is there)
     except ImportError:
         raise ImportError(f'Grouping near-duplicates needs perceptual hashes; the scores hold none for '
                           f'{len(missing)} images, and computing them needs imagehash: {install_hint("dedup")}.'
