@@ -336,9 +336,9 @@ def _decide_data(results: list, classes: List[str], groups: List[List[int]], ded
 def _decide(classes: List[str], images: int, dedup_distance: Optional[int], hashed: int) -> _Markup:
     """The controls and the live counts (filled in by the page's script)."""
     if dedup_distance is None:
-        note, title = 'the scores hold no perceptual hashes', 'score again to record them (the phash column)'
+        note, title = 'no hashes in the scores', 'score again to record perceptual hashes (the phash column)'
     else:
-        note = f'hashes within {dedup_distance} bits'
+        note = f'within {dedup_distance} bits'
         title = (f'{hashed} of {images} images have a hash; report --dedup-distance sets the distance'
                  if hashed < images else 'report --dedup-distance sets the distance')
     options = [_fill('label_option', name=name) for name in reversed(classes)]
