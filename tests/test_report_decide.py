@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from imgutils_facequal.curate import Thresholds, read_decisions, select_images
+from imgutils_facequal.curate import DEFAULT_DEDUP_DISTANCE, Thresholds, read_decisions, select_images
 from imgutils_facequal.store import read_scores, scored_images
 from imgutils_facequal.store.paths import stored_path
 from tests.support.cli import run
@@ -126,11 +126,12 @@ def test_the_page_decides_as_python_does_and_filter_applies_what_was_clicked(sce
     assert [set(group) for group in state['groups']] == [shot]  # one shot's frames, and nothing else
     browser.screenshot(SHOTS / 'decide-opened.png')
 
+    near = DEFAULT_DEDUP_DISTANCE  # the report's default: near-duplicates are on when the page opens
     cases = [Thresholds(), Thresholds(min_label='good'), Thresholds(min_quality=0.5, every_face=True),
              Thresholds(min_face_size=40), Thresholds(min_label='ok', max_faces=2),
-             Thresholds(min_detection_score=0.9), Thresholds(min_label='ok', every_face=True, dedup_distance=8),
+             Thresholds(min_detection_score=0.9), Thresholds(min_label='ok', every_face=True, dedup_distance=near),
              Thresholds(min_label='good', min_detection_score=0.6), Thresholds(min_quality=0.3, min_detection_score=0.5),
-             Thresholds(min_label='good', min_face_size=20, max_faces=3, dedup_distance=8)]
+             Thresholds(min_label='good', min_face_size=20, max_faces=3, dedup_distance=near)]
     for thresholds in cases:
         browser.evaluate(SET_CONTROLS % json.dumps(_controls(thresholds)))
         state = json.loads(browser.evaluate(PAGE_STATE))
