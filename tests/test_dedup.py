@@ -156,6 +156,11 @@ def test_filter_dedup_keeps_the_best_frame_of_each_shot(tmp_path):
     assert len(selection.groups) == 4 and all(len(group) == 10 for group in selection.groups)
     assert {results[group[0]].image.path for group in selection.groups} == set(best.values())  # kept one first
 
+    # scoring PATHS: every image is scored before one is placed
+    run('filter', tmp_path / 'frames', '--out', tmp_path / 'direct', '--min-label', 'ok', '--dedup-distance', '8',
+        '--crop', 'face', '--margin', '0', '-q', check_code=0)
+    assert sorted(path.name for path in (tmp_path / 'direct').iterdir()) == [path.rsplit('/', 1)[-1] for path in kept]
+
     table = run('filter', '--scores', scores, '--thresholds', '--dedup-distance', '8').stdout
     assert 'near-duplicates (--dedup-distance 8): 4 groups, 36 images' in table
     assert 'after dedup' in table
