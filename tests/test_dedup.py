@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from imgutils_facequal import kept_images, scored_images
-from imgutils_facequal.curate import DEFAULT_DEDUP_DISTANCE, Thresholds, duplicate_groups, select_images
+from imgutils_facequal.curate import DEFAULT_DEDUP_DISTANCE, Thresholds, duplicate_groups, select_images, table_of
 from imgutils_facequal.curate.dedup import hash_distance
 from imgutils_facequal.pipeline import _imagehash, perceptual_hash
 from imgutils_facequal.store import read_scores
@@ -164,6 +164,9 @@ def test_filter_dedup_keeps_the_best_frame_of_each_shot(tmp_path):
     table = run('filter', '--scores', scores, '--thresholds', '--dedup-distance', '8').stdout
     assert 'near-duplicates (--dedup-distance 8): 4 groups, 36 images' in table
     assert 'after dedup' in table
+    rows = {row.value: row for row in table_of(results, thresholds=Thresholds(dedup_distance=8)).rows}
+    assert (rows['ok'].images, rows['ok'].after_dedup) == (40, 4)
+    assert (rows['excellent'].images, rows['excellent'].after_dedup) == (4, 4)  # the best frames: one a group
 
 
 @needs_imagehash

@@ -357,12 +357,12 @@ class ThresholdTable:
         if self.face_filters:
             parts = []
             for name, value in self.face_filters.items():
-                part = f'{_option(name)} {value} removes {self.removed.get(name, 0)} images'
+                part = f'{_option(name)} {value:g} removes {self.removed.get(name, 0)} images'
                 if name in self.faces_removed:
                     part += f' ({self.faces_removed[name]} faces)'
                 parts.append(part)
-            lines.append('  face filters: ' + ', '.join(parts) + f'; together {self.removed.get("all", 0)} of '
-                         f'{self.with_faces} images with faces')
+            lines.append('  face filters, each alone: ' + ', '.join(parts) + f'; all together '
+                         f'{self.removed.get("all", 0)} of {self.with_faces} images with faces')
         if self.dedup_distance is not None:
             lines.append(f'  near-duplicates (--dedup-distance {self.dedup_distance}): {self.duplicate_groups} groups,'
                          f' {self.duplicates} images beyond one per group'
