@@ -109,6 +109,19 @@ def _click(browser, selector):
         browser.call('Input.dispatchMouseEvent', type=kind, x=box['x'], y=box['y'], button='left', clickCount=1)
 
 
+def _open_decisions(browser, path):
+    """Choose a file in the page's "open decisions.json" (as a person would in the file dialog); the page's answer."""
+    document = browser.call('DOM.getDocument')['root']['nodeId']
+    node = browser.call('DOM.querySelector', nodeId=document, selector='#open-decisions')['nodeId']
+    browser.evaluate('document.getElementById("decide-message").textContent = ""')
+    browser.call('DOM.setFileInputFiles', files=[str(path)], nodeId=node)
+    deadline = time.time() + 10
+    while not browser.evaluate('document.getElementById("decide-message").textContent'):
+        assert time.time() < deadline, 'the page did not answer'
+        time.sleep(0.05)
+    return browser.evaluate('document.getElementById("decide-message").textContent')
+
+
 def test_the_page_decides_as_python_does_and_filter_applies_what_was_clicked(scenes, tmp_path, browser):
     root, scores = scenes
     SHOTS.mkdir(exist_ok=True)
@@ -185,6 +198,17 @@ def test_the_page_decides_as_python_does_and_filter_applies_what_was_clicked(sce
 
     decisions = read_decisions(str(target))
     assert decisions.overrides == clicked
+
+    # opened again, the page takes the file back: the same controls, overrides and kept set
+    browser.open(out / 'index.html')
+    assert _page_kept(json.loads(browser.evaluate(PAGE_STATE))) != wanted
+    assert 'Opened decisions.json: 2 overrides.' == _open_decisions(browser, target)
+    assert _page_kept(json.loads(browser.evaluate(PAGE_STATE))) == wanted
+    assert json.loads(browser.evaluate('JSON.stringify(reportDecisions())')) == saved
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps(dict(saved, scores={'fingerprint': '0' * 16, 'images': 3}, overrides={})))
+    assert 'other.json was decided on other scores' in _open_decisions(browser, other)
+    assert _page_kept(json.loads(browser.evaluate(PAGE_STATE))) == wanted  # nothing changed
     train = tmp_path / 'train'
     result = run('filter', '--scores', scores, '--decisions', target, '--out', train, check_code=1)
     assert 'broken.png' in result.stderr  # failed when scored: never kept, so the exit status is 1

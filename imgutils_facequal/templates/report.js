@@ -30,7 +30,7 @@
   var sectionElements = Array.prototype.slice.call(document.querySelectorAll('section.class'));
   var controls = {};
   ['min-label', 'min-quality', 'min-quality-value', 'min-face-size', 'max-faces', 'min-detection-score',
-   'every-face', 'dedup', 'save', 'clear-overrides'].forEach(function (id) {
+   'every-face', 'dedup', 'save', 'clear-overrides', 'open-decisions', 'decide-message'].forEach(function (id) {
     controls[id] = document.getElementById(id);
   });
 
@@ -43,10 +43,10 @@
   }
 
   function thresholds() {
-    var quality = Number(controls['min-quality'].value);
+    var quality = numberOrNull(controls['min-quality-value'], 0, 1, false);
     return {
       min_label: controls['min-label'].value || null,
-      min_quality: quality > 0 ? quality : null,
+      min_quality: quality ? quality : null,
       every_face: controls['every-face'].checked,
       min_face_size: numberOrNull(controls['min-face-size'], 0, Infinity, false),
       max_faces: numberOrNull(controls['max-faces'], 1, Infinity, true),
@@ -103,7 +103,6 @@
 
   function update() {
     var t = thresholds();
-    controls['min-quality-value'].textContent = t.min_quality === null ? 'any' : t.min_quality.toFixed(2);
     decide(t);
     var counts = [0, 0, 0, 0, 0, 0, 0], keptCount = 0, keptByHand = 0, rejectedByHand = 0;
     for (var image = 0; image < imageCount; image++) counts[state[image]]++;
@@ -199,17 +198,67 @@
       if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); flip(Number(image)); }
     });
   });
-  var t = data.thresholds;
-  controls['min-label'].value = t.min_label || '';
-  controls['min-quality'].value = t.min_quality === null ? 0 : t.min_quality;
-  controls['min-face-size'].value = t.min_face_size === null ? '' : t.min_face_size;
-  controls['max-faces'].value = t.max_faces === null ? '' : t.max_faces;
-  controls['min-detection-score'].value = t.min_detection_score === null ? '' : t.min_detection_score;
-  controls['every-face'].checked = t.every_face;
-  controls.dedup.checked = data.dedupDistance !== null && t.dedup_distance !== null;
+  // The controls set to thresholds (as Thresholds.to_dict gives them; a missing field: no condition).
+  function setControls(t) {
+    function text(value) { return value === null || value === undefined ? '' : String(value); }
+    controls['min-label'].value = data.classes.indexOf(t.min_label) >= 0 ? t.min_label : '';
+    controls['min-quality-value'].value = t.min_quality ? String(t.min_quality) : '';
+    controls['min-quality'].value = t.min_quality || 0;
+    controls['min-face-size'].value = text(t.min_face_size);
+    controls['max-faces'].value = text(t.max_faces);
+    controls['min-detection-score'].value = text(t.min_detection_score);
+    controls['every-face'].checked = !!t.every_face;
+    controls.dedup.checked = data.dedupDistance !== null && t.dedup_distance !== null && t.dedup_distance !== undefined;
+  }
+
+  function say(message) { controls['decide-message'].textContent = message; }
+
+  // A decisions.json saved here before: its thresholds and overrides, if it was decided on these scores.
+  function open(file) {
+    file.text().then(function (text) {
+      var saved;
+      try { saved = JSON.parse(text); } catch (error) { return say(file.name + ' is not JSON (' + error.message + ').'); }
+      if (!saved || saved.kind !== 'imgutils-facequal decisions' || saved.version !== 1) {
+        return say(file.name + ' is not a decisions file of version 1; nothing changed.');
+      }
+      if (!saved.scores || saved.scores.fingerprint !== data.fingerprint) {
+        return say(file.name + ' was decided on other scores (fingerprint ' + (saved.scores || {}).fingerprint +
+                   ', these: ' + data.fingerprint + '); nothing changed.');
+      }
+      var t = saved.thresholds || {}, chosen = saved.overrides || {}, hidden = 0, count = 0;
+      setControls(t);
+      overrides = Object.create(null);
+      for (var path in chosen) {
+        if (chosen[path] !== 'keep' && chosen[path] !== 'reject') continue;
+        overrides[path] = chosen[path];
+        count++;
+        if (data.index[path] === undefined) hidden++;
+      }
+      update();
+      var notes = [];
+      if (hidden) notes.push(hidden + ' of them on images this page does not show (saved again, not counted)');
+      if (t.dedup_distance && data.dedupDistance !== null && t.dedup_distance !== data.dedupDistance) {
+        notes.push('decided at ' + t.dedup_distance + ' bits, this report groups within ' + data.dedupDistance);
+      }
+      say('Opened ' + file.name + ': ' + count + ' overrides' + (notes.length ? '; ' + notes.join('; ') : '') + '.');
+    });
+  }
+
+  setControls(data.thresholds);
   controls.dedup.disabled = data.dedupDistance === null;
-  ['min-label', 'min-quality', 'min-face-size', 'max-faces', 'min-detection-score', 'every-face', 'dedup']
+  ['min-label', 'min-quality-value', 'min-face-size', 'max-faces', 'min-detection-score', 'every-face', 'dedup']
     .forEach(function (id) { controls[id].addEventListener('input', update); });
+  controls['min-quality'].addEventListener('input', function () {
+    controls['min-quality-value'].value = Number(controls['min-quality'].value) > 0 ? controls['min-quality'].value : '';
+    update();
+  });
+  controls['min-quality-value'].addEventListener('input', function () {
+    controls['min-quality'].value = controls['min-quality-value'].value || 0;
+  });
+  controls['open-decisions'].addEventListener('change', function () {
+    if (this.files.length) open(this.files[0]);
+    this.value = '';
+  });
   controls.save.addEventListener('click', save);
   controls['clear-overrides'].addEventListener('click', function () {
     overrides = Object.create(null);
