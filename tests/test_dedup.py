@@ -216,3 +216,26 @@ def test_default_distance_groups_frames_of_a_shot_and_not_different_shots():
     assert all(len({index // 6 for index in group}) == 1 for group in groups)  # never two shots in one group
     whole = sum(1 for group in groups if len(group) == 6)
     assert whole >= 10, groups
+
+
+def test_a_csv_of_an_older_header_is_rewritten_when_resumed(tmp_path):
+    """A CSV written before the phash column: resuming it rewrites it with this header instead of
+    appending rows of one more column (which made the file unreadable)."""
+    import csv
+    frames = tmp_path / 'frames'
+    write_shots(frames, shots=1, frames=3)
+    later = tmp_path / 'later.png'
+    (frames / 'shot0_02.png').rename(later)
+    scores = tmp_path / 'scores.csv'
+    run('score', frames, '-o', scores, '--crop', 'face', '--margin', '0', '-q')
+    with open(scores, newline='', encoding='utf-8') as file:
+        records = list(csv.reader(file))
+    drop = records[0].index('phash')
+    with open(scores, 'w', newline='', encoding='utf-8') as file:
+        csv.writer(file, lineterminator='\r\n').writerows([r[:drop] + r[drop + 1:] for r in records])
+    later.rename(frames / 'shot0_02.png')
+    run('score', frames, '-o', scores, '--crop', 'face', '--margin', '0', '-q')
+    rows = read_scores(str(scores)).rows
+    assert sorted({row['image'].rsplit('/', 1)[-1] for row in rows}) == ['shot0_00.png', 'shot0_01.png',
+                                                                          'shot0_02.png']
+    assert scores.read_text(encoding='utf-8').splitlines()[0].split(',')[5] == 'phash'

@@ -22,6 +22,7 @@ frames of different shots 12 bits or more. At 6 no group mixes two shots, and th
 make 44 groups (36 shots one group each); 8 joins a little more (42 groups) with half the
 margin to other shots and seven times the time.
 """
+import importlib.util
 import itertools
 import math
 from typing import List, Optional, Sequence, Tuple
@@ -255,12 +256,9 @@ def fill_hashes(results, on_image=None) -> int:
     missing = [result for result in results if result.error is None and getattr(result, 'phash', None) is None]
     if not missing:
         return 0
-    try:
-        import imagehash  # noqa: F401  (only whether it is there)
-    except ImportError:
+    if importlib.util.find_spec('imagehash') is None:
         raise ImportError(f'Grouping near-duplicates needs perceptual hashes; the scores hold none for '
-                          f'{len(missing)} images, and computing them needs imagehash: {install_hint("dedup")}.'
-                          ) from None
+                          f'{len(missing)} images, and computing them needs imagehash: {install_hint("dedup")}.')
     computed = 0
     for result in missing:
         try:
