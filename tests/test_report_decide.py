@@ -130,6 +130,7 @@ def test_the_page_decides_as_python_does_and_filter_applies_what_was_clicked(sce
     results = scored_images(read_scores(str(scores)).rows)
     paths = [stored_path(result.image.path) for result in results]
     assert any(getattr(result, 'phash', None) for result in results)
+    browser.call('Runtime.enable')  # so that an error in the page's script is an event to find
     browser.open(out / 'index.html')
     state = json.loads(browser.evaluate(PAGE_STATE))
     # every image with a face is on the page, so its verdict can be read off
@@ -198,6 +199,8 @@ def test_the_page_decides_as_python_does_and_filter_applies_what_was_clicked(sce
 
     decisions = read_decisions(str(target))
     assert decisions.overrides == clicked
+
+    assert [event for event in browser.events if event.get('method') == 'Runtime.exceptionThrown'] == []
 
     # opened again, the page takes the file back: the same controls, overrides and kept set
     browser.open(out / 'index.html')
