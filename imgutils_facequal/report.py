@@ -282,7 +282,7 @@ def _shown_groups(groups: List[List[int]], results: list) -> List[Tuple[List[int
 
 
 def _script_json(value: Any) -> _Markup:
-    """``value`` as JSON to put inside a ``<script>`` element: "<", ">" and "&" are written as
+    r"""``value`` as JSON to put inside a ``<script>`` element: "<", ">" and "&" are written as
     ``\u003c``-style escapes (only strings can hold them), so no ``</script>`` or ``<!--`` in a path
     ends the element early, and the page's JSON.parse reads the same text."""
     text = json.dumps(value, separators=(',', ':'), allow_nan=False)
