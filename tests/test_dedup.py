@@ -239,3 +239,18 @@ def test_a_csv_of_an_older_header_is_rewritten_when_resumed(tmp_path):
     assert sorted({row['image'].rsplit('/', 1)[-1] for row in rows}) == ['shot0_00.png', 'shot0_01.png',
                                                                           'shot0_02.png']
     assert scores.read_text(encoding='utf-8').splitlines()[0].split(',')[5] == 'phash'
+
+
+def test_filter_dedup_without_hashes_or_imagehash_says_what_to_install(tmp_path, monkeypatch):
+    write_shots(tmp_path / 'frames', shots=1, frames=2)
+    scores = tmp_path / 'scores.jsonl'
+    run('score', tmp_path / 'frames', '-o', scores, '--crop', 'face', '--margin', '0', '-q')
+    old = tmp_path / 'old.jsonl'
+    old.write_text(''.join(json.dumps({k: v for k, v in json.loads(line).items() if k != 'phash'}) + '\n'
+                           for line in scores.read_text().splitlines()))
+    monkeypatch.setitem(sys.modules, 'imagehash', None)  # as if the dedup extra were not installed
+    result = run('filter', '--scores', old, '--out', tmp_path / 'train', '--min-label', 'ok', '--dedup',
+                 check_code=3)
+    assert "the scores hold none for 2 images" in result.stderr
+    assert "pip install 'imgutils-facequal[dedup]'" in result.stderr
+    assert not (tmp_path / 'train').exists()
