@@ -4,6 +4,7 @@ decisions.json gives `filter --decisions` exactly the set the page shows."""
 import base64
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tests.support.fake_hub import CLASS_COLOURS, draw_scene
 
 pytestmark = pytest.mark.extras
 
-SHOTS = Path('/tmp/report-shots')
+SHOTS = Path(tempfile.gettempdir()) / 'report-shots'  # to look at: the page opened, and after the clicks
 
 #: The page's verdict on each image it shows, its live counts, and the paths of the images it shows.
 PAGE_STATE = '''JSON.stringify({
