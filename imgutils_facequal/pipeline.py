@@ -37,7 +37,7 @@ from .scoring import FaceQualityDetector, FaceQualityResult, face_results, load_
 from .settings import ScoringSettings
 
 __all__ = ['IMAGE_EXTENSIONS', 'InputImage', 'ImageResult', 'find_images', 'shard_images', 'score_images',
-           'score_images_with', 'in_detection_thread']
+           'score_images_with', 'in_detection_thread', 'perceptual_hash']
 
 #: Images per detector call on a GPU, at most (the ones the workers have decoded by then).
 DETECTION_BATCH = 8
@@ -153,9 +153,28 @@ class ImageResult:
     error: Optional[str] = None
     size: Optional[Tuple[int, int]] = None
     decoded: Any = None  # the decoded PIL image, when keep_images=True
+    #: The image's perceptual hash (`perceptual_hash`), for near-duplicates; ``None`` without imagehash.
+    phash: Optional[str] = None
     #: Seconds this image spent in each stage (``decoding`` with cropping and preprocessing, ``detection``,
     #: its share of ``classification``): busy time, not wall time, since the stages overlap.
     seconds: Dict[str, float] = field(default_factory=dict, repr=False)
+
+
+@cached(per_process=False)
+def _imagehash():
+    try:
+        import imagehash
+    except ImportError:
+        return None
+    return imagehash
+
+
+def perceptual_hash(image) -> Optional[str]:
+    """The perceptual hash of a decoded image, as 16 hex digits (``imagehash.phash``, 64 bits), for
+    finding near-duplicates (`imgutils_facequal.curate.duplicate_groups`); ``None`` without imagehash
+    (the ``dedup`` extra)."""
+    module = _imagehash()
+    return None if module is None else str(module.phash(image))
 
 
 @dataclass
@@ -376,6 +395,7 @@ def _score(faces: FaceQualityDetector, images: Iterable[InputImage], batch_size:
         result = ImageResult(item)
         try:
             decoded = load_rgb_image(item.path if item.data is None else item.data)
+            result.phash = perceptual_hash(decoded)
         except ImageLoadError as err:
             result.error = str(err) if item.data is None else f'{item.path}: {err}'
             decoded = None

@@ -8,16 +8,26 @@ its row's values on hover. The page opens from disk with no server and no networ
 thumbnails are small JPEG files in ``thumbs/`` beside it (or embedded in the page), and
 each class shows at most ``per_class`` faces, spread evenly over its quality range, so a
 run of 100,000 images gives a page of a few hundred thumbnails that opens in seconds.
-The page's markup and style are ``templates/report.html`` and ``templates/report.css``.
+The page is also where to decide. Its controls (the class, the quality value, the face
+filters, every face, near-duplicates: `imgutils_facequal.curate.Thresholds`) work on every
+image of the scores, not only on the faces shown: the page holds, per image, its faces'
+class rank, quality value, size and detector confidence, and its group of near-duplicates
+(`imgutils_facequal.curate.dedup`, computed here from the ``phash`` column). A click on a
+face flips its image between kept and rejected; a button saves ``decisions.json``, which
+``filter --decisions`` applies (`imgutils_facequal.curate.decisions`). The page's markup,
+style and script are ``templates/report.html``, ``report.css`` and ``report.js``.
 """
 import base64
 import hashlib
 import html
 import io
 import json
+import math
 import os
 import re
+import sys
 import urllib.parse
+from array import array
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -26,8 +36,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .atomic import replace_file
 from .caching import cached
-from .curate import ThresholdTable, common_root, table_of
+from .curate import ThresholdTable, table_of
+from .curate.decisions import scores_fingerprint
+from .curate.dedup import DEFAULT_DEDUP_DISTANCE, duplicate_groups
+from .curate.selection import Thresholds, face_size
 from .store import scored_images
+from .store.paths import stored_path
 from .errors import ImageLoadError
 from .images import load_rgb_image
 from .quality import QUALITY_ORDER
@@ -36,6 +50,9 @@ __all__ = ['write_report', 'DEFAULT_PER_CLASS', 'REPORT_MARKER']
 
 #: Faces shown per class by default.
 DEFAULT_PER_CLASS = 120
+#: Groups of near-duplicates shown at most (the largest first), and images shown of each.
+GROUPS_SHOWN = 30
+MEMBERS_SHOWN = 10
 #: The ``generator`` meta tag of the page; a folder holding a page with it is a report that may be rewritten.
 REPORT_MARKER = 'imgutils-facequal report'
 
@@ -49,12 +66,14 @@ class _Markup(str):
 
 @cached(per_process=False)
 def _template_parts() -> Dict[str, Template]:
-    """The parts of ``templates/report.html`` by name, and ``style`` (``templates/report.css``)."""
+    """The parts of ``templates/report.html`` by name, ``style`` (``templates/report.css``) and
+    ``script`` (``templates/report.js``, taken as it is)."""
     folder = resources.files(__package__) / 'templates'
     pieces = re.split(r'^<!-- part: (\w+) -->\n', (folder / 'report.html').read_text(encoding='utf-8'),
                       flags=re.MULTILINE)
     parts = {name: Template(body.rstrip('\n')) for name, body in zip(pieces[1::2], pieces[2::2])}
     parts['style'] = Template((folder / 'report.css').read_text(encoding='utf-8'))
+    parts['script'] = Template((folder / 'report.js').read_text(encoding='utf-8').replace('$', '$$'))
     return parts
 
 
@@ -94,9 +113,10 @@ def _hover(result, index, face) -> str:
     return '\n'.join(f'{key}: {json.dumps(value)}' for key, value in values.items())
 
 
-def _thumbnails(jobs: Dict[str, List[Tuple[str, Tuple[int, int, int, int]]]], size: int, folder: Optional[str],
+def _thumbnails(jobs: Dict[str, Dict[str, Optional[Tuple[int, int, int, int]]]], size: int, folder: Optional[str],
                 workers: int) -> Tuple[Dict[str, bytes], Dict[str, str]]:
-    """Cut the crops of each image (decoded once) as JPEG thumbnails; ``(written, {image: error})``."""
+    """Cut the crops ``{key: box}`` of each image (decoded once; box ``None``: the whole image) as JPEG
+    thumbnails; ``(written, {image: error})``."""
     written: Dict[str, bytes] = {}
     errors: Dict[str, str] = {}
 
@@ -106,10 +126,13 @@ def _thumbnails(jobs: Dict[str, List[Tuple[str, Tuple[int, int, int, int]]]], si
         except ImageLoadError as err:
             return image, None, str(err)
         out = {}
-        for key, box in jobs[image]:
-            if not (0 <= box[0] < box[2] <= decoded.width and 0 <= box[1] < box[3] <= decoded.height):
+        for key, box in jobs[image].items():
+            if box is None:  # the whole frame (near-duplicate groups)
+                crop = decoded.copy()
+            elif not (0 <= box[0] < box[2] <= decoded.width and 0 <= box[1] < box[3] <= decoded.height):
                 continue  # a box this image does not hold (it changed since): that face shows as gone
-            crop = decoded.crop(box)
+            else:
+                crop = decoded.crop(box)
             crop.thumbnail((size, size))
             buffer = io.BytesIO()
             crop.save(buffer, format='JPEG', quality=85)
@@ -188,24 +211,143 @@ def _tables(table: ThresholdTable, failed: int) -> Tuple[_Markup, _Markup]:
     return counts, _fill('thresholds', rows=_joined(rows))
 
 
+def _picture(key: str, written: Dict[str, bytes], embed: bool, part: str, hover: str, **values: Any) -> _Markup:
+    """A thumbnail (``part``: a face or a frame), or "image gone" when it could not be cut."""
+    if key not in written:
+        return _fill('gone', hover=hover)
+    source = (f'data:image/jpeg;base64,{base64.b64encode(written[key]).decode("ascii")}' if embed
+              else f'thumbs/{key}')
+    return _fill(part, source=source, hover=hover, **values)
+
+
 def _section(name: str, items: list, total: int, written: Dict[str, bytes], unreadable: Dict[str, str],
              embed: bool, out_dir: str) -> _Markup:
     """A class's grid of thumbnails, each linked to its image; one that could not be cut is shown as gone."""
     figures = []
-    for result, index, face, key in items:
+    for number, result, index, face, key in items:
         hover = _hover(result, index, face)
-        if key in written:
-            source = (f'data:image/jpeg;base64,{base64.b64encode(written[key]).decode("ascii")}' if embed
-                      else f'thumbs/{key}')
-            picture = _fill('thumbnail', source=source, name=name, quality=f'{face.quality:.3f}', hover=hover)
-        else:
-            picture = _fill('gone', hover=f'{hover}\n{unreadable.get(result.image.path, "not readable")}')
-        figures.append(_fill('figure', link=_link(result.image.path, out_dir), picture=picture,
+        if key not in written:
+            hover = f'{hover}\n{unreadable.get(result.image.path, "not readable")}'
+        picture = _picture(key, written, embed, 'thumbnail', hover, name=name, quality=f'{face.quality:.3f}')
+        figures.append(_fill('figure', image=number, link=_link(result.image.path, out_dir), picture=picture,
                              quality=f'{face.quality:.3f}'))
     note = (f'showing {len(items)} of {total}, spread evenly from the best to the worst; best first'
             if len(items) < total else 'all, best first' if total else 'none')
     return _fill('class', name=name, shown=len(items), total=total, colour=_COLOURS.get(name, '#888'), note=note,
                  figures=_joined(figures))
+
+
+def _best_face(result) -> Optional[int]:
+    """The index of an image's face with the highest quality value (``None`` without faces)."""
+    qualities = [(face.quality if face.quality is not None else -1.0, -index) for index, face in
+                 enumerate(result.faces)]
+    return -max(qualities)[1] if qualities else None
+
+
+def _groups_section(groups: List[List[int]], results: list, keys: Dict[int, str], written: Dict[str, bytes],
+                    unreadable: Dict[str, str], embed: bool, out_dir: str, distance: int) -> _Markup:
+    """The groups of near-duplicates, the largest first, each image as a whole frame; the page's script
+    puts the one kept first as the controls change."""
+    shown = _shown_groups(groups, results)
+    parts = []
+    for number, (group, members) in enumerate(shown):
+        figures = []
+        for image in members:
+            result = results[image]
+            best = _best_face(result)
+            quality = '' if best is None else f'{result.faces[best].quality:.3f}'
+            hover = '\n'.join(f'{key}: {json.dumps(value)}' for key, value in (
+                ('image', result.image.path), ('faces', len(result.faces)), ('best quality', quality or None),
+                ('phash', getattr(result, 'phash', None))))
+            if keys[image] not in written:
+                hover = f'{hover}\n{unreadable.get(result.image.path, "not readable")}'
+            figures.append(_fill('figure', image=image, link=_link(result.image.path, out_dir),
+                                 picture=_picture(keys[image], written, embed, 'frame', hover),
+                                 quality=quality or 'no face'))
+        more = f', {len(members)} shown (best faces first)' if len(members) < len(group) else ''
+        parts.append(_fill('group', number=number, members=len(group), more=more, figures=_joined(figures)))
+    note = (f'the {len(shown)} largest shown' if len(shown) < len(groups) else 'all shown') if groups else 'none'
+    images = sum(len(group) for group in groups)
+    groups_text = f'{len(groups)} group{"s" if len(groups) != 1 else ""} holding {images} images'
+    return _fill('groups', groups_text=groups_text, distance=distance, note=note, groups=_joined(parts))
+
+
+def _shown_groups(groups: List[List[int]], results: list) -> List[Tuple[List[int], List[int]]]:
+    """``(group, members shown)`` of the groups the page shows: the largest (first in file order on a tie),
+    and of each the images whose best face is best (so the image kept is almost always among them)."""
+    largest = sorted(groups, key=lambda group: (-len(group), group[0]))[:GROUPS_SHOWN]
+    shown = []
+    for group in largest:
+        def best_quality(image):
+            best = _best_face(results[image])
+            return -1.0 if best is None else results[image].faces[best].quality or 0.0
+        members = sorted(sorted(group, key=best_quality, reverse=True)[:MEMBERS_SHOWN])
+        shown.append((group, members))
+    return shown
+
+
+def _script_json(value: Any) -> _Markup:
+    r"""``value`` as JSON to put inside a ``<script>`` element: "<", ">" and "&" are written as
+    ``\u003c``-style escapes (only strings can hold them), so no ``</script>`` or ``<!--`` in a path
+    ends the element early, and the page's JSON.parse reads the same text."""
+    text = json.dumps(value, separators=(',', ':'), allow_nan=False)
+    return _Markup(text.replace('<', '\\u003c').replace('>', '\\u003e').replace('&', '\\u0026'))
+
+
+def _column(kind: str, values: Sequence[Any]) -> str:
+    """Numbers as base64 of their little-endian bytes (``array`` type ``kind``; ``None`` as NaN):
+    a float keeps every bit, in 8 bytes where JSON takes up to 20 characters."""
+    column = array(kind, [math.nan if value is None else value for value in values])
+    if sys.byteorder == 'big':
+        column.byteswap()
+    return base64.b64encode(column.tobytes()).decode('ascii')
+
+
+def _decide_data(results: list, classes: List[str], groups: List[List[int]], dedup_distance: Optional[int],
+                 shown_images: Iterable[int], fingerprint: str) -> Dict[str, Any]:
+    """What the page's script decides on: every image's faces, in file order, as columns.
+
+    ``faces`` is the number of faces of each image (-1 for an image that failed when scored,
+    int32); ``rank`` (the class, 0 the worst of ``classes``, int8), ``quality``, ``size``
+    (`face_size`) and ``detection`` (float64, NaN for none) hold one value per face, the
+    faces of one image after another; each column is `_column`'s base64. The values are the
+    rows' own, every bit kept, so the page decides as `imgutils_facequal.curate.Thresholds`
+    does. ``paths`` names the images the page shows, whose overrides are saved under the
+    path the rows hold.
+    """
+    ranks = {name: number for number, name in enumerate(classes)}
+    counts: List[int] = []
+    rank: List[int] = []
+    quality: List[Optional[float]] = []
+    size: List[float] = []
+    detection: List[Optional[float]] = []
+    for result in results:
+        if result.error is not None:
+            counts.append(-1)
+            continue
+        counts.append(len(result.faces))
+        for face in result.faces:
+            rank.append(ranks[face.label])
+            quality.append(face.quality)
+            size.append(face_size(face))
+            detection.append(face.detection_score)
+    return {'classes': classes, 'fingerprint': fingerprint, 'dedupDistance': dedup_distance,
+            'thresholds': Thresholds(dedup_distance=dedup_distance if groups else None).to_dict(),
+            'faces': _column('i', counts), 'rank': _column('b', rank), 'quality': _column('d', quality),
+            'size': _column('d', size), 'detection': _column('d', detection), 'groups': groups,
+            'paths': {str(image): stored_path(results[image].image.path) for image in sorted(set(shown_images))}}
+
+
+def _decide(classes: List[str], images: int, dedup_distance: Optional[int], hashed: int) -> _Markup:
+    """The controls and the live counts (filled in by the page's script)."""
+    if dedup_distance is None:
+        note, title = 'no hashes in the scores', 'score again to record perceptual hashes (the phash column)'
+    else:
+        note = f'within {dedup_distance} bits'
+        title = (f'{hashed} of {images} images have a hash; report --dedup-distance sets the distance'
+                 if hashed < images else 'report --dedup-distance sets the distance')
+    options = [_fill('label_option', name=name) for name in reversed(classes)]
+    return _fill('decide', label_options=_joined(options), images=images, dedup_note=note, dedup_title=title)
 
 
 def _problems(section_id: str, heading: str, problems: Iterable[Tuple[str, str]], more: int = 0) -> _Markup:
@@ -216,9 +358,15 @@ def _problems(section_id: str, heading: str, problems: Iterable[Tuple[str, str]]
     return _fill('problems', id=section_id, heading=heading, items=_joined(items))
 
 
+def _thumbnail_key(*parts: Any) -> str:
+    digest = hashlib.sha1('\0'.join(map(str, parts)).encode('utf-8', 'surrogateescape'))
+    return digest.hexdigest()[:20] + '.jpg'
+
+
 def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_size: int = 128,
                  embed: bool = False, title: Optional[str] = None, provenance: Optional[Dict[str, Any]] = None,
-                 workers: Optional[int] = None) -> Dict[str, Any]:
+                 workers: Optional[int] = None,
+                 dedup_distance: Optional[int] = DEFAULT_DEDUP_DISTANCE) -> Dict[str, Any]:
     """Write a static HTML report of saved scores to ``out_dir``; no model is loaded.
 
     :param rows: Nested rows (`imgutils_facequal.store.read_scores`) or a DataFrame of them.
@@ -231,8 +379,12 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     :param provenance: What produced the rows (`imgutils_facequal.store.read_scores` gives it),
         shown in the header.
     :param workers: Threads cutting thumbnails (default: the CPU count).
+    :param dedup_distance: Images whose perceptual hashes (the ``phash`` column) lie within
+        this many bits are near-duplicates (`imgutils_facequal.curate.dedup`); the page shows
+        the groups and can keep the best of each. ``None``, or rows without hashes: no groups.
     :return: ``{'page': path of index.html, 'shown': faces shown, 'faces': faces in the rows,
-        'unreadable': {image: reason}}`` for sampled images that could not be read any more.
+        'groups': groups of near-duplicates, 'unreadable': {image: reason}}`` for shown images
+        that could not be read any more.
     :raises FileExistsError: When ``out_dir`` holds other files than an earlier report.
 
     Example:
@@ -247,24 +399,34 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     _check_folder(out_dir)
     results = scored_images(rows)
     table = table_of(results)
-    faces = [(result, index, face) for result in results if result.error is None
+    faces = [(number, result, index, face) for number, result in enumerate(results) if result.error is None
              for index, face in enumerate(result.faces)]
     by_class: Dict[str, list] = defaultdict(list)
     for item in faces:
-        by_class[item[2].label].append(item)
+        by_class[item[3].label].append(item)
     classes = list(table.per_class)  # the model's order, as the summary and the threshold table have it
     classes += sorted(set(by_class) - set(classes))
     shown: Dict[str, list] = {}
-    jobs: Dict[str, List[Tuple[str, Tuple[int, int, int, int]]]] = defaultdict(list)
+    jobs: Dict[str, Dict[str, Optional[Tuple[int, int, int, int]]]] = defaultdict(dict)
     for name in classes:
-        ordered = sorted(by_class.get(name, []), key=lambda item: (-item[2].quality, item[0].image.path, item[1]))
+        ordered = sorted(by_class.get(name, []), key=lambda item: (-item[3].quality, item[1].image.path, item[2]))
         shown[name] = []
-        for result, index, face in _sample(ordered, per_class):
-            digest = hashlib.sha1(f'{result.image.path}\0{index}\0{face.crop_bbox}'.encode('utf-8',
-                                                                                             'surrogateescape'))
-            key = digest.hexdigest()[:20] + '.jpg'
-            jobs[result.image.path].append((key, tuple(face.crop_bbox)))
-            shown[name].append((result, index, face, key))
+        for number, result, index, face in _sample(ordered, per_class):
+            key = _thumbnail_key(result.image.path, index, face.crop_bbox)
+            jobs[result.image.path][key] = tuple(face.crop_bbox)
+            shown[name].append((number, result, index, face, key))
+
+    hashes = [getattr(result, 'phash', None) if result.error is None else None for result in results]
+    hashed = sum(1 for value in hashes if value is not None)
+    if dedup_distance is not None and hashed:
+        groups = duplicate_groups(hashes, dedup_distance)
+    else:
+        groups, dedup_distance = [], None
+    frame_keys: Dict[int, str] = {}
+    for _, members in _shown_groups(groups, results):
+        for image in members:
+            frame_keys[image] = _thumbnail_key(results[image].image.path, 'frame')
+            jobs[results[image].image.path][frame_keys[image]] = None
 
     os.makedirs(out_dir, exist_ok=True)
     thumbs_dir = None if embed else os.path.join(out_dir, 'thumbs')
@@ -277,10 +439,13 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
                 os.unlink(os.path.join(thumbs_dir, name))
 
     counts, thresholds = _tables(table, table.failed)
-    root = common_root([result.image.path for result in results])
+    root = results[0].image.root if results else '.'  # scored_images' common_root of every image
     heading = title or f'Face quality of {table.images} images'
     sections = [_section(name, shown[name], len(by_class.get(name, [])), written, unreadable, embed, out_dir)
                 for name in classes]
+    if groups:
+        sections.insert(0, _groups_section(groups, results, frame_keys, written, unreadable, embed, out_dir,
+                                           dedup_distance))
     if unreadable:
         sections.append(_problems('unreadable', 'Images that could not be read now', list(unreadable.items())[:200]))
     failed = [result for result in results if result.error is not None]
@@ -289,12 +454,18 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
                                   [(result.image.path, result.error) for result in failed[:200]], len(failed) - 200))
     provenance_line = _fill('provenance', **{key: provenance.get(key) for key in (
         'model_name', 'backend', 'precision', 'detector', 'crop', 'margin')}) if provenance else _Markup('')
+    worst_first = list(table.per_class)
+    shown_images = [item[0] for items in shown.values() for item in items] + list(frame_keys)
+    data = _decide_data(results, worst_first, groups, dedup_distance, shown_images, scores_fingerprint(results))
     page = _fill('page', generator=REPORT_MARKER, heading=heading,
                  style=_Markup(_template_parts()['style'].substitute(size=int(thumb_size))),
                  summary=f'{table.images} images under {root}, {table.faces} faces', provenance=provenance_line,
-                 histogram=_histogram([f.quality for _, _, f in faces], [f.label for _, _, f in faces]),
-                 counts=counts, thresholds=thresholds, sections=_joined(sections)) + '\n'
+                 decide=_decide(worst_first, table.images, dedup_distance, hashed),
+                 histogram=_histogram([f.quality for *_, f in faces], [f.label for *_, f in faces]),
+                 counts=counts, thresholds=thresholds, sections=_joined(sections),
+                 data=_fill('data', json=_script_json(data)),
+                 script=_Markup(_template_parts()['script'].substitute())) + '\n'
     index = os.path.join(out_dir, 'index.html')
     replace_file(index, page)
     return {'page': index, 'shown': sum(len(items) for items in shown.values()), 'faces': len(faces),
-            'unreadable': unreadable}
+            'groups': groups, 'unreadable': unreadable}

@@ -11,15 +11,18 @@ from typing import Optional, Sequence, Tuple
 import click
 
 from ..atomic import write_new_file
-from ..curate import DEFAULT_SIDECARS, FolderFilter, face_passes, output_stems, threshold_table, write_manifest
+from ..curate import (DEFAULT_DEDUP_DISTANCE, DEFAULT_SIDECARS, FolderFilter, Thresholds, face_passes, output_stems,
+                      read_decisions, table_of, write_manifest)
 from ..curate.captions import CAPTION_POLICIES, DEFAULT_CAPTION_TAG, TrainingFiles, caption_tag
+from ..curate.decisions import check_decisions
+from ..curate.dedup import fill_hashes
 from ..curate.naming import crop_name, target_in
 from ..curate.placement import MANIFEST_SEPARATORS
 from ..errors import ImageLoadError
 from ..images import load_rgb_image
 from ..pipeline import find_images, score_images_with
 from ..quality import QUALITY_ORDER
-from ..store import describe_differences, rows_of, scored_images, settings_mismatches
+from ..store import describe_differences, scored_images, settings_mismatches
 from ..store.paths import local_path, saved_path_here
 from .common import (EXIT_UNAVAILABLE, EXIT_USAGE, FiniteFloatRange, Progress, exit_codes, fail, finish, given_settings,
                      load_detector, plural, read_saved_scores, scoring_options, settings_from)
@@ -45,8 +48,9 @@ def _without_outputs(images, *folders) -> Tuple[list, int]:
     return kept, len(images) - len(kept)
 
 
-def _saved_results(scores, kwargs: dict):
-    """The results stored in ``scores``, after checking the scoring options given against their provenance."""
+def _saved_results(scores, kwargs: dict, from_here: bool = True):
+    """The results stored in ``scores``, after checking the scoring options given against their provenance; with
+    ``from_here``, relative paths are read from the folder the scores were made in (see `_rows_from_here`)."""
     given = given_settings(kwargs)
     saved = read_saved_scores(scores)
     named = ', '.join(saved.files[:3]) + (f' and {len(saved.files) - 3} more' if len(saved.files) > 3 else '')
@@ -63,6 +67,8 @@ def _saved_results(scores, kwargs: dict):
         if problems:
             fail(f'{named} was not scored with the options given ({problems}). Drop those options to use the scores '
                  f'as they are, or score again with them.', EXIT_USAGE)
+    if not from_here:
+        return scored_images(saved.rows)
     return scored_images(_rows_from_here(saved.rows, (saved.provenance or {}).get('working_dir'), named))
 
 
@@ -121,6 +127,21 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
 @click.option('--min-quality', type=FiniteFloatRange(0, 1), default=None,
               help='Keep images whose best face (or every face) has a quality value at least this.')
 @click.option('--every-face', is_flag=True, help='Require every face to pass, not only the best one.')
+@click.option('--min-face-size', type=click.FloatRange(0), default=None, metavar='PX',
+              help='Faces smaller than this (the geometric mean of the face box\'s sides, in pixels) do not count.')
+@click.option('--max-faces', type=click.IntRange(1), default=None, metavar='N',
+              help='Do not keep images with more than N counting faces.')
+@click.option('--min-detection-score', type=click.FloatRange(0, 1), default=None, metavar='S',
+              help='Faces the detector is less sure of than this do not count.')
+@click.option('--dedup', is_flag=True,
+              help='Of each group of near-duplicates (perceptual hashes within --dedup-distance), keep only the '
+                   'passing image with the best face; the others go to --rejected if given.')
+@click.option('--dedup-distance', type=click.IntRange(0, 63), default=None, metavar='D',
+              help=f'Hashes at most D bits apart are near-duplicates (implies --dedup; default '
+                   f'{DEFAULT_DEDUP_DISTANCE}).')
+@click.option('--decisions', 'decisions_file', type=click.Path(dir_okay=False), default=None,
+              help='With --scores: apply decisions saved from the report (decisions.json): its thresholds, then '
+                   'its per-image overrides. Give no other threshold option with it.')
 @click.option('--mode', type=click.Choice(['copy', 'hardlink', 'move']), default='copy', show_default=True,
               help='How kept images get to --out (relative folders are kept).')
 @click.option('--sidecars', default=','.join(DEFAULT_SIDECARS), show_default=True,
@@ -157,28 +178,53 @@ def _note_ignored(ignored: int, quiet: bool) -> None:
                    '(the only copies).')
 @scoring_options
 @exit_codes()
-def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, mode, sidecars, rejected, manifest,
+def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, min_face_size, max_faces,
+                   min_detection_score, dedup, dedup_distance, decisions_file, mode, sidecars, rejected, manifest,
                    manifest_format, thresholds, dry_run, caption, caption_extension, caption_policy, caption_tags,
                    waifuc_meta, edit_moved_files, quiet, **kwargs):
     """Copy, hard-link or move the images whose faces reach a quality to a folder, with their sidecars.
 
     Score PATHS, or read the rows of an earlier `score -o FILE` with --scores FILE (no model,
     seconds for a large folder; paths under --out are taken from the deepest folder holding
-    every image). Images without a face are never kept. Give --min-label, --min-quality or
-    both; --scores FILE --thresholds shows what each would keep. An existing file is never
-    overwritten. --caption and --waifuc-meta write the files trainers read beside each kept
-    copy, with its quality.
+    every image). Images without a face are never kept. Give --min-label, --min-quality, a
+    face filter, or --decisions; --scores FILE --thresholds shows what each would keep. An
+    existing file is never overwritten. --caption and --waifuc-meta write the files trainers
+    read beside each kept copy, with its quality.
     """
+    if dedup_distance is not None:
+        dedup = True
+    chosen = Thresholds(min_label, min_quality, every_face, min_face_size, max_faces, min_detection_score,
+                        (DEFAULT_DEDUP_DISTANCE if dedup_distance is None else dedup_distance) if dedup else None)
+    decisions = None
+    if decisions_file is not None:
+        if not scores:
+            raise click.UsageError('--decisions applies decisions made in the report of saved scores: give those '
+                                   'scores with --scores.')
+        if chosen != Thresholds():
+            given = [name for name, value in (('--min-label', min_label), ('--min-quality', min_quality),
+                                              ('--every-face', every_face or None), ('--min-face-size', min_face_size),
+                                              ('--max-faces', max_faces),
+                                              ('--min-detection-score', min_detection_score),
+                                              ('--dedup', dedup or None)) if value is not None]
+            raise click.UsageError(f'{decisions_file} holds the thresholds chosen in the report; drop '
+                                   f'{", ".join(given)}, or drop --decisions.')
+        try:
+            decisions = read_decisions(decisions_file)
+        except FileNotFoundError:
+            fail(f'{decisions_file} does not exist: save the decisions from the report first.', EXIT_USAGE)
+        chosen = decisions.thresholds
     if thresholds:
         if not scores:
             raise click.UsageError('--thresholds reads saved rows: run `imgutils-facequal score PATHS -o scores.jsonl`'
                                    ', then `filter --scores scores.jsonl --thresholds`.')
         results = _saved_results(scores, kwargs)
-        click.echo(threshold_table(rows_of(results)).to_text())
+        if chosen.dedup_distance is not None:
+            _fill_hashes(results, quiet)
+        click.echo(table_of(results, thresholds=chosen).to_text())
         return
-    if min_label is None and min_quality is None:
-        raise click.UsageError('Give --min-label or --min-quality (or both); with saved scores, '
-                               '`filter --scores FILE --thresholds` shows what each would keep.')
+    if chosen == Thresholds() and decisions is None:
+        raise click.UsageError('Give --min-label, --min-quality or a face filter (or --decisions); with saved '
+                               'scores, `filter --scores FILE --thresholds` shows what each would keep.')
     if out_dir is None:
         raise click.UsageError("Missing option '--out'.")
     if rejected is not None and os.path.realpath(rejected) == os.path.realpath(out_dir):
@@ -191,10 +237,15 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
     patterns = _sidecar_patterns(sidecars)
     if training is not None:
         patterns = training.sidecars_to_place(patterns)
+    if decisions is not None:  # checked against every image of the scores, by their paths as stored (the report's)
+        as_stored = _saved_results(scores, kwargs, from_here=False)
+        check_decisions(decisions, as_stored, ', '.join(scores))
+        everything = _saved_results(scores, kwargs)
     images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir, rejected)
     _note_ignored(ignored, quiet)
-    sorter = FolderFilter(images, out_dir, min_label, min_quality, every_face, mode, patterns,
-                          rejected, dry_run, check_sizes=results is not None)
+    sorter = FolderFilter(images, out_dir, mode=mode, sidecars=patterns, rejected=rejected, dry_run=dry_run,
+                          check_sizes=results is not None, thresholds=None if decisions else chosen,
+                          decisions=decisions)
     if manifest and not dry_run:
         try:
             sorter.check_manifest(manifest, manifest_format)
@@ -203,13 +254,32 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         except OSError as err:
             fail(f'--manifest {manifest}: {err}; nothing was placed.', EXIT_UNAVAILABLE)
     progress = Progress(len(images), quiet or dry_run, timed=results is None)
+
+    def count(result) -> None:
+        progress.update(result)
+        if results is not None and result.error is not None:
+            progress.failed.pop()  # failed when it was scored, not now: said in the summary, no exit 1
+
     verb = {'copy': 'copy', 'hardlink': 'hard-link', 'move': 'move'}[mode]
     interrupted = False
     try:
-        for result in results if results is not None else score_images_with(images=images, **options):
-            progress.update(result)
-            if results is not None and result.error is not None:
-                progress.failed.pop()  # failed when it was scored, not now: said in the summary, no exit 1
+        source = results if results is not None else score_images_with(images=images, **options)
+        decided_first = decisions is not None or chosen.dedup_distance is not None
+        if decided_first:  # every image is decided before one is placed
+            collected = []
+            for result in source:
+                count(result)
+                collected.append(result)
+            if chosen.dedup_distance is not None:
+                _fill_hashes(everything if decisions is not None else collected, quiet)
+            if decisions is not None:
+                sorter.decide_with(everything, ', '.join(scores), as_stored=as_stored)
+            else:
+                sorter.decide(collected)
+            source = collected
+        for result in source:
+            if not decided_first:
+                count(result)
             outcome = sorter.add(result)
             if training is not None and outcome.kept and outcome.action in ('placed', 'present'):
                 _write_training_files(training, mode, outcome, result, progress)
@@ -250,6 +320,7 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
         + ('' if dry_run else f' ({verb} to {out_dir})')
         + (f'; {len(summary.rejected)} not passing {"would go" if dry_run else "put"} in {rejected}' if rejected
            else '')
+        + (f'; {len(summary.duplicates)} near-duplicates of a better image dropped' if summary.duplicates else '')
         + (f'; {len(summary.present)} were there already' if summary.present else '')
         + (f'; {len(summary.doubled)} files are at their target but also still at their source (it could not be '
            f'removed)' if summary.doubled else '')
@@ -285,6 +356,23 @@ def _write_training_files(training, mode: str, outcome, result, progress) -> Non
         if outcome.image not in progress.failed:
             progress.failed.append(outcome.image)
         click.echo(f'failed to write all of {outcome.target}: ' + '; '.join(problems), err=True)
+
+
+def _fill_hashes(results, quiet: bool) -> None:
+    """Perceptual hashes for the images whose scores hold none, from their files (said on stderr)."""
+    missing = sum(1 for result in results if result.error is None and result.phash is None)
+    if not missing:
+        return
+    if not quiet:
+        click.echo(f'Computing the perceptual hashes of {missing} images from their files: the scores hold none for '
+                   f'them (scored before hashes were recorded, or without the dedup extra).', err=True)
+    try:
+        computed = fill_hashes(results)
+    except ImportError as err:
+        fail(str(err))
+    if computed < missing and not quiet:
+        click.echo(f'Warning: {missing - computed} images could not be read to hash them; they are in no group of '
+                   f'near-duplicates.', err=True)
 
 
 _FORMATS = {'png': 'PNG', 'jpg': 'JPEG', 'webp': 'WEBP'}

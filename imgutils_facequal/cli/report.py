@@ -3,6 +3,7 @@ import sys
 
 import click
 
+from ..curate.dedup import DEFAULT_DEDUP_DISTANCE, HASH_BITS
 from ..report import DEFAULT_PER_CLASS, write_report
 from .common import EXIT_SOME_FAILED, EXIT_USAGE, exit_codes, fail, plural, read_saved_scores
 
@@ -17,20 +18,25 @@ from .common import EXIT_SOME_FAILED, EXIT_USAGE, exit_codes, fail, plural, read
               help='Thumbnail size in pixels.')
 @click.option('--embed', is_flag=True, help='Put the thumbnails in index.html itself (one file) instead of thumbs/.')
 @click.option('--title', default=None, help='Page title.')
+@click.option('--dedup-distance', type=click.IntRange(0, HASH_BITS - 1), default=DEFAULT_DEDUP_DISTANCE,
+              show_default=True, help='Images whose perceptual hashes lie within this many bits are near-duplicates: '
+              'the page shows the groups and can keep the best image of each.')
 @click.option('--quiet', '-q', is_flag=True, help='No summary.')
 @exit_codes()
-def report(scores, out_dir, per_class, thumb_size, embed, title, quiet):
+def report(scores, out_dir, per_class, thumb_size, embed, title, dedup_distance, quiet):
     """Write an HTML report of saved scores: face crops per class, best first; a histogram of the quality
-    value; counts; and what each threshold keeps. SCORES are outputs of `score -o`, globs, or folders of
-    shards (score --shard, score --ray); each image counts once. No model is loaded; the page opens from
-    disk, with no server or network.
+    value; counts; what each threshold keeps; groups of near-duplicates. It is also where to decide: set the
+    thresholds and face filters, click faces to keep or reject their images, and save decisions.json for
+    `filter --decisions`. SCORES are outputs of `score -o`, globs, or folders of shards (score --shard,
+    score --ray); each image counts once. No model is loaded; the page opens from disk, with no server or
+    network.
     """
     saved = read_saved_scores(scores)
     if saved.per_image:
         fail(f'{", ".join(saved.files)} holds one row per image (score --per-image), with no faces to show. Score '
              f'again without --per-image.', EXIT_USAGE)
     written = write_report(saved.rows, out_dir, per_class=per_class, thumb_size=thumb_size, embed=embed, title=title,
-                           provenance=saved.provenance)
+                           provenance=saved.provenance, dedup_distance=dedup_distance)
     unreadable = written['unreadable']
     for path, reason in list(unreadable.items())[:20]:
         click.echo(f'failed {path}: {reason}', err=True)

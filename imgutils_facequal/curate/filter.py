@@ -1,6 +1,10 @@
 """The filter: put the images that pass a threshold, with their sidecars, in a folder; the others,
 if asked, in another; a manifest of what was kept.
 
+The thresholds are those of `imgutils_facequal.curate.Thresholds` (class, quality value,
+face filters, near-duplicates), or the decisions saved from the report
+(`imgutils_facequal.curate.read_decisions`): its thresholds, then its overrides.
+
 Symbolic links follow one rule: the real file wins. A link to an image under the same root
 is taken as that image (its name, its sidecars, and a move moves it); a link to a file
 elsewhere stands for that file under the link's name: its real bytes are copied or
@@ -14,10 +18,12 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from ..pipeline import ImageResult, InputImage
 from ..store.paths import saved_path_here
 from ..store.schema import records, scored_images
+from .decisions import Decisions, decided_images
+from .dedup import fill_hashes
 from .naming import output_paths, target_in
 from .placement import (DEFAULT_SIDECARS, MANIFEST_SEPARATORS, MODES, SourceGone, SourceKept, check_new_file,
                         find_sidecars, place_file, sidecar_name, write_manifest)
-from .selection import image_passes
+from .selection import Thresholds, _thresholds, select_images
 
 __all__ = ['Outcome', 'FilterSummary', 'FolderFilter', 'filter_images']
 
@@ -84,6 +90,7 @@ class FilterSummary:
     :ivar unscored: Of those, the images that had failed when they were scored.
     :ivar doubled: Targets of moved images whose source could not be removed: in both places.
     :ivar images: Images looked at.
+    :ivar duplicates: Images that pass but were dropped as near-duplicates of a better one.
     """
     kept: List[str] = field(default_factory=list)
     rejected: List[str] = field(default_factory=list)
@@ -93,6 +100,7 @@ class FilterSummary:
     unscored: List[str] = field(default_factory=list)
     doubled: List[str] = field(default_factory=list)
     images: int = 0
+    duplicates: List[str] = field(default_factory=list)
 
 
 class FolderFilter:
@@ -109,19 +117,38 @@ class FolderFilter:
         scores that name other files than those scored).
     :raises ValueError: When an image's path under a folder would lie outside it; nothing
         has been written then.
+    :param thresholds: The thresholds as a `Thresholds` instead of ``min_label``, ``min_quality``
+        and ``every_face``; the face filters may also come as keyword arguments.
+    :param decisions: Saved decisions instead of thresholds (`decide_with` applies them).
 
     Feed it one `imgutils_facequal.ImageResult` at a time with `add` (from the pipeline or
-    from `scored_images`); `summary` says what was done.
+    from `scored_images`); `summary` says what was done. Near-duplicates (``dedup_distance``)
+    and decisions need every result before the first is placed: give them all to `decide`
+    (or `decide_with`) first.
     """
 
     def __init__(self, images: Sequence[InputImage], out_dir: str, min_label: Optional[str] = None,
                  min_quality: Optional[float] = None, every_face: bool = False, mode: str = 'copy',
                  sidecars: Sequence[str] = DEFAULT_SIDECARS, rejected: Optional[str] = None, dry_run: bool = False,
-                 check_sizes: bool = False):
+                 check_sizes: bool = False, *, thresholds: Optional[Thresholds] = None,
+                 min_face_size: Optional[float] = None, max_faces: Optional[int] = None,
+                 min_detection_score: Optional[float] = None, dedup_distance: Optional[int] = None,
+                 decisions: Optional[Decisions] = None):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {", ".join(MODES)}; got {mode!r}.')
-        if min_label is None and min_quality is None:
-            raise ValueError('Give min_label or min_quality (or both).')
+        if decisions is not None:
+            if thresholds is not None or _thresholds(min_label, min_quality, every_face, None,
+                                                     min_face_size=min_face_size, max_faces=max_faces,
+                                                     min_detection_score=min_detection_score,
+                                                     dedup_distance=dedup_distance) != Thresholds():
+                raise ValueError('Give decisions or thresholds, not both: the decisions hold their thresholds.')
+            thresholds = decisions.thresholds
+        self.thresholds = _thresholds(min_label, min_quality, every_face, thresholds, min_face_size=min_face_size,
+                                      max_faces=max_faces, min_detection_score=min_detection_score,
+                                      dedup_distance=dedup_distance)
+        if self.thresholds == Thresholds() and decisions is None:
+            raise ValueError('Give min_label, min_quality or a face filter (or decisions).')
+        self.decisions = decisions
         self.sources: Dict[str, InputImage] = {image.path: _real_image(image) for image in images}
         names = output_paths(list({image.path: image for image in self.sources.values()}.values()))
         self.names = {path: names[real.path] for path, real in self.sources.items()}
@@ -130,9 +157,39 @@ class FolderFilter:
                 for name in names.values():
                     target_in(folder, name)
         self.out_dir, self.rejected_dir = out_dir, rejected
-        self.min_label, self.min_quality, self.every_face = min_label, min_quality, every_face
+        self.min_label, self.min_quality = self.thresholds.min_label, self.thresholds.min_quality
+        self.every_face = self.thresholds.every_face
         self.mode, self.sidecars, self.dry_run, self.check_sizes = mode, tuple(sidecars), dry_run, check_sizes
         self.summary = FilterSummary()
+        self.decided: Optional[Dict[str, bool]] = None
+        self.duplicate_of: Dict[str, str] = {}
+
+    def decide(self, results: Sequence[ImageResult]) -> None:
+        """Decide about every image at once, near-duplicates removed (see `select_images`); `add` then
+        places each as decided. Results need ``phash`` (`imgutils_facequal.curate.dedup.fill_hashes`)."""
+        selection = select_images(results, self.thresholds)
+        self.decided = {result.image.path: kept for result, kept in zip(results, selection.kept)}
+        self.duplicate_of = {results[index].image.path: results[best].image.path
+                             for index, best in selection.duplicate_of.items()}
+
+    def decide_with(self, results: Sequence[ImageResult], scores_name: str = 'the scores',
+                    as_stored: Optional[Sequence[ImageResult]] = None) -> None:
+        """Decide about every image by the decisions given: their thresholds, then their overrides.
+
+        :param as_stored: The same results with their paths as the scores store them (what the
+            decisions name), where ``results`` read them from elsewhere (``working_dir``).
+        :raises imgutils_facequal.curate.DecisionsError: When they were made from other scores.
+        """
+        decisions = self.decisions
+        if decisions is None:
+            raise ValueError('decide_with needs the FolderFilter made with decisions.')
+        named = results if as_stored is None else as_stored
+        kept = decided_images(named, decisions, scores_name)
+        self.decided = {result.image.path: keep for result, keep in zip(results, kept)}
+        selection = select_images(named, decisions.thresholds)
+        self.duplicate_of = {results[index].image.path: results[best].image.path
+                             for index, best in selection.duplicate_of.items()
+                             if not self.decided[results[index].image.path]}
 
     def check_manifest(self, path: str, manifest_format: str = 'lines') -> None:
         """Check, before anything is placed, that a manifest can be written to ``path`` (see
@@ -191,7 +248,14 @@ class FolderFilter:
             summary.failed.append((path, result.error))
             summary.unscored.append(path)
             return Outcome(path, False, 'failed', message=result.error)
-        kept = image_passes(result.faces, self.min_label, self.min_quality, self.every_face)
+        if self.decided is not None:
+            if path not in self.decided:
+                raise ValueError(f'{path} was not among the results given to decide().')
+            kept = self.decided[path]
+        else:
+            kept = self.thresholds.passes(result.faces)
+        if path in self.duplicate_of:
+            summary.duplicates.append(path)
         folder = self.out_dir if kept else self.rejected_dir
         if folder is None:
             return Outcome(path, False, 'left')
@@ -241,7 +305,10 @@ def filter_images(rows, out_dir: str, min_label: Optional[str] = None, min_quali
                   every_face: bool = False, mode: str = 'copy', sidecars: Sequence[str] = DEFAULT_SIDECARS,
                   rejected: Optional[str] = None, manifest: Optional[str] = None, dry_run: bool = False,
                   root: Optional[str] = None, manifest_format: str = 'lines',
-                  working_dir: Optional[str] = None) -> FilterSummary:
+                  working_dir: Optional[str] = None, *, thresholds: Optional[Thresholds] = None,
+                  min_face_size: Optional[float] = None, max_faces: Optional[int] = None,
+                  min_detection_score: Optional[float] = None, dedup_distance: Optional[int] = None,
+                  decisions: Optional[Decisions] = None) -> FilterSummary:
     """Copy, hard-link or move the images of saved rows that pass a threshold to ``out_dir``,
     with their sidecars; loads no model.
 
@@ -254,6 +321,10 @@ def filter_images(rows, out_dir: str, min_label: Optional[str] = None, min_quali
         NUL byte, for names that hold a line break; ``xargs -0`` reads it).
     :param working_dir: The folder the scores were made in (their provenance's
         ``working_dir``): relative paths are read from it (default: the current folder).
+    :param dedup_distance: Keep one image of each group of near-duplicates (the one with the
+        best face); images whose rows have no ``phash`` get one from their file.
+    :param decisions: Saved decisions (`imgutils_facequal.curate.read_decisions`): their
+        thresholds, then their overrides, instead of thresholds given here.
 
     The other arguments are those of `FolderFilter`; an image whose size is not the one
     recorded is left where it is. Images in the rows that no longer exist are listed in
@@ -267,13 +338,23 @@ def filter_images(rows, out_dir: str, min_label: Optional[str] = None, min_quali
         >>> len(summary.kept), summary.missing, summary.failed  # doctest: +SKIP
         (412, [], [])
     """
+    as_stored = None
     if working_dir is not None:
+        as_stored = scored_images(rows, root)  # the paths the decisions name
         rows = [dict(row, image=saved_path_here(row['image'], working_dir)) for row in records(rows)]
     results = scored_images(rows, root)
     sorter = FolderFilter([result.image for result in results], out_dir, min_label, min_quality, every_face, mode,
-                          sidecars, rejected, dry_run, check_sizes=True)
+                          sidecars, rejected, dry_run, check_sizes=True, thresholds=thresholds,
+                          min_face_size=min_face_size, max_faces=max_faces, min_detection_score=min_detection_score,
+                          dedup_distance=dedup_distance, decisions=decisions)
     if manifest and not dry_run:
         sorter.check_manifest(manifest, manifest_format)
+    if sorter.thresholds.dedup_distance is not None:
+        fill_hashes(results)
+    if decisions is not None:
+        sorter.decide_with(results, as_stored=as_stored)
+    elif sorter.thresholds.dedup_distance is not None:
+        sorter.decide(results)
     for result in results:
         sorter.add(result)
     if manifest and not dry_run:

@@ -13,6 +13,10 @@ one cut short (`imgutils_facequal.store.complete`).
   (`arrow_schema`).
 * Per-image rows (``score --per-image``): `PER_IMAGE_COLUMNS`.
 
+Every image row may carry ``phash``, the image's perceptual hash (16 hex digits, see
+`imgutils_facequal.pipeline.perceptual_hash`) for finding near-duplicates; nested rows
+have it only when it is known, flat rows always have the column (empty when unknown).
+
 `scored_images` turns rows (or a pandas DataFrame of them) back into one
 `imgutils_facequal.ImageResult` per image, and `rows_of` results into rows.
 
@@ -48,6 +52,11 @@ def _one_line(text: str) -> str:
     return ' '.join(str(text).split())
 
 
+def _phash(result: ImageResult) -> dict:
+    phash = getattr(result, 'phash', None)
+    return {} if phash is None else {'phash': phash}
+
+
 def result_rows(result: ImageResult) -> List[dict]:
     """One nested row per face; one row for an image with no face; one error row for a failed image."""
     path = stored_path(result.image.path)
@@ -55,12 +64,12 @@ def result_rows(result: ImageResult) -> List[dict]:
         return [{'image': path, 'face': None, 'faces': None, 'error': _one_line(result.error)}]
     if not result.faces:
         return [{'image': path, 'face': None, 'faces': 0, 'width': result.size[0], 'height': result.size[1],
-                 'error': None}]
+                 **_phash(result), 'error': None}]
     rows = []
     for index, face in enumerate(result.faces):
         rows.append({
             'image': path, 'face': index, 'faces': len(result.faces),
-            'width': result.size[0], 'height': result.size[1],
+            'width': result.size[0], 'height': result.size[1], **_phash(result),
             'bbox': [int(v) for v in face.bbox], 'label': face.label, 'score': face.score,
             'scores': face.scores, 'quality': face.quality, 'detection_score': face.detection_score,
             'head_bbox': None if face.head_bbox is None else [round(float(v), 2) for v in face.head_bbox],
@@ -105,7 +114,8 @@ def per_image_row(flat: Dict[str, Any]) -> dict:
 
 def flat_columns(classes: Sequence[str], with_head: bool = False) -> List[str]:
     """The flat columns, in order; ``with_head`` adds the head box (Parquet has it, CSV does not)."""
-    return (['image', 'face', 'faces', 'width', 'height', *_BOX, 'label', 'score', 'quality', 'detection_score']
+    return (['image', 'face', 'faces', 'width', 'height', 'phash', *_BOX, 'label', 'score', 'quality',
+             'detection_score']
             + [f'p_{name}' for name in classes] + [f'crop_{name}' for name in _BOX]
             + ([f'head_{name}' for name in _BOX] if with_head else []) + ['error'])
 
@@ -117,8 +127,8 @@ def classes_of_columns(columns: Iterable[str]) -> List[str]:
 
 def flat_row(row: dict, classes: Sequence[str], with_head: bool = False) -> Dict[str, Any]:
     """A nested row as flat columns (``None`` where a row has no value)."""
-    flat = {name: row.get(name) for name in ('image', 'face', 'faces', 'width', 'height', 'label', 'score', 'quality',
-                                              'detection_score', 'error')}
+    flat = {name: row.get(name) for name in ('image', 'face', 'faces', 'width', 'height', 'phash', 'label', 'score',
+                                              'quality', 'detection_score', 'error')}
     for prefix, key in (('', 'bbox'), ('crop_', 'crop_bbox'), ('head_', 'head_bbox')):
         box = row.get(key) or [None] * 4
         flat.update({f'{prefix}{name}': value for name, value in zip(_BOX, box)})
@@ -137,6 +147,8 @@ def nested_row(flat: Dict[str, Any], classes: Optional[Sequence[str]] = None) ->
         row['error'] = error
         return row
     row.update(width=_number(flat.get('width'), int, 'width'), height=_number(flat.get('height'), int, 'height'))
+    if flat.get('phash') not in (None, ''):
+        row['phash'] = flat['phash']
     if not faces:
         row['error'] = None
         return row
@@ -294,7 +306,7 @@ def arrow_schema(classes: Sequence[str], provenance: Optional[dict] = None, per_
     """The Parquet schema: int32 counts, sizes and boxes, float32 values, strings for names, labels and errors;
     the provenance in its metadata."""
     import pyarrow as pa
-    strings = ('image', 'label', 'best_label', 'error')
+    strings = ('image', 'phash', 'label', 'best_label', 'error')
     integers = ('face', 'faces', 'width', 'height', *_BOX)
     columns = PER_IMAGE_COLUMNS if per_image else flat_columns(classes, with_head=True)
     fields = [pa.field(name, pa.string() if name in strings else pa.int32()
@@ -396,6 +408,7 @@ def scored_images(rows, root: Optional[str] = None) -> List[ImageResult]:
             if row.get('face') is not None and row.get('label') is not None:
                 faces[row['face']] = face_result(row)
         result.faces = [faces[index] for index in sorted(faces)]
+        result.phash = next((row['phash'] for row in image_rows if row.get('phash')), None)
         results.append(result)
     return results
 

@@ -251,7 +251,7 @@ class ScoresWriter:
         if self._regular and os.path.isfile(self.path):
             found = formats.read_file(self.path, self.fmt)
             kept = self._keep_complete(found.rows)
-            if found.torn or len(kept) != len(found.rows):
+            if found.torn or len(kept) != len(found.rows) or not self._same_header():
                 self._replace(self.path, self.module.header(self.classes, self.per_image)
                               + self.module.encode(kept, self.classes, self.per_image))
         try:
@@ -260,6 +260,12 @@ class ScoresWriter:
             raise OutputError(f'Cannot open {self.path!r} for writing: {err.strerror}.') from err
         if not self._regular or self._stream.tell() == 0:
             self._write_text(self.module.header(self.classes, self.per_image))
+
+    def _same_header(self) -> bool:
+        """Whether the file starts with this version's header (a CSV of an older one may lack a column)."""
+        header = self.module.header(self.classes, self.per_image)
+        with open(self.path, encoding='utf-8', errors='surrogateescape', newline='') as file:
+            return not header or file.read(len(header)) == header
 
     def _write_text(self, text: str) -> None:
         if not text:
