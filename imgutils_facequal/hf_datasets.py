@@ -31,7 +31,7 @@ __all__ = ['IMAGE_LEVEL_COLUMNS', 'FaceQualityMap', 'face_quality_map', 'map_col
            'gpu_count']
 
 #: The columns `face_quality_map` gives once per image; the others hold one value per face.
-IMAGE_LEVEL_COLUMNS = ('faces', 'width', 'height', 'error')
+IMAGE_LEVEL_COLUMNS = ('faces', 'width', 'height', 'phash', 'error')
 #: How the ids of a dataset's images begin in saved scores.
 HF_ID_PREFIX = 'hf://'
 
@@ -49,7 +49,7 @@ def map_columns(classes: Sequence[str]) -> List[str]:
     """The columns `face_quality_map` adds, in order, for a model's classes.
 
     >>> map_columns(['poor', 'good'])[:6]
-    ['faces', 'width', 'height', 'error', 'x0', 'y0']
+    ['faces', 'width', 'height', 'phash', 'error', 'x0']
     """
     faces = [name for name in flat_columns(classes, with_head=True)
              if name not in ('image', 'face') and name not in IMAGE_LEVEL_COLUMNS]
