@@ -234,7 +234,7 @@ def _section(name: str, items: list, total: int, written: Dict[str, bytes], unre
     note = (f'showing {len(items)} of {total}, spread evenly from the best to the worst; best first'
             if len(items) < total else 'all, best first' if total else 'none')
     return _fill('class', name=name, shown=len(items), total=total, colour=_COLOURS.get(name, '#888'), note=note,
-                 figures=_joined(figures))
+                 faces_text=_plural(total, 'face'), figures=_joined(figures))
 
 
 def _best_face(result) -> Optional[int]:
@@ -350,6 +350,10 @@ def _decide(classes: List[str], images: int, dedup_distance: Optional[int], hash
     return _fill('decide', label_options=_joined(options), images=images, dedup_note=note, dedup_title=title)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f'{count} {noun}' + ('' if count == 1 else 's')
+
+
 def _problems(section_id: str, heading: str, problems: Iterable[Tuple[str, str]], more: int = 0) -> _Markup:
     """A section listing ``(path, reason)`` pairs, and how many more there are."""
     items = [_fill('problem', path=path, reason=reason) for path, reason in problems]
@@ -459,7 +463,8 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     data = _decide_data(results, worst_first, groups, dedup_distance, shown_images, scores_fingerprint(results))
     page = _fill('page', generator=REPORT_MARKER, heading=heading,
                  style=_Markup(_template_parts()['style'].substitute(size=int(thumb_size))),
-                 summary=f'{table.images} images under {root}, {table.faces} faces', provenance=provenance_line,
+                 summary=f'{_plural(table.images, "image")} under {root}, {_plural(table.faces, "face")}',
+                 provenance=provenance_line,
                  decide=_decide(worst_first, table.images, dedup_distance, hashed),
                  histogram=_histogram([f.quality for *_, f in faces], [f.label for *_, f in faces]),
                  counts=counts, thresholds=thresholds, sections=_joined(sections),

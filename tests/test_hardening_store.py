@@ -185,6 +185,22 @@ def test_a_per_image_output_is_refused_by_filter_and_report(frames, tmp_path, fm
     assert not (tmp_path / 'kept').exists() and not (tmp_path / 'report').exists()
 
 
+# ------------------------------------------------------------------ 18. a byte-order mark, as Excel and Notepad save
+
+
+@pytest.mark.parametrize('fmt', ['jsonl', 'csv'])
+def test_a_scores_file_saved_with_a_byte_order_mark_reads_as_without(frames, tmp_path, fmt):
+    output = tmp_path / f'scores.{fmt}'
+    run('score', frames, '-o', output, check_code=0)
+    table, rows = run('filter', '--scores', output, '--thresholds', check_code=0).stdout, read_scores(str(output)).rows
+    output.write_bytes('\ufeff'.encode('utf-8') + output.read_bytes())  # what "save as UTF-8" in Notepad adds
+    assert read_scores(str(output)).rows == rows
+    assert run('filter', '--scores', output, '--thresholds', check_code=0).stdout == table
+    run('report', output, '-o', tmp_path / 'report', check_code=0)
+    run('filter', '--scores', output, '--min-label', 'poor', '--out', tmp_path / 'kept', check_code=0)
+    assert sorted(os.listdir(tmp_path / 'kept')) == sorted(os.listdir(frames))
+
+
 # ------------------------------------------------------------------ 17. rows from elsewhere are checked when read
 
 FACE = {'image': 'frames/0.png', 'face': 0, 'faces': 1, 'width': 256, 'height': 256, 'bbox': [10, 10, 60, 60],
