@@ -9,10 +9,14 @@ Exit codes:
 * 130: interrupted (Ctrl-C); rows already written stay, and a rerun resumes;
 * 141: the reader of stdout went away (``score | head``): the command ends quietly.
 """
+import os
+import sys
+import threading
+
 import click
 
 from .. import __version__
-from .common import closed_pipe, end_quietly_on_closed_pipe, show_status_on_stderr
+from .common import EXIT_INTERRUPTED, closed_pipe, end_quietly_on_closed_pipe, show_status_on_stderr
 from .curate import crop, filter_command
 from .demo import demo
 from .evaluate import eval_crops
@@ -20,7 +24,7 @@ from .models import download, export, models, plugins
 from .report import report
 from .score import score
 
-__all__ = ['main']
+__all__ = ['main', 'console']
 
 
 class _Commands(click.Group):
@@ -57,3 +61,23 @@ def main():
 
 for command in (score, filter_command, crop, report, models, download, plugins, export, eval_crops, demo):
     main.add_command(command)
+
+
+def console():
+    """The console script: `main`, except that a run interrupted while the pipeline's threads live (one may be inside
+    a model call) ends at once, after flushing its output. Python's finalisation would destroy the model's
+    session under that call and abort the process ("terminate called without an active exception", no exit
+    status 130); what the run wrote is closed by then."""
+    try:
+        main()
+    except SystemExit as exit:
+        ours = [thread for thread in threading.enumerate()
+                if thread.daemon and thread.name.startswith('facequal-') and thread.is_alive()]
+        if exit.code == EXIT_INTERRUPTED and ours:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(EXIT_INTERRUPTED)
+        raise
