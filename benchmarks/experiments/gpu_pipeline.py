@@ -11,10 +11,10 @@ each). The ways, alternating round by round in this process, on the same frames:
    model (``trust_remote_code``, ``use_infer_head``) on each crop, one at a time
    (``gpu_performance.card_way``);
 2. the folder pipeline, ``score_images_with`` on the ONNX backend with ``device='cuda'``,
-   detection image by image (as the pipeline runs it);
-3. the same with detection batched across images: a `FaceLocator` whose ``locate`` hands each
-   image to a batcher that runs `FaceLocator.locate_batch` on the images the pipeline's workers
-   have decoded (up to ``--detect-batch`` at a time), several images per run of the detector.
+   detection image by image (``pipeline.DETECTION_BATCH = 1``);
+3. the same as the command line runs it on a GPU: the images the pipeline's workers have
+   decoded go to the detectors together (`FaceLocator.locate_batch`, up to ``--detect-batch``
+   a call), several images per run of the detector.
 
 The detectors run on the GPU too (``ONNX_MODE=gpu``, as imgutils picks a provider). The GPU's
 busy share is its ``utilization.gpu`` (pynvml where installed, else ``nvidia-smi``) sampled
@@ -29,7 +29,6 @@ machine without a GPU, ``--device cpu --images 4`` runs the same steps (a check 
 import argparse
 import os
 import platform
-import queue
 import shutil
 import statistics
 import subprocess
@@ -99,93 +98,35 @@ class BusyShare:
             self._thread.join()
 
 
-# --- batched detection in the folder pipeline ---------------------------------------------
-
-
-class _Pending(list):
-    """The faces of an image being detected: the list fills when its batch is done."""
-
-    def __init__(self):
-        super().__init__()
-        self._done, self._error = threading.Event(), None
-
-    def resolve(self, locations=(), error=None):
-        self.extend(locations)
-        self._error = error
-        self._done.set()
-
-    def wait(self):
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-
-
-def batching_locator(settings, max_batch: int, linger: float = 0.005):
-    """A `FaceLocator` that batches detection in the folder pipeline as it stands.
-
-    The pipeline calls ``locate`` in its one detection thread and ``classifier_inputs`` in the
-    worker that decoded the image. Here ``locate`` only queues the image and returns its faces
-    still to come; a batcher thread runs `FaceLocator.locate_batch` on what is queued (up to
-    ``max_batch`` images, waiting ``linger`` seconds for more), and ``classifier_inputs`` waits
-    for the image's faces. So the workers' images reach the detector together. (A detector
-    error surfaces in the worker and stops the run, where the pipeline would record it on the
-    image: this is a benchmark's variant. Where the pipeline detects in its main thread, on a
-    CPU with two cores, each batch holds one image.)
-    """
-    from imgutils_facequal import FaceLocator
-
-    class BatchingLocator(FaceLocator):
-        def __init__(self):
-            super().__init__(settings)
-            self.waiting, self.batches = queue.SimpleQueue(), []
-            threading.Thread(target=self._serve, daemon=True, name='facequal-bench-detect-batch').start()
-
-        def locate(self, image):
-            pending = _Pending()
-            self.waiting.put((image, pending))
-            return pending
-
-        def classifier_inputs(self, image, locations):
-            if isinstance(locations, _Pending):
-                locations.wait()
-            return super().classifier_inputs(image, locations)
-
-        def _serve(self):
-            while True:
-                items = [self.waiting.get()]
-                deadline = time.monotonic() + linger
-                while len(items) < max_batch:
-                    try:
-                        items.append(self.waiting.get(timeout=max(0.0, deadline - time.monotonic())))
-                    except queue.Empty:
-                        break
-                self.batches.append(len(items))
-                try:
-                    found = self.locate_batch([image for image, _ in items])
-                except Exception as error:  # noqa: BLE001 - every image of the batch fails with it
-                    for _, pending in items:
-                        pending.resolve(error=error)
-                    continue
-                for (_, pending), locations in zip(items, found):
-                    pending.resolve(locations)
-
-    return BatchingLocator()
-
-
 # --- the ways -----------------------------------------------------------------------------
 
 
-def pipeline_ways(device: str, backend: str, detect_batch: int) -> dict:
-    from imgutils_facequal import load_face_quality_detector
+def pipeline_ways(device: str, backend: str, detect_batch: int) -> tuple:
+    """The folder pipeline as the command line runs it, detecting image by image
+    (``pipeline.DETECTION_BATCH = 1``) and with the images its workers have decoded going to
+    the detectors together (up to ``detect_batch`` a call, as it does on a GPU); and the sizes
+    of the batched way's detector calls."""
+    from imgutils_facequal import load_face_quality_detector, pipeline
     from imgutils_facequal.pipeline import find_images, score_images_with
     model_name = CAFORMER_REPO if backend == 'onnx' else _fixtures.CAFORMER_NO_ONNX_REPO
-    per_image = load_face_quality_detector(model_name, backend=backend, device=device)
-    batched = load_face_quality_detector(model_name, backend=backend, device=device)
-    batched.locator = batching_locator(batched.settings, detect_batch)
+    faces = load_face_quality_detector(model_name, backend=backend, device=device)
+    batches = []
+    locate_batch = faces.locator.locate_batch
 
-    def run(faces):
-        return lambda paths: sum(len(result.faces) for result in score_images_with(faces, find_images(paths)))
-    return {PER_IMAGE: run(per_image), BATCHED: run(batched)}, batched.locator.batches, per_image.classifier
+    def recording(images):
+        batches.append(len(images))
+        return locate_batch(images)
+    faces.locator.locate_batch = recording
+
+    def run(batch: int):
+        def go(paths):
+            before, pipeline.DETECTION_BATCH = pipeline.DETECTION_BATCH, batch
+            try:
+                return sum(len(result.faces) for result in score_images_with(faces, find_images(paths)))
+            finally:
+                pipeline.DETECTION_BATCH = before
+        return go
+    return {PER_IMAGE: run(1), BATCHED: run(detect_batch)}, batches, faces.classifier
 
 
 def measure(ways: dict, frames, expected_faces: int, rounds: int, device: str) -> dict:
