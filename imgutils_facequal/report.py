@@ -45,6 +45,7 @@ from .store.paths import stored_path
 from .errors import ImageLoadError
 from .images import load_rgb_image
 from .quality import QUALITY_ORDER
+from .wording import plural
 
 __all__ = ['write_report', 'DEFAULT_PER_CLASS', 'REPORT_MARKER']
 
@@ -234,7 +235,7 @@ def _section(name: str, items: list, total: int, written: Dict[str, bytes], unre
     note = (f'showing {len(items)} of {total}, spread evenly from the best to the worst; best first'
             if len(items) < total else 'all, best first' if total else 'none')
     return _fill('class', name=name, shown=len(items), total=total, colour=_COLOURS.get(name, '#888'), note=note,
-                 faces_text=_plural(total, 'face'), figures=_joined(figures))
+                 faces_text=plural(total, 'face'), figures=_joined(figures))
 
 
 def _best_face(result) -> Optional[int]:
@@ -350,10 +351,6 @@ def _decide(classes: List[str], images: int, dedup_distance: Optional[int], hash
     return _fill('decide', label_options=_joined(options), images=images, dedup_note=note, dedup_title=title)
 
 
-def _plural(count: int, noun: str) -> str:
-    return f'{count} {noun}' + ('' if count == 1 else 's')
-
-
 def _problems(section_id: str, heading: str, problems: Iterable[Tuple[str, str]], more: int = 0) -> _Markup:
     """A section listing ``(path, reason)`` pairs, and how many more there are."""
     items = [_fill('problem', path=path, reason=reason) for path, reason in problems]
@@ -463,7 +460,7 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     data = _decide_data(results, worst_first, groups, dedup_distance, shown_images, scores_fingerprint(results))
     page = _fill('page', generator=REPORT_MARKER, heading=heading,
                  style=_Markup(_template_parts()['style'].substitute(size=int(thumb_size))),
-                 summary=f'{_plural(table.images, "image")} under {root}, {_plural(table.faces, "face")}',
+                 summary=f'{plural(table.images, "image")} under {root}, {plural(table.faces, "face")}',
                  provenance=provenance_line,
                  decide=_decide(worst_first, table.images, dedup_distance, hashed),
                  histogram=_histogram([f.quality for *_, f in faces], [f.label for *_, f in faces]),

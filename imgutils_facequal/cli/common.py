@@ -22,6 +22,7 @@ from ..scoring import load_face_quality_detector
 from ..settings import PRESETS, SETTING_NAMES, ScoringSettings, check_setting
 from ..store import read_scores
 from ..visualize import visualization_suffix, visualize_face_quality, write_visualization
+from ..wording import plural
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 #: A reader that closed the pipe (``| head``): what a shell reports for a command ended by SIGPIPE.
@@ -252,11 +253,6 @@ def read_saved_scores(sources):
         fail(str(err), EXIT_USAGE)
     except (OSError, ValueError, KeyError) as err:
         fail(f'cannot read the scores: {err}', EXIT_USAGE)
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 image``, ``2 images``."""
-    return f'{count} {noun}{"" if count == 1 else "s"}'
 
 
 class Progress:

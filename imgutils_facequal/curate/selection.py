@@ -21,6 +21,7 @@ from ..pipeline import ImageResult
 from ..quality import QUALITY_ORDER, quality_ranks, reaches
 from ..scoring import FaceQualityResult
 from ..store.schema import face_result, records, scored_images
+from ..wording import plural
 from .dedup import duplicate_groups
 
 __all__ = ['DEFAULT_QUALITY_STEPS', 'FACE_FILTERS', 'Thresholds', 'Selection', 'ThresholdRow', 'ThresholdTable',
@@ -351,8 +352,7 @@ class ThresholdTable:
 
     def to_text(self) -> str:
         """The table as aligned plain text, as ``filter --thresholds`` prints it."""
-        images, faces = (f'{count} {noun}{"" if count == 1 else "s"}' for count, noun in
-                         ((self.images, 'image'), (self.faces, 'face')))
+        images, faces = plural(self.images, 'image'), plural(self.faces, 'face')
         lines = [f'{images} ({self.with_faces} with faces, {self.failed} failed), {faces}',
                  '  faces per class: ' + (', '.join(f'{name} {count}' for name, count in self.per_class.items())
                                           or 'none')]
