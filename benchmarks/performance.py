@@ -15,7 +15,8 @@ faces per image):
 * the package's default ``detect_face_quality`` (the face detector, head boxes estimated from
   the faces, head crops, the ONNX backend), image by image, and the folder pipeline
   (``score_images``, what the command line runs);
-* the same two paths with the fast preset, and on request (``--kinds``) with the other
+* the same two paths with the fast preset (its classifier on OpenVINO, which ``auto`` picks
+  where the extra is installed) and with the fast preset on onnxruntime (a plain install's), and on request (``--kinds``) with the other
   detection options (`OPTIONS`).
 
 It also times each stage alone (detection; cropping and preprocessing; classification),
@@ -46,35 +47,36 @@ RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 
 #: The options that change detection, as `load_face_quality_detector` arguments.
 OPTIONS = {
-    'fast': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320},  # PRESETS['fast']
+    'fast': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320, 'backend': 'auto'},  # PRESETS
+    'fast_onnx': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320, 'backend': 'onnx'},
     'paired': {'head_localisation': 'paired'},
     'head_n': {'head_localisation': 'paired', 'head_level': 'n'},
     'head_320': {'head_localisation': 'paired', 'head_infer_size': 320},
     'heads': {'head_localisation': 'heads'},
     'heads_320': {'head_localisation': 'heads', 'head_infer_size': 320},
-    'fast_openvino': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320, 'backend': 'openvino'},
 }
 #: The ways timed, each in its own process: the card's, the default and the fast preset, image by image
 #: (``detect_face_quality``) and in the folder pipeline the command line runs.
-KINDS = ['card', 'default', 'pipeline_default', 'fast', 'pipeline_fast']
+KINDS = ['card', 'default', 'pipeline_default', 'fast', 'pipeline_fast', 'fast_onnx', 'pipeline_fast_onnx']
 #: Every way the script knows, for ``--kinds``.
-ALL_KINDS = KINDS + ['paired', 'pipeline_paired', 'head_n', 'head_320', 'heads', 'heads_320', 'pipeline_fast_openvino']
+ALL_KINDS = KINDS + ['paired', 'pipeline_paired', 'head_n', 'head_320', 'heads', 'heads_320']
 DETECTION_KEYS = ('head_level', 'head_infer_size', 'head_localisation', 'head_detector')
 LABELS = {
     'default': "default (face detector, head boxes estimated from faces: head_localisation='estimated')",
-    'fast': "fast preset (preset='fast': head_localisation='heads', head_level='n', head_infer_size=320)",
+    'fast': "fast preset (preset='fast': head_localisation='heads', head_level='n', head_infer_size=320, "
+            "backend='auto')",
+    'fast_onnx': "fast preset on onnxruntime (as without the openvino extra: backend='onnx')",
     'paired': "face + head detector (head_localisation='paired', the default before 0.2)",
     'head_n': "face + head detector level n (head_localisation='paired', head_level='n')",
     'head_320': "face + head detector at 320 (head_localisation='paired', head_infer_size=320)",
     'heads': "head detector alone (head_localisation='heads')",
     'heads_320': "head detector alone at 320 (head_localisation='heads', head_infer_size=320)",
-    'fast_openvino': "fast preset, classifier on OpenVINO",
 }
 #: Detector graphs each way runs per image, and their size: (level, inference size).
 DETECTOR_PASSES = {
     'card': [('s', 640)], 'default': [('s', 640)], 'fast': [('n', 320)], 'paired': [('s', 640), ('s', 640)],
     'head_n': [('s', 640), ('n', 640)], 'head_320': [('s', 640), ('s', 320)], 'heads': [('s', 640)],
-    'heads_320': [('s', 320)], 'fast_openvino': [('n', 320)],
+    'heads_320': [('s', 320)], 'fast_onnx': [('n', 320)],
 }
 
 
@@ -223,7 +225,8 @@ def worker(kind: str) -> dict:
     else:
         def run(paths):
             return sum(per_image(path) for path in paths)
-    result = {}
+    result = {} if kind == 'card' else {
+        'backend': load_face_quality_detector(CAFORMER_REPO, **options).classifier.backend}  # what 'auto' ran
     for faces_per_image, paths in frame_groups().items():
         run(paths[:1])  # warm-up: models loaded, sessions created, first calls made
         if stages is not None:
@@ -351,15 +354,14 @@ def changes() -> dict:
     """Each option's boxes and crops against the default's, face by face: matched by face box where the
     option runs the face detector, by crop (IoU 0.3 or more) where it finds faces through their heads."""
     from imgutils_facequal import FaceLocator
-    from imgutils_facequal.settings import SETTING_NAMES
     frames = geometry_frames()
     default = [FaceLocator().locate(frame) for frame in frames]
     result = {}
     for name, options in OPTIONS.items():
-        if 'backend' in options or not any(key in options for key in DETECTION_KEYS):
+        if name == 'fast_onnx' or not any(key in options for key in DETECTION_KEYS):  # fast_onnx: fast's boxes
             continue
         key, least = ('crop_bbox', 0.3) if options.get('head_localisation') == 'heads' else ('bbox', 0.5)
-        locator = FaceLocator(**{key: value for key, value in options.items() if key in SETTING_NAMES})
+        locator = FaceLocator(**{key: value for key, value in options.items() if key in DETECTION_KEYS})
         matched, missed, extra, face_iou, head_iou, crop_iou, identical = 0, 0, 0, [], [], [], 0
         for frame, expected in zip(frames, default):
             found = locator.locate(frame)
@@ -443,6 +445,7 @@ def main():
     report['rounds'] = min(len(runs) for runs in measured.values())
     measured = {kind: runs[:report['rounds']] for kind, runs in measured.items()}
     stage_runs = {kind: runs[:report['rounds']] for kind, runs in stage_runs.items()}
+    report['backends'] = {kind: runs[0].get('backend') for kind, runs in measured.items() if runs}
     report['load_before_each_way'] = {kind: [run.get('load_before') for run in runs] for kind, runs in measured.items()}
     peak = max(report['matmul_start']['peak_gflops'], report['matmul_end']['peak_gflops'])
     report['detector_gflops'] = gflops = detector_gflops()
@@ -499,9 +502,11 @@ def markdown(report: dict) -> str:
     def label(kind):
         if kind == 'card':
             return "card's way (face detector, transformers per crop)"
+        ran = report.get('backends', {}).get(kind)
+        ran = f' [ran on {ran}]' if ran else ''
         if kind.startswith('pipeline_'):
-            return f"folder pipeline, {LABELS[kind[len('pipeline_'):]]}"
-        return f"detect_face_quality, {LABELS[kind]}"
+            return f"folder pipeline, {LABELS[kind[len('pipeline_'):]]}{ran}"
+        return f"detect_face_quality, {LABELS[kind]}{ran}"
     for kind, row in paths.items():
         cells = []
         for faces in ('1', '4'):

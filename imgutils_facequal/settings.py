@@ -12,7 +12,7 @@ those names too.
 Example:
 
     >>> from imgutils_facequal import ScoringSettings
-    >>> fast = ScoringSettings(head_localisation='heads', head_level='n', head_infer_size=320)
+    >>> fast = ScoringSettings(head_localisation='heads', head_level='n', head_infer_size=320, backend='auto')
     >>> fast.head_detector_options
     {'level': 'n', 'infer_size': 320}
     >>> ScoringSettings.merged(fast, margin=1.0).margin
@@ -41,8 +41,9 @@ HEAD_LOCALISATIONS = ('estimated', 'paired', 'heads')
 #: Settings by name: ``fast`` is the fastest combination the benchmark supports (the head
 #: detector alone, its small graph at 320 x 320): one cheap detector pass instead of a full
 #: face detector pass, with face boxes derived from head boxes (see the performance page for
-#: what that changes).
-PRESETS = {'fast': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320}}
+#: what that changes), and the classifier on the fastest backend installed for the same graph
+#: (``auto``: OpenVINO on the CPU with the openvino extra, else onnxruntime).
+PRESETS = {'fast': {'head_localisation': 'heads', 'head_level': 'n', 'head_infer_size': 320, 'backend': 'auto'}}
 #: Margin per side, as a multiple of the box size: the mean of a uniform draw from [0, 1],
 #: inside the range the head-crop model was trained and evaluated on (0 to 4 in the card).
 DEFAULT_MARGIN = 0.5

@@ -20,6 +20,7 @@ from imgutils_facequal import (
     load_face_quality_model,
 )
 from imgutils_facequal.backends.onnx import FaceQualityOnnxModel
+from imgutils_facequal.backends.openvino import FaceQualityOpenVINOModel
 from imgutils_facequal.backends.transformers import FaceQualityTransformersModel
 from imgutils_facequal.images import load_rgb_image
 from tests.support.models import count_forward_passes
@@ -83,8 +84,14 @@ def test_pillow_and_torchvision_stages_agree(repos):
         assert np.abs(pillow_tensor - torchvision_tensor).max() <= 1e-5
 
 
-def test_auto_backend(repos):
+def test_auto_backend(repos, monkeypatch):
+    # model.onnx on the CPU: OpenVINO, which the tests install (the openvino extra), else onnxruntime
+    assert isinstance(load_face_quality_model(repos['with_onnx'], backend='auto'), FaceQualityOpenVINOModel)
+    assert isinstance(load_face_quality_model(repos['with_onnx'], backend='auto', device='cpu'),
+                      FaceQualityOpenVINOModel)
+    monkeypatch.setitem(sys.modules, 'openvino', None)  # as without the extra
     assert isinstance(load_face_quality_model(repos['with_onnx'], backend='auto'), FaceQualityOnnxModel)
+    monkeypatch.delitem(sys.modules, 'openvino')
     assert isinstance(load_face_quality_model(repos['no_onnx'], backend='auto'), FaceQualityTransformersModel)
     with pytest.raises(ModelNotAvailableError, match="backend='transformers'.*export_onnx"):
         load_face_quality_model(repos['no_onnx'])

@@ -264,6 +264,8 @@ def test_head_localisation_options_reach_the_detector(folder, tmp_path):
                '--head-level', 's', check_code=0)  # options given win over the preset's
     meta = json.loads((tmp_path / 'fast.jsonl.meta.json').read_text())
     assert (meta['head_localisation'], meta['head_level'], meta['head_infer_size']) == ('heads', 's', 64)
+    # the preset's classifier: OpenVINO where its extra is installed (the full test install), else onnxruntime
+    assert meta['backend'] == ('openvino' if importlib.util.find_spec('openvino') else 'onnx')
     assert 'time per image: decoding' in fast.stderr and 'detection' in fast.stderr
 
 

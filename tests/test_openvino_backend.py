@@ -178,3 +178,38 @@ def test_openvino_errors_say_what_to_do():
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "pip install 'imgutils-facequal[openvino]'" in done.stdout
+
+
+def test_scores_resume_across_onnx_and_openvino_in_fp32_only(frames, tmp_path):
+    """onnx and openvino run the same model.onnx: a run on one resumes on the other (the fast preset picks
+    OpenVINO where it is installed), while another graph or precision is refused."""
+    from imgutils_facequal.store import differences, settings_mismatches
+    frames, _ = frames  # the readable frames, and a broken file
+    out = tmp_path / 'scores.jsonl'
+    first = run('score', frames[0], '--backend', 'onnx', '-o', out, '--quiet')
+    assert first.returncode == 0, first.stderr
+    resumed = run('score', *frames[:2], '--backend', 'openvino', '-o', out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert '1 image' in resumed.stderr and 'skipped' in resumed.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted({row['image'] for row in rows}) == sorted(str(path) for path in frames[:2])
+    refused = run('score', *frames[:3], '--backend', 'openvino', '--margin', '1', '-o', out, '--quiet')
+    assert refused.returncode == 2 and 'margin: 0.5' in refused.stderr, refused.stderr
+    recorded = {'backend': 'onnx', 'precision': 'fp32'}
+    assert differences(recorded, {'backend': 'openvino', 'precision': 'fp32'}) == []
+    assert [d.name for d in differences(recorded, {'backend': 'transformers', 'precision': 'fp32'})] == ['backend']
+    assert [d.name for d in differences(recorded, {'backend': 'openvino', 'precision': 'bf16'})] == [
+        'backend', 'precision']
+    assert settings_mismatches(recorded, backend='openvino') == []
+    assert [d.name for d in settings_mismatches(recorded, backend='transformers')] == ['backend']
+
+
+def test_the_summary_points_a_cpu_run_on_onnxruntime_to_openvino():
+    from imgutils_facequal.cli.common import Progress
+
+    def advice(backend):
+        progress = Progress(1, quiet=True, classifier=load_face_quality_model(backend=backend))
+        progress.images, progress.seconds['classification'], progress.seconds['detection'] = 1, 0.3, 0.1
+        return progress._time_lines()[-1]
+    assert '--backend auto (--fast uses it)' in advice('onnx') and 'pip install' not in advice('onnx')
+    assert 'OpenVINO' not in advice('openvino') and 'classification takes the most time' in advice('openvino')

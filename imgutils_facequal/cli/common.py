@@ -2,6 +2,7 @@
 import dataclasses
 import errno
 import functools
+import importlib.util
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ from typing import List, Optional, Sequence
 import click
 
 from ..atomic import write_new_file
+from ..backends import FaceQualityClassifier
 from ..curate import output_stem
 from ..errors import FaceQualityError, InputNotFoundError, UnknownModelError
 from ..models import resolve_model
@@ -262,8 +264,9 @@ class Progress:
 
     def __init__(self, total: int, quiet: bool, done_before: int = 0, classes: Sequence[str] = (),
                  log_interval: float = 30.0, bar: bool = True, settings: Optional[ScoringSettings] = None,
-                 timed: bool = True):
+                 timed: bool = True, classifier: Optional[FaceQualityClassifier] = None):
         self.quiet = quiet
+        self.classifier = classifier  # the one that ran, for the summary's advice
         self.timed = timed  # False: no time and rate in the summary (reading saved rows takes none worth telling)
         self.total = total
         self.started = time.perf_counter()
@@ -327,9 +330,16 @@ class Progress:
         hint = {'detection': 'detection takes the most time: ' + (
                     'a GPU (--device cuda) is what speeds it up further' if fast else
                     '--fast runs one small detector pass instead (see the performance page for what it changes)'),
-                'classification': 'classification takes the most time: a GPU (--device cuda) is what speeds it up',
+                'classification': 'classification takes the most time: ' + self._classifier_advice(),
                 'decoding': 'decoding takes the most time: more --workers, or images on a faster disk'}[busiest]
         return lines + [f'  {hint}']
+
+    def _classifier_advice(self) -> str:
+        if self.classifier is None or self.classifier.backend != 'onnx' or self.classifier.runs_on_gpu:
+            return 'a GPU (--device cuda) is what speeds it up'
+        install = '' if importlib.util.find_spec('openvino') else " after pip install 'imgutils-facequal[openvino]'"
+        return ('a GPU (--device cuda) speeds it up; on this CPU OpenVINO may: --backend auto (--fast uses it)'
+                + install + ' (see the performance page)')
 
     def summary(self, interrupted: bool = False) -> None:
         if self.bar is not None:

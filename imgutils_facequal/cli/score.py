@@ -164,7 +164,8 @@ def score(paths, output, fmt, per_image, files_from, shard, visualize, visualize
         todo = [item for item in images if not out.is_done(item.path)]
         progress = Progress(len(missing) + len(todo), quiet, done_before=len(images) - len(todo),
                             classes=faces.classifier.classes, log_interval=log_interval,
-                            bar=not (output is None and sys.stdout.isatty()), settings=settings)
+                            bar=not (output is None and sys.stdout.isatty()), settings=settings,
+                            classifier=faces.classifier)
         progress.retried = len(out.retried & {image_key(item.path) for item in todo})
         interrupted = False
         try:

@@ -13,7 +13,9 @@ Parquet files and shards.
 Two sets of rows may share an output (a resume) or be read as one (shards) when every
 setting that changes results agrees. `RECORDED_ONLY` never blocks: the package version,
 the device, the batch size and the workers, where the run was made, and the names a model was given (the same
-repository and commit under another name is the same model).
+repository and commit under another name is the same model). Nor does the backend between
+`SAME_GRAPH_BACKENDS` in fp32: they run the same ``model.onnx`` (their rewrites are checked
+against it to 1e-4), so their scores differ as another device's do, by float rounding.
 """
 import os
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
@@ -24,12 +26,15 @@ from ..models import resolve_model
 from ..scoring import FaceQualityDetector
 from ..settings import SETTING_NAMES, ScoringSettings
 
-__all__ = ['RECORDED_ONLY', 'Difference', 'make_provenance', 'normalise_provenance', 'differences',
+__all__ = ['RECORDED_ONLY', 'SAME_GRAPH_BACKENDS', 'Difference', 'make_provenance', 'normalise_provenance', 'differences',
            'describe_differences', 'settings_mismatches']
 
 #: What a provenance records without it ever blocking a resume or a merge.
 RECORDED_ONLY = frozenset({'package', 'version', 'device', 'batch_size', 'workers', 'model_name', 'revision',
                            'working_dir', 'roots'})
+
+#: Backends that run the repository's ``model.onnx`` itself: in fp32 one may resume the other's rows.
+SAME_GRAPH_BACKENDS = frozenset({'onnx', 'openvino'})
 
 
 class Difference(NamedTuple):
@@ -92,12 +97,20 @@ def _same(name: str, recorded: Any, current: Any) -> bool:
     return recorded == current
 
 
+def _same_graph(recorded: Dict[str, Any], backend: Any, precision: Any) -> bool:
+    """Whether ``backend`` at ``precision`` runs the same graph, in fp32, as the ``recorded`` provenance."""
+    return ({recorded.get('backend'), backend} <= SAME_GRAPH_BACKENDS
+            and recorded.get('precision') in ('fp32', None) and precision in ('fp32', None))
+
+
 def differences(recorded: Dict[str, Any], current: Dict[str, Any]) -> List[Difference]:
-    """The settings that change results on which two provenances disagree (`RECORDED_ONLY` aside)."""
+    """The settings that change results on which two provenances disagree (`RECORDED_ONLY` aside, and the
+    backend between `SAME_GRAPH_BACKENDS` in fp32)."""
     recorded, current = normalise_provenance(recorded), normalise_provenance(current)
     return [Difference(name, recorded.get(name), current.get(name))
             for name in dict.fromkeys([*recorded, *current])
-            if name not in RECORDED_ONLY and not _same(name, recorded.get(name), current.get(name))]
+            if name not in RECORDED_ONLY and not _same(name, recorded.get(name), current.get(name))
+            and not (name == 'backend' and _same_graph(recorded, current.get('backend'), current.get('precision')))]
 
 
 def describe_differences(found: List[Difference], recorded_in: str = 'in the file', current_in: str = 'now') -> str:
@@ -108,7 +121,8 @@ def describe_differences(found: List[Difference], recorded_in: str = 'in the fil
 def settings_mismatches(recorded: Dict[str, Any], **given: Any) -> List[Difference]:
     """The settings ``given`` (by `imgutils_facequal.ScoringSettings` names) that the rows were not scored
     with. ``model_name`` matches the same repository or folder under any name; ``revision`` the name or the
-    commit; ``backend='auto'`` any backend; ``device`` anything.
+    commit; ``backend='auto'`` any backend, and ``onnx`` or ``openvino`` either of them in fp32; ``device``
+    anything.
 
     :raises TypeError: When a name is not a setting.
     """
@@ -127,7 +141,8 @@ def settings_mismatches(recorded: Dict[str, Any], **given: Any) -> List[Differen
                 pass
         elif name == 'revision' and value in (recorded.get('revision'), recorded.get('commit')):
             continue
-        elif name == 'device' or name == 'backend' and value == 'auto':
+        elif name == 'device' or name == 'backend' and (
+                value == 'auto' or _same_graph(recorded, value, given.get('precision', recorded.get('precision')))):
             continue
         elif _same(name, recorded.get(name), value):
             continue
