@@ -6,7 +6,7 @@
   the ``torch`` extra.
 * ``auto``: the repository's (or a local export's) ``model.onnx`` when it has one, on
   OpenVINO where the classifier runs on the CPU and the ``openvino`` extra is installed
-  (measured 1.2 x onnxruntime on an AVX-512 Xeon, and level with it on an AVX2 EPYC), else
+  (measured 1.1 to 1.2 x onnxruntime on an AVX-512 Xeon, and level with it on an AVX2 EPYC), else
   on onnxruntime; without ``model.onnx``, transformers when the ``torch`` extra is
   installed, else an error saying what to install; with ``precision='bf16'``,
   transformers. The fast preset uses it. ``onnx`` and ``openvino`` run the same file and
