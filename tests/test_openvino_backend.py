@@ -213,3 +213,9 @@ def test_the_summary_points_a_cpu_run_on_onnxruntime_to_openvino():
         return progress._time_lines()[-1]
     assert '--backend auto (--fast uses it)' in advice('onnx') and 'pip install' not in advice('onnx')
     assert 'OpenVINO' not in advice('openvino') and 'classification takes the most time' in advice('openvino')
+
+
+def test_openvino_threads_are_not_pinned_to_cores():
+    """Pinned, two processes of one thread each (Ray actors of one CPU) ran on the same core."""
+    model = load_face_quality_model(backend='openvino')
+    assert model.compiled.get_property('ENABLE_CPU_PINNING') is False

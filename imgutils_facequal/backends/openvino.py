@@ -198,10 +198,13 @@ class FaceQualityOpenVINOModel(FaceQualityClassifier):
                            else None, images=self.requests)  # a full wave of requests: no second compilation
 
     def _compile(self, hint: str):
-        # pinned to fp32 (AMX CPUs default to whole-graph bf16); the bf16 opt-in converts its products explicitly
+        # pinned to fp32 (AMX CPUs default to whole-graph bf16); the bf16 opt-in converts its products explicitly.
+        # Threads not pinned to cores: each process pins from the first core, so two processes of one thread
+        # each (as Ray gives actors of one CPU) shared one core at half speed; unpinned, one alone runs as fast.
         return self._core.compile_model(self._model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32',
                                                              'INFERENCE_NUM_THREADS': session_threads(),
-                                                             'PERFORMANCE_HINT': hint})
+                                                             'PERFORMANCE_HINT': hint,
+                                                             'ENABLE_CPU_PINNING': False})
 
     def _keep_output(self, request, index: int) -> None:
         self._outputs[index] = request.get_output_tensor(self._output_index).data.copy()
