@@ -72,8 +72,8 @@ def _open_onnx_graph(source, device: Optional[str], precision: str) -> FaceQuali
     if _onnx_runs_on_cpu(device) and importlib.util.find_spec('openvino') is not None:
         try:
             return _open('openvino', source, device, precision)
-        except BackendNotAvailableError:  # an OpenVINO too old for the file: onnxruntime runs it
-            pass
+        except (BackendNotAvailableError, ModelNotAvailableError):  # too old for the file, or cannot read it
+            pass  # onnxruntime runs it, or says why it cannot have it either
     return _open('onnx', source, device, precision)
 
 
