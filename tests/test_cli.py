@@ -266,6 +266,9 @@ def test_head_localisation_options_reach_the_detector(folder, tmp_path):
     assert (meta['head_localisation'], meta['head_level'], meta['head_infer_size']) == ('heads', 's', 64)
     # the preset's classifier: OpenVINO where its extra is installed (the full test install), else onnxruntime
     assert meta['backend'] == ('openvino' if importlib.util.find_spec('openvino') else 'onnx')
+    run('score', root, '-o', tmp_path / 'fast-onnx.jsonl', '--fast', '--backend', 'onnx', '--head-infer-size', '64',
+        '--head-level', 's', '-q', check_code=0)
+    assert json.loads((tmp_path / 'fast-onnx.jsonl.meta.json').read_text())['backend'] == 'onnx'
     assert 'time per image: decoding' in fast.stderr and 'detection' in fast.stderr
 
 
