@@ -32,7 +32,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from string import Template
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .atomic import replace_file
 from .caching import cached
@@ -41,7 +41,7 @@ from .curate.decisions import scores_fingerprint
 from .curate.dedup import DEFAULT_DEDUP_DISTANCE, duplicate_groups
 from .curate.selection import Thresholds, face_size
 from .store import scored_images
-from .store.paths import stored_path
+from .store.paths import saved_path_here, stored_path
 from .errors import ImageLoadError
 from .images import load_rgb_image
 from .quality import QUALITY_ORDER
@@ -115,15 +115,16 @@ def _hover(result, index, face) -> str:
 
 
 def _thumbnails(jobs: Dict[str, Dict[str, Optional[Tuple[int, int, int, int]]]], size: int, folder: Optional[str],
-                workers: int) -> Tuple[Dict[str, bytes], Dict[str, str]]:
+                workers: int, working_dir: Optional[str] = None) -> Tuple[Dict[str, bytes], Dict[str, str]]:
     """Cut the crops ``{key: box}`` of each image (decoded once; box ``None``: the whole image) as JPEG
-    thumbnails; ``(written, {image: error})``."""
+    thumbnails, a relative path read from ``working_dir``, where the scores were made; ``(written, {image:
+    error})``."""
     written: Dict[str, bytes] = {}
     errors: Dict[str, str] = {}
 
     def one(image: str):
         try:
-            decoded = load_rgb_image(image)
+            decoded = load_rgb_image(saved_path_here(image, working_dir))
         except ImageLoadError as err:
             return image, None, str(err)
         out = {}
@@ -222,7 +223,7 @@ def _picture(key: str, written: Dict[str, bytes], embed: bool, part: str, hover:
 
 
 def _section(name: str, items: list, total: int, written: Dict[str, bytes], unreadable: Dict[str, str],
-             embed: bool, out_dir: str) -> _Markup:
+             embed: bool, link: Callable[[str], str]) -> _Markup:
     """A class's grid of thumbnails, each linked to its image; one that could not be cut is shown as gone."""
     figures = []
     for number, result, index, face, key in items:
@@ -230,7 +231,7 @@ def _section(name: str, items: list, total: int, written: Dict[str, bytes], unre
         if key not in written:
             hover = f'{hover}\n{unreadable.get(result.image.path, "not readable")}'
         picture = _picture(key, written, embed, 'thumbnail', hover, name=name, quality=f'{face.quality:.3f}')
-        figures.append(_fill('figure', image=number, link=_link(result.image.path, out_dir), picture=picture,
+        figures.append(_fill('figure', image=number, link=link(result.image.path), picture=picture,
                              quality=f'{face.quality:.3f}'))
     note = (f'showing {len(items)} of {total}, spread evenly from the best to the worst; best first'
             if len(items) < total else 'all, best first' if total else 'none')
@@ -246,7 +247,7 @@ def _best_face(result) -> Optional[int]:
 
 
 def _groups_section(groups: List[List[int]], results: list, keys: Dict[int, str], written: Dict[str, bytes],
-                    unreadable: Dict[str, str], embed: bool, out_dir: str, distance: int) -> _Markup:
+                    unreadable: Dict[str, str], embed: bool, link: Callable[[str], str], distance: int) -> _Markup:
     """The groups of near-duplicates, the largest first, each image as a whole frame; the page's script
     puts the one kept first as the controls change."""
     shown = _shown_groups(groups, results)
@@ -262,7 +263,7 @@ def _groups_section(groups: List[List[int]], results: list, keys: Dict[int, str]
                 ('phash', getattr(result, 'phash', None))))
             if keys[image] not in written:
                 hover = f'{hover}\n{unreadable.get(result.image.path, "not readable")}'
-            figures.append(_fill('figure', image=image, link=_link(result.image.path, out_dir),
+            figures.append(_fill('figure', image=image, link=link(result.image.path),
                                  picture=_picture(keys[image], written, embed, 'frame', hover),
                                  quality=quality or 'no face'))
         more = f', {len(members)} shown (best faces first)' if len(members) < len(group) else ''
@@ -378,7 +379,8 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     :param embed: Put the thumbnails in the page itself (one file to send), not in ``thumbs/``.
     :param title: The page title; default the number of images.
     :param provenance: What produced the rows (`imgutils_facequal.store.read_scores` gives it),
-        shown in the header.
+        shown in the header; its ``working_dir`` is where relative paths are read from, as
+        ``filter`` reads them, wherever the report is made.
     :param workers: Threads cutting thumbnails (default: the CPU count).
     :param dedup_distance: Images whose perceptual hashes (the ``phash`` column) lie within
         this many bits are near-duplicates (`imgutils_facequal.curate.dedup`); the page shows
@@ -433,7 +435,8 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     thumbs_dir = None if embed else os.path.join(out_dir, 'thumbs')
     if thumbs_dir is not None:
         os.makedirs(thumbs_dir, exist_ok=True)
-    written, unreadable = _thumbnails(jobs, thumb_size, thumbs_dir, workers or os.cpu_count() or 2)
+    working_dir = (provenance or {}).get('working_dir')  # relative paths name files from where score ran
+    written, unreadable = _thumbnails(jobs, thumb_size, thumbs_dir, workers or os.cpu_count() or 2, working_dir)
     if thumbs_dir is not None:  # thumbnails of an earlier report that this one does not show
         for name in os.listdir(thumbs_dir):
             if name.endswith('.jpg') and name not in written:
@@ -442,10 +445,13 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     counts, thresholds = _tables(table, table.failed)
     root = results[0].image.root if results else '.'  # scored_images' common_root of every image
     heading = title or f'Face quality of {table.images} images'
-    sections = [_section(name, shown[name], len(by_class.get(name, [])), written, unreadable, embed, out_dir)
+
+    def link(path: str) -> str:
+        return _link(saved_path_here(path, working_dir), out_dir)
+    sections = [_section(name, shown[name], len(by_class.get(name, [])), written, unreadable, embed, link)
                 for name in classes]
     if groups:
-        sections.insert(0, _groups_section(groups, results, frame_keys, written, unreadable, embed, out_dir,
+        sections.insert(0, _groups_section(groups, results, frame_keys, written, unreadable, embed, link,
                                            dedup_distance))
     if unreadable:
         sections.append(_problems('unreadable', 'Images that could not be read now', list(unreadable.items())[:200]))

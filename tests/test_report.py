@@ -168,3 +168,21 @@ def test_embedded_thumbnails_and_the_report_folder(scored, tmp_path):
     result = run('report', scores, '-o', root, check_code=2)
     assert 'holds no earlier report' in result.stderr
     assert run('report', tmp_path / 'nothing.jsonl', '-o', tmp_path / 'r', check_code=2).stderr.count('score') >= 1
+
+
+def test_relative_paths_are_read_from_the_folder_score_ran_in(tmp_path):
+    """Scores of relative paths, reported from another folder: thumbnails and links find the images, as
+    `filter` does (the provenance's working_dir)."""
+    import re
+    import urllib.parse
+    (tmp_path / 'frames').mkdir()
+    for index in range(3):
+        scene(index)[0].save(tmp_path / 'frames' / f'frame{index}.png')
+    run('score', 'frames', '-o', 'scores.jsonl', '-q', cwd=tmp_path, check_code=0)
+    assert all(not os.path.isabs(row['image']) for row in read_jsonl(tmp_path / 'scores.jsonl'))
+    elsewhere, out = tmp_path / 'elsewhere', tmp_path / 'report'
+    elsewhere.mkdir()
+    result = run('report', tmp_path / 'scores.jsonl', '-o', out, cwd=elsewhere, check_code=0)
+    assert 'could not be read' not in result.stderr and len(os.listdir(out / 'thumbs')) >= 3
+    links = {urllib.parse.unquote(href) for href in re.findall(r'<a href="([^"]+\.png)"', (out / 'index.html').read_text())}
+    assert links and all((out / link).resolve().is_file() for link in links), links
