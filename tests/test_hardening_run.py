@@ -149,6 +149,27 @@ def test_a_closed_pipe_on_stdout_ends_quietly(tmp_path):
     assert 'Exception ignored' not in stderr and 'Error' not in stderr, stderr
 
 
+def test_on_windows_a_closed_pipe_is_einval_from_stdout_only(monkeypatch):
+    """Windows reports a write to a pipe whose reader has gone as EINVAL (the pipe itself cannot be made to
+    fail that way here, so a stdout that fails as Windows' does stands in for it); EINVAL from anything else,
+    a file name Windows refuses, say, is a real error."""
+    import errno
+    import io
+    import os as os_module
+    from imgutils_facequal.cli.common import closed_pipe
+
+    class WindowsClosedPipe(io.StringIO):
+        def flush(self):
+            raise OSError(errno.EINVAL, 'Invalid argument')
+    einval = OSError(errno.EINVAL, 'Invalid argument')
+    monkeypatch.setattr(os_module, 'name', 'nt')
+    assert not closed_pipe(einval)  # stdout still writes: not a closed pipe
+    monkeypatch.setattr('sys.stdout', WindowsClosedPipe())
+    assert closed_pipe(einval) and closed_pipe(BrokenPipeError())
+    monkeypatch.setattr(os_module, 'name', 'posix')
+    assert not closed_pipe(einval)
+
+
 # 31. --files-from: a listed path that is missing gets an error row naming the list and the line
 def test_a_missing_listed_path_gets_an_error_row_and_the_run_goes_on(frames, tmp_path):
     listing = tmp_path / 'list.txt'

@@ -41,7 +41,19 @@ def closed_pipe(error: BaseException) -> bool:
     while error is not None:
         if isinstance(error, BrokenPipeError) or (isinstance(error, OSError) and error.errno == errno.EPIPE):
             return True
+        if os.name == 'nt' and isinstance(error, OSError) and error.errno == errno.EINVAL and _stdout_gone():
+            return True
         error = error.__cause__ or error.__context__
+    return False
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout can no longer be written. Windows reports a write to a pipe whose reader has gone as
+    EINVAL, which also means other things (a file name Windows refuses), so stdout itself is tried."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
     return False
 
 
