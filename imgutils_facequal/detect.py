@@ -13,7 +13,10 @@ from .scoring import FaceLocator, FaceQualityResult, load_face_quality_detector
 from .settings import ScoringSettings
 from .visualize import visualize_face_quality
 
-__all__ = ['FaceTags', 'detect_face_quality', 'tag_faces', 'visualize_face_quality']
+__all__ = ['FaceTags', 'detect_face_quality', 'tag_faces', 'visualize_face_quality', 'TAGGED_AT_ONCE']
+
+#: Crops `tag_faces` hands each tagger per call; a frame with more faces is tagged in turns.
+TAGGED_AT_ONCE = 64
 
 
 class FaceTags(NamedTuple):
@@ -67,7 +70,8 @@ def tag_faces(image, taggers: Sequence[str] = ('face_quality',),
     :param settings: The `imgutils_facequal.ScoringSettings` that find and crop the faces
         (its detector, crop and head fields); ``options`` replace its fields. ``crop``
         defaults to ``head``.
-    :return: One `FaceTags` per face, its ``tags`` holding each tagger's result.
+    :return: One `FaceTags` per face, its ``tags`` holding each tagger's result. Each tagger
+        gets at most `TAGGED_AT_ONCE` crops a call.
 
     Example:
 
@@ -80,16 +84,18 @@ def tag_faces(image, taggers: Sequence[str] = ('face_quality',),
     locator = FaceLocator(settings, **options)
     decoded = load_rgb_image(image)
     locations = locator.locate(decoded)
-    crops = [decoded.crop(location.crop_bbox) for location in locations]
-    per_tagger = {}
-    for tagger in resolved:
-        outputs = list(tagger(crops, **tagger_options.get(tagger.name, {}))) if crops else []
-        if len(outputs) != len(crops):
-            raise PluginError(
-                f'Tagger {tagger.name!r} (plugin {tagger.plugin!r}) returned {len(outputs)} results '
-                f'for {len(crops)} crops; a tagger must return one result per crop.'
-            )
-        per_tagger[tagger.name] = outputs
+    per_tagger = {tagger.name: [] for tagger in resolved}
+    # TAGGED_AT_ONCE crops at a time, each tagger over the same ones: a frame of a crowd holds bounded memory
+    for start in range(0, len(locations), TAGGED_AT_ONCE):
+        crops = [decoded.crop(location.crop_bbox) for location in locations[start:start + TAGGED_AT_ONCE]]
+        for tagger in resolved:
+            outputs = list(tagger(crops, **tagger_options.get(tagger.name, {})))
+            if len(outputs) != len(crops):
+                raise PluginError(
+                    f'Tagger {tagger.name!r} (plugin {tagger.plugin!r}) returned {len(outputs)} results '
+                    f'for {len(crops)} crops; a tagger must return one result per crop.'
+                )
+            per_tagger[tagger.name].extend(outputs)
     return [FaceTags(*location, tags={name: outputs[index] for name, outputs in per_tagger.items()})
             for index, location in enumerate(locations)]
 

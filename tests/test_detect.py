@@ -200,6 +200,41 @@ def test_tag_faces_runs_taggers_side_by_side(scene):
         tag_faces(image, taggers=['no_such_tagger'])
 
 
+def test_tag_faces_hands_a_crowd_to_each_tagger_in_turns():
+    """A frame with 150 faces: each tagger gets at most TAGGED_AT_ONCE crops a call, the same crops for every
+    tagger, and one result per face in the detector's order."""
+    from imgutils_facequal import hookimpl, register_plugin, unregister_plugin
+    from imgutils_facequal.detect import TAGGED_AT_ONCE
+    image = Image.new('RGB', (600, 250))
+    for index in range(150):  # a 15 x 10 grid of 40 x 25 cells, each its own shade
+        image.paste((index, 255 - index, 100), (40 * (index % 15), 25 * (index // 15), 40 * (index % 15) + 40,
+                                                 25 * (index // 15) + 25))
+    calls = []
+
+    class CrowdPlugin:
+        @hookimpl
+        def register_detectors(self, register):
+            register('grid', lambda image, **options: [
+                ((40 * (i % 15), 25 * (i // 15), 40 * (i % 15) + 40, 25 * (i // 15) + 25), 'face', 0.9)
+                for i in range(150)])
+
+        @hookimpl
+        def register_taggers(self, register):
+            def red(crops, **options):
+                calls.append(len(crops))
+                return [crop.getpixel((5, 5))[0] for crop in crops]
+            register('red', red)
+            register('green', lambda crops, **options: [crop.getpixel((5, 5))[1] for crop in crops])
+
+    register_plugin(CrowdPlugin(), name='crowd')
+    try:
+        tagged = tag_faces(image, taggers=['red', 'green'], detector='grid', crop='face', margin=0)
+    finally:
+        unregister_plugin('crowd')
+    assert calls == [TAGGED_AT_ONCE, TAGGED_AT_ONCE, 150 - 2 * TAGGED_AT_ONCE]
+    assert [(item.tags['red'], item.tags['green']) for item in tagged] == [(i, 255 - i) for i in range(150)]
+
+
 def test_unknown_detector_lists_the_registered_ones(scene):
     with pytest.raises(PluginError, match='face, head'):
         detect_face_quality(scene[0], detector='bodies')
