@@ -278,6 +278,9 @@ def test_the_command_writes_whole_shards_exits_1_on_error_rows_and_a_rerun_score
     assert not list(output.glob('.*.tmp'))
     shards = sorted(output.glob('*.parquet'))
     assert read_provenance(str(shards[0]))['model_name'] == 'caformer_s36.head_crop'
+    # where the run was made, which the actors cannot know: relative paths are read from there
+    assert read_provenance(str(shards[0]))['working_dir'] == os.getcwd()
+    assert read_provenance(str(shards[0]))['roots'] == [os.path.abspath(frames)]
     rows = [row for shard in shards for row in read_file(str(shard)).rows]
     assert_same_rows([row for row in rows if not row.get('error')],
                      in_process_rows([path for path in image_paths(frames) if not path.endswith('broken.png')]))

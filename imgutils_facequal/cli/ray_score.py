@@ -110,7 +110,8 @@ def score_on_ray(paths: Sequence[str], output: Optional[str], address: str, acto
     check_cpu_headroom(actors, cpus)
     progress = Progress(len(todo), quiet, done_before=len(images) - len(todo),
                         **({} if log_interval is None else {'log_interval': log_interval}))
-    writer = ShardWriter(output)
+    # relative paths name files from this folder; the actors, in folders of their own, cannot record it
+    writer = ShardWriter(output, {'working_dir': os.getcwd(), 'roots': [os.path.abspath(path) for path in paths]})
     interrupted = False
     if todo:
         rows = score_dataset(read_image_folder(todo), actors=actors, cpus_per_actor=cpus,

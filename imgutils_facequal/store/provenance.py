@@ -6,7 +6,8 @@ repository, resolved commit and classes, what the rows hold (``rows``: ``per fac
 ``per image``), what ran them (``package``, ``version``, ``batch_size``, ``workers``), and
 where: ``working_dir``, the folder the run was made in, which relative image paths are
 relative to, and ``roots``, the inputs it was given, as absolute paths (both ``None`` when
-not known, as for Ray actors, which run in folders of their own).
+not known: Ray actors run in folders of their own, so `score --ray` fills them in as it
+writes the shards, and `score_dataset`'s rows from Python leave them ``None``).
 It goes into ``<output>.meta.json`` beside JSON Lines and CSV, and into the metadata of
 Parquet files and shards.
 

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 import warnings
-from typing import Callable, List, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from ...atomic import replace_file
 from ..complete import complete_images
@@ -111,8 +111,11 @@ def completed(folder: str, key: Callable[[str], str] = image_key) -> Set[str]:
 class ShardWriter:
     """Blocks of rows (``pyarrow`` tables with the provenance in their metadata) into whole shards."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, where: Optional[Dict[str, Any]] = None):
+        """:param where: Provenance fields the writer knows and the actors cannot (``working_dir`` and
+            ``roots``: the actors run in folders of their own), filled in where the actors left them ``None``."""
         self.folder = folder
+        self.where = where or {}
         self.run = f'{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:8]}'
         self.blocks: list = []
         self.images = 0
@@ -134,7 +137,9 @@ class ShardWriter:
             for actor in json.loads((block.schema.metadata or {}).get(ACTOR_KEY, b'[]')):
                 if actor not in actors:
                     actors.append(actor)
-        metadata = {PROVENANCE_KEY: self.blocks[0].schema.metadata[PROVENANCE_KEY],
+        provenance = json.loads(self.blocks[0].schema.metadata[PROVENANCE_KEY])
+        provenance.update({name: value for name, value in self.where.items() if provenance.get(name) is None})
+        metadata = {PROVENANCE_KEY: json.dumps(provenance).encode('utf-8'),
                     ACTOR_KEY: json.dumps(actors).encode('utf-8')}
         table = pa.concat_tables([block.replace_schema_metadata(None) for block in self.blocks])
         target = os.path.join(self.folder, f'part-{self.run}-{self.count:05d}.parquet')
