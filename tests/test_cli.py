@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import re
 import signal
 import time
 
@@ -298,3 +299,36 @@ def test_each_run_of_main_in_one_process_shows_its_own_status_lines(monkeypatch)
             for args in (['status-probe', '-q'], ['status-probe'], ['status-probe'])]
     assert [(result.exit_code, result.stderr) for result in runs] == [
         (0, ''), (0, 'imgutils-facequal: a status line\n'), (0, 'imgutils-facequal: a status line\n')]
+
+
+def test_the_summary_leaves_loading_the_detector_out_of_detection_time(tmp_path):
+    """A detector whose first call loads its model (here: sleeps 2 s, once): the command loads it before the
+    first image, so the summary's detection time per image is the detector's, not the load spread over a
+    few images."""
+    from imgutils_facequal import hookimpl, register_plugin, unregister_plugin
+    loaded = []
+
+    def slow_to_load(image, **options):
+        if not loaded:
+            time.sleep(2.0)
+            loaded.append(True)
+        width, height = image.size
+        return [((width // 4, height // 4, 3 * width // 4, 3 * height // 4), 'face', 0.9)]
+
+    class SlowToLoad:
+        @hookimpl
+        def register_detectors(self, register):
+            register('slow_to_load', slow_to_load)
+
+    root = tmp_path / 'frames'
+    root.mkdir()
+    for index in range(3):
+        scene(index)[0].save(root / f'{index}.png')
+    register_plugin(SlowToLoad(), name='slow-to-load')
+    try:
+        done = run('score', root, '-o', tmp_path / 'scores.jsonl', '--detector', 'slow_to_load', '--crop', 'face',
+                   check_code=0)
+    finally:
+        unregister_plugin('slow-to-load')
+    detection = float(re.search(r'detection ([0-9.]+) s', done.stderr).group(1))
+    assert loaded and detection < 0.5, done.stderr  # the 2 s load over 3 images would be 0.67 s or more

@@ -17,7 +17,7 @@ import click
 from ..atomic import write_new_file
 from ..backends import FaceQualityClassifier
 from ..curate import output_stem
-from ..errors import FaceQualityError, InputNotFoundError, UnknownModelError
+from ..errors import DetectionError, FaceQualityError, InputNotFoundError, UnknownModelError
 from ..models import resolve_model
 from ..plugins import UnknownPluginNameError, get_detector
 from ..scoring import load_face_quality_detector
@@ -220,9 +220,17 @@ def settings_from(kwargs) -> ScoringSettings:
 
 
 def load_detector(settings: ScoringSettings):
-    """The detect-then-score object of the settings, with a warning when a GPU was asked for and none runs."""
+    """The detect-then-score object of the settings, with a warning when a GPU was asked for and none runs.
+    Its detectors run once on a blank image before any of the user's: a detector model that cannot be had
+    fails the command at once, as the classifier does, and loading it is not counted as detection time in
+    the summary (for a few images it was most of it)."""
+    from PIL import Image
     faces = load_face_quality_detector(settings=settings)
     warn_about_device(faces.classifier, settings.device)
+    try:
+        faces.locator.locate(Image.new('RGB', (64, 64)))
+    except DetectionError:  # a detector that fails on a blank image: said per image, if it fails on those
+        pass
     return faces
 
 
@@ -350,8 +358,8 @@ class Progress:
         if self.classifier is None or self.classifier.backend != 'onnx' or self.classifier.runs_on_gpu:
             return 'a GPU (--device cuda) is what speeds it up'
         install = '' if importlib.util.find_spec('openvino') else " after pip install 'imgutils-facequal[openvino]'"
-        return ('a GPU (--device cuda) speeds it up; on this CPU OpenVINO may: --backend auto (--fast uses it)'
-                + install + ' (see the performance page)')
+        return ('a GPU (--device cuda) speeds it up; on a CPU, OpenVINO may too: --backend auto' + install
+                + ', which --fast also sets (see the performance page)')
 
     def summary(self, interrupted: bool = False) -> None:
         if self.bar is not None:
