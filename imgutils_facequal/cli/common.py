@@ -186,7 +186,8 @@ def _settings_options() -> list:
         click.option('--fast', is_flag=True,
                      help='The fast preset: ' + ', '.join(f'--{name.replace("_", "-")} {value}' for name, value in
                                                           PRESETS['fast'].items())
-                          + ' (one small detector pass; face boxes derived from head boxes). Options given win.')]
+                          + ' (one small detector pass; face boxes derived from head boxes; the classifier on '
+                            'OpenVINO where the openvino extra is installed). Options given win.')]
 
 
 def settings_options(function):
