@@ -37,11 +37,12 @@ def describe_image_input(image: Any) -> str:
     return text if len(text) <= 80 else f'<{type(image).__name__}>'
 
 
-def check_regular_file(path: Any) -> None:
+def check_regular_file(path: Any) -> bool:
     """Refuse a path that exists but is not a regular file (a folder, a named pipe, a device, a socket)
     before anything opens it: opening a named pipe waits for a writer that may never come.
 
     A path that does not exist passes (opening it reports that); so does a symbolic link to a regular file.
+    Returns whether the path is a regular file (``os.path.isfile``, from the same ``stat``).
 
     >>> import tempfile
     >>> check_regular_file(tempfile.gettempdir())
@@ -54,10 +55,11 @@ def check_regular_file(path: Any) -> None:
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):  # missing, or a name the system refuses: opening it says which
-        return
+        return False
     if not stat.S_ISREG(mode):
         raise ImageLoadError(f'Cannot read image {describe_image_input(path)}: it is not a regular file '
                              f'({_file_kind(mode)}). Pass image files.')
+    return True
 
 
 def _file_kind(mode: int) -> str:
@@ -95,8 +97,7 @@ def _open(image: Any):
     if isinstance(image, (bytes, bytearray)):  # imgutils hands bytes to Image.open, which takes them for a name
         return Image.open(io.BytesIO(image))
     if isinstance(image, (str, os.PathLike)):
-        check_regular_file(image)
-        if os.path.isfile(image):
+        if check_regular_file(image):
             return Image.open(image)
     elif not (isinstance(image, Image.Image) or hasattr(image, 'read')):
         # imgutils' message would print the whole object (a numpy array) a second time

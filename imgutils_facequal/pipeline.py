@@ -83,15 +83,15 @@ def find_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> List[Input
 
     def add(path: str, root: str) -> None:
         key = os.path.realpath(path)
-        own = _path_key(path)
-        if key not in seen and own not in excluded and not own.startswith(under_excluded):
+        own = os.path.normcase(key)  # _path_key, without a second realpath
+        if key not in seen and not (excluded and (own in excluded or own.startswith(under_excluded))):
             seen.add(key)
             found.append(InputImage(path, root))
 
     def walk(folder: str, root: str) -> None:
         for directory, subdirectories, files in os.walk(folder):
             subdirectories[:] = sorted(name for name in subdirectories
-                                       if _path_key(os.path.join(directory, name)) not in excluded)
+                                       if not excluded or _path_key(os.path.join(directory, name)) not in excluded)
             for name in sorted(files):
                 if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'):
                     add(os.path.join(directory, name), root)

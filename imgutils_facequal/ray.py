@@ -262,8 +262,13 @@ def read_image_folder(paths: Sequence[str], skip: Optional[Iterable[str]] = None
     import ray.data
     skip = set(skip or ())
     items = [item.path for item in find_images(list(paths)) if text_path(item.path) not in skip]
-    present = [path for path in items if os.path.isfile(path) and text_path(path) == path]
-    by_id = [text_path(path) for path in items if path not in present]
+    present, by_id = [], []
+    for path in items:
+        text = text_path(path)
+        if text == path and os.path.isfile(path):
+            present.append(path)
+        else:
+            by_id.append(text)
     parts = []
     if present:
         parts.append(ray.data.read_binary_files(present, include_paths=True))

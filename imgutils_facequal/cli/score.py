@@ -43,12 +43,13 @@ def _own_outputs(output, visualize) -> list:
 def _listed_but_missing(source, listed: List[Tuple[int, str]]) -> Tuple[List[str], List[ImageResult]]:
     """The listed paths that exist (or are globs that match), and an error result for each of the others, naming
     the list and the line: one missing file does not stop the run."""
-    present, missing = [], []
+    present, missing, named = [], [], set()
     name = 'standard input' if source == '-' else repr(source)
     for number, path in listed:
         if os.path.lexists(path) or glob.glob(path, recursive=True):
             present.append(path)
-        elif path not in {result.image.path for result in missing}:
+        elif path not in named:
+            named.add(path)
             missing.append(ImageResult(InputImage(path, os.path.dirname(path) or '.'), error=(
                 f'{path!r} (line {number} of {name}) does not exist. Fix the list or the file; relative paths are '
                 f'read from the current folder, {os.getcwd()!r}.')))
