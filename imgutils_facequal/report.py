@@ -246,11 +246,11 @@ def _best_face(result) -> Optional[int]:
     return -max(qualities)[1] if qualities else None
 
 
-def _groups_section(groups: List[List[int]], results: list, keys: Dict[int, str], written: Dict[str, bytes],
-                    unreadable: Dict[str, str], embed: bool, link: Callable[[str], str], distance: int) -> _Markup:
-    """The groups of near-duplicates, the largest first, each image as a whole frame; the page's script
-    puts the one kept first as the controls change."""
-    shown = _shown_groups(groups, results)
+def _groups_section(groups: List[List[int]], shown: List[Tuple[List[int], List[int]]], results: list,
+                    keys: Dict[int, str], written: Dict[str, bytes], unreadable: Dict[str, str], embed: bool,
+                    link: Callable[[str], str], distance: int) -> _Markup:
+    """The groups of near-duplicates, the largest first (``shown``: `_shown_groups`), each image as a whole
+    frame; the page's script puts the one kept first as the controls change."""
     parts = []
     for number, (group, members) in enumerate(shown):
         figures = []
@@ -270,7 +270,7 @@ def _groups_section(groups: List[List[int]], results: list, keys: Dict[int, str]
         parts.append(_fill('group', number=number, members=len(group), more=more, figures=_joined(figures)))
     note = (f'the {len(shown)} largest shown' if len(shown) < len(groups) else 'all shown') if groups else 'none'
     images = sum(len(group) for group in groups)
-    groups_text = f'{len(groups)} group{"s" if len(groups) != 1 else ""} holding {images} images'
+    groups_text = f'{plural(len(groups), "group")} holding {plural(images, "image")}'
     return _fill('groups', groups_text=groups_text, distance=distance, note=note, groups=_joined(parts))
 
 
@@ -426,7 +426,8 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     else:
         groups, dedup_distance = [], None
     frame_keys: Dict[int, str] = {}
-    for _, members in _shown_groups(groups, results):
+    shown_groups = _shown_groups(groups, results)
+    for _, members in shown_groups:
         for image in members:
             frame_keys[image] = _thumbnail_key(results[image].image.path, 'frame')
             jobs[results[image].image.path][frame_keys[image]] = None
@@ -451,8 +452,8 @@ def write_report(rows, out_dir: str, per_class: int = DEFAULT_PER_CLASS, thumb_s
     sections = [_section(name, shown[name], len(by_class.get(name, [])), written, unreadable, embed, link)
                 for name in classes]
     if groups:
-        sections.insert(0, _groups_section(groups, results, frame_keys, written, unreadable, embed, link,
-                                           dedup_distance))
+        sections.insert(0, _groups_section(groups, shown_groups, results, frame_keys, written, unreadable, embed,
+                                           link, dedup_distance))
     if unreadable:
         sections.append(_problems('unreadable', 'Images that could not be read now', list(unreadable.items())[:200]))
     failed = [result for result in results if result.error is not None]

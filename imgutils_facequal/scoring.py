@@ -314,9 +314,8 @@ class FaceQualityDetector:
         decoded = load_rgb_image(image)
         locations = self.locator.locate(decoded)
         crops, face_input = self.locator.classifier_crops(decoded, locations)
-        size, scores = self.classifier.default_batch_size, []
-        for start in range(0, len(crops), size):  # a batch of crops at a time, however many faces there are
-            scores.extend(self.classifier.scores([crop() for crop in crops[start:start + size]]))
+        # crops made a batch at a time, however many faces there are
+        scores = self.classifier.scores_in_batches(crop() for crop in crops)
         return face_results(locations, [scores[index] for index in face_input])
 
 

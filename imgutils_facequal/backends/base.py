@@ -5,6 +5,7 @@ model is opened (``__init__``), how a preprocessed batch runs (``_forward``) and
 is not the repository's pillow stages, how images are preprocessed. Everything else
 (probabilities, scores, batching, defaults, pickling) is shared.
 """
+import itertools
 import os
 from typing import (
     TYPE_CHECKING,
@@ -188,10 +189,15 @@ class FaceQualityClassifier:
 
     def scores_in_batches(self, images: Iterable, batch_size: Optional[int] = None) -> List[Dict[str, float]]:
         """Class probabilities for decoded RGB images, ``batch_size`` (default `default_batch_size`)
-        per forward pass."""
-        images = list(images)
+        per forward pass. ``images`` is taken a batch at a time: a generator of crops holds one
+        batch of them at once."""
         size = batch_size or self.default_batch_size
-        return [scores for start in range(0, len(images), size) for scores in self.scores(images[start:start + size])]
+        iterator, scores = iter(images), []
+        while True:
+            batch = list(itertools.islice(iterator, size))
+            if not batch:
+                return scores
+            scores.extend(self.scores(batch))
 
 
 @cached(per_process=True)

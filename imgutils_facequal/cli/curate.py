@@ -25,7 +25,7 @@ from ..quality import QUALITY_ORDER
 from ..store import describe_differences, scored_images, settings_mismatches
 from ..store.paths import local_path, saved_path_here
 from .common import (EXIT_UNAVAILABLE, EXIT_USAGE, FiniteFloatRange, Progress, exit_codes, fail, finish, given_settings,
-                     load_detector, plural, read_saved_scores, scoring_options, settings_from)
+                     load_detector, plural, print_failure, read_saved_scores, scoring_options, settings_from)
 
 _SCORES_HELP = ('Read the faces from saved scores instead of scoring PATHS: an output of `score` (JSON Lines, CSV '
                 'or Parquet), a glob, or a folder of shards (score --shard, score --ray); repeat it for several. No '
@@ -51,6 +51,12 @@ def _without_outputs(images, *folders) -> Tuple[list, int]:
 def _saved_results(scores, kwargs: dict, from_here: bool = True):
     """The results stored in ``scores``, after checking the scoring options given against their provenance; with
     ``from_here``, relative paths are read from the folder the scores were made in (see `_rows_from_here`)."""
+    return _results_of(*_read_saved(scores, kwargs), from_here)
+
+
+def _read_saved(scores, kwargs: dict):
+    """``(saved, named)``: the saved scores, read once and checked against the scoring options given, and how
+    messages name them."""
     given = given_settings(kwargs)
     saved = read_saved_scores(scores)
     named = ', '.join(saved.files[:3]) + (f' and {len(saved.files) - 3} more' if len(saved.files) > 3 else '')
@@ -67,6 +73,10 @@ def _saved_results(scores, kwargs: dict, from_here: bool = True):
         if problems:
             fail(f'{named} was not scored with the options given ({problems}). Drop those options to use the scores '
                  f'as they are, or score again with them.', EXIT_USAGE)
+    return saved, named
+
+
+def _results_of(saved, named: str, from_here: bool = True):
     if not from_here:
         return scored_images(saved.rows)
     return scored_images(_rows_from_here(saved.rows, (saved.provenance or {}).get('working_dir'), named))
@@ -91,14 +101,16 @@ def _sidecar_patterns(text: str) -> Tuple[str, ...]:
     return tuple(part.strip() for part in text.split(',') if part.strip())
 
 
-def _inputs(paths: Sequence[str], scores: Optional[str], kwargs: dict, *out_folders):
-    """``(images, results or None, options or None)``: from saved scores, or images to score."""
+def _inputs(paths: Sequence[str], scores: Optional[str], kwargs: dict, *out_folders, saved_results=None):
+    """``(images, results or None, options or None)``: from saved scores (``saved_results`` when the caller has
+    read them already), or images to score."""
     if scores and paths:
         raise click.UsageError('Give PATHS to score, or --scores with the rows of an earlier run; not both.')
     if not scores and not paths:
         raise click.UsageError('Give PATHS to score, or --scores with the rows of an earlier run.')
     if scores:
-        results, ignored = _results_outside(_saved_results(scores, kwargs), out_folders)
+        results, ignored = _results_outside(saved_results if saved_results is not None
+                                            else _saved_results(scores, kwargs), out_folders)
         return [result.image for result in results], results, None, ignored
     images, ignored = _without_outputs(find_images(paths), *out_folders)
     options = dict(faces=load_detector(settings_from(kwargs)), batch_size=kwargs.pop('batch_size'),
@@ -238,10 +250,12 @@ def filter_command(paths, scores, out_dir, min_label, min_quality, every_face, m
     if training is not None:
         patterns = training.sidecars_to_place(patterns)
     if decisions is not None:  # checked against every image of the scores, by their paths as stored (the report's)
-        as_stored = _saved_results(scores, kwargs, from_here=False)
+        saved, named = _read_saved(scores, kwargs)  # read once: checked, then placed from
+        as_stored = _results_of(saved, named, from_here=False)
         check_decisions(decisions, as_stored, ', '.join(scores))
-        everything = _saved_results(scores, kwargs)
-    images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir, rejected)
+        everything = _results_of(saved, named)
+    images, results, options, ignored = _inputs(paths, scores, kwargs, out_dir, rejected,
+                                                saved_results=everything if decisions is not None else None)
     _note_ignored(ignored, quiet)
     sorter = FolderFilter(images, out_dir, mode=mode, sidecars=patterns, rejected=rejected, dry_run=dry_run,
                           check_sizes=results is not None, thresholds=None if decisions else chosen,
@@ -464,7 +478,7 @@ def crop(paths, scores, out_dir, min_label, sidecar, image_format, caption, capt
                     unscored += 1
                     click.echo(f'left {result.image.path}: it failed when it was scored ({result.error}).', err=True)
                 else:
-                    click.echo(f'failed {result.image.path}: {result.error}', err=True)
+                    print_failure(result, progress)
                 continue
             decoded = result.decoded
             if decoded is None:  # from saved scores: decode only images with a face to write

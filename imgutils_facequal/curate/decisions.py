@@ -27,7 +27,7 @@ from ..atomic import replace_file
 from ..pipeline import ImageResult
 from ..store.paths import stored_path
 from ..store.schema import records
-from .selection import Thresholds, select_images
+from .selection import Selection, Thresholds, select_images
 
 __all__ = ['DECISIONS_KIND', 'DECISIONS_VERSION', 'OVERRIDES', 'Decisions', 'DecisionsError', 'scores_fingerprint',
            'make_decisions', 'read_decisions', 'write_decisions', 'check_decisions', 'apply_decisions',
@@ -166,15 +166,17 @@ def check_decisions(decisions: Decisions, results_or_rows, scores_name: str = 't
 
 
 def decided_images(results: Sequence[ImageResult], decisions: Decisions,
-                   scores_name: str = 'the scores') -> List[bool]:
+                   scores_name: str = 'the scores', selection: Optional[Selection] = None) -> List[bool]:
     """Per result, whether the decisions keep it: the thresholds (near-duplicates removed), then
     the overrides; an image that could not be read is never kept.
+
+    :param selection: ``select_images(results, decisions.thresholds)``, when the caller has made it.
 
     :raises DecisionsError: When the decisions were made from other scores, or override an
         image these scores do not hold.
     """
     check_decisions(decisions, results, scores_name)
-    kept = select_images(results, decisions.thresholds).kept
+    kept = list((selection or select_images(results, decisions.thresholds)).kept)
     index = {stored_path(result.image.path): position for position, result in enumerate(results)}
     unknown = sorted(set(decisions.overrides) - set(index))
     if unknown:

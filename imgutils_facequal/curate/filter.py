@@ -184,9 +184,9 @@ class FolderFilter:
         if decisions is None:
             raise ValueError('decide_with needs the FolderFilter made with decisions.')
         named = results if as_stored is None else as_stored
-        kept = decided_images(named, decisions, scores_name)
+        selection = select_images(named, decisions.thresholds)  # once: what is kept, and the duplicates
+        kept = decided_images(named, decisions, scores_name, selection)
         self.decided = {result.image.path: keep for result, keep in zip(results, kept)}
-        selection = select_images(named, decisions.thresholds)
         self.duplicate_of = {results[index].image.path: results[best].image.path
                              for index, best in selection.duplicate_of.items()
                              if not self.decided[results[index].image.path]}
