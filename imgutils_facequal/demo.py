@@ -26,6 +26,7 @@ from .models import list_face_quality_models
 from .scoring import load_face_quality_detector
 from .settings import ScoringSettings
 from .visualize import visualize_face_quality
+from .wording import plural
 
 __all__ = ['build_demo', 'launch_demo', 'predict_faces', 'DEMO_INSTALL_HINT']
 
@@ -92,7 +93,7 @@ def build_demo(settings: Optional[ScoringSettings] = None, title: str = 'Anime f
             drawing, headers, rows = predict_faces(image, model_name, folder, conf_threshold, iou_threshold, settings)
         except (FaceQualityError, ValueError, OSError) as err:
             raise gr.Error(str(err)) from err
-        found = f'{len(rows)} face{"" if len(rows) == 1 else "s"} found.' if rows else 'No face found.'
+        found = f'{plural(len(rows), "face")} found.' if rows else 'No face found.'
         return drawing, gr.Dataframe(value=rows, headers=headers), found
 
     with gr.Blocks(title=title, analytics_enabled=False) as demo:

@@ -130,10 +130,9 @@ def visualize_face_quality(image, results: Sequence, labels: Optional[Sequence[s
         scale = max_short_edge_size / min(width, height)
     if scale < 1.0:
         drawing = drawing.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.LANCZOS)
-    auto_font, auto_line, auto_padding = label_sizes(drawing.size)
+    auto_font, auto_line, _ = label_sizes(drawing.size)
     fontsize, line_width = fontsize or auto_font, line_width or auto_line
-    padding = text_padding if text_padding is not None else (auto_padding if fontsize == auto_font
-                                                             else max(3, fontsize // 4))
+    padding = text_padding if text_padding is not None else max(3, fontsize // 4)  # label_sizes' rule
     font = _font(fontsize)
     colours = _colours(list(labels or ()) + [label for _, label, _ in detections])
     draw = ImageDraw.Draw(drawing)

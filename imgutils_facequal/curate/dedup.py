@@ -240,12 +240,11 @@ def duplicate_groups(hashes: Sequence[Optional[str]], distance: int) -> List[Lis
     return groups
 
 
-def fill_hashes(results, on_image=None) -> int:
+def fill_hashes(results) -> int:
     """Compute the perceptual hash of each readable result that has none, from its image file
     (scores written before hashes were recorded, or without the ``dedup`` extra).
 
     :param results: `imgutils_facequal.ImageResult` objects; their ``phash`` is set in place.
-    :param on_image: Called with each result once looked at (for progress).
     :return: How many hashes were computed; an image that no longer exists or cannot be
         read keeps none (it is then in no group).
     :raises ImportError: Without imagehash, saying how to install it.
@@ -266,6 +265,4 @@ def fill_hashes(results, on_image=None) -> int:
             computed += 1
         except (ImageLoadError, OSError):
             pass
-        if on_image is not None:
-            on_image(result)
     return computed

@@ -14,8 +14,7 @@ digits, which no file name can hold, and `path_from_text` reads it back.
 import os
 import re
 
-__all__ = ['stored_path', 'local_path', 'image_key', 'common_root', 'saved_path_here', 'text_path', 'path_from_text',
-           'shown_path']
+__all__ = ['stored_path', 'local_path', 'image_key', 'common_root', 'saved_path_here', 'text_path', 'path_from_text']
 
 
 def stored_path(path: str, sep: str = os.sep) -> str:
@@ -47,15 +46,6 @@ def path_from_text(text: str) -> str:
     True
     """
     return _ESCAPED.sub(lambda match: chr(0xdc00 + int(match.group(1), 16)), text) if '\0' in text else text
-
-
-def shown_path(path: str) -> str:
-    """``path`` as it can be printed or shown on a page: a byte that is not UTF-8 as U+FFFD.
-
-    >>> shown_path('caf\\udce9.png')
-    'caf\\ufffd.png'
-    """
-    return os.fsencode(path).decode('utf-8', 'replace') if _SURROGATE.search(path) else path
 
 
 def local_path(stored: str, sep: str = os.sep) -> str:
